@@ -1,0 +1,1 @@
+"""Dagster assets, grouped by pipeline stage. Each is a thin wrapper over goalcraft.data."""

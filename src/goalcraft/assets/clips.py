@@ -1,0 +1,95 @@
+"""Clip stage: one partition of videos and trials → WebDataset shards of 16-frame 160x256 clips."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+import pyarrow.parquet as pq
+
+from goalcraft.assets.ingest import PARTITION_COUNT_KEY
+from goalcraft.data.clip_stage import build_clip_partition
+from goalcraft.data.manifest import VideoRecord
+from goalcraft.data.shards import verify_partition
+from goalcraft.data.tables import table_records
+from goalcraft.data.trials import TrialRecord
+from goalcraft.resources import ClipStageResource, CorpusResource, StorageResource
+
+
+class StalePartitioningError(RuntimeError):
+    pass
+
+
+def read_partition_rows(table_path: Path, partition: str, count: int, cls: type) -> list:
+    """The rows of one partition from an ingest table, refusing a table split for another count."""
+    table = pq.read_table(table_path)
+    written = int((table.schema.metadata or {}).get(PARTITION_COUNT_KEY, b"0"))
+    if written != count:
+        raise StalePartitioningError(
+            f"{table_path} was split into {written} partitions but the clip partitions number {count}: "
+            "re-materialize the ingest assets after changing [partitions] count"
+        )
+    mask = [p == partition for p in table.column("partition").to_pylist()]
+    return table_records(table.filter(mask), cls)
+
+
+def build_clip_assets(partitions_def: dg.PartitionsDefinition, ingest: list[dg.AssetsDefinition],
+                      ) -> tuple[list[dg.AssetsDefinition], list[dg.AssetChecksDefinition]]:
+    count = len(partitions_def.get_partition_keys())
+
+    @dg.asset(
+        group_name="clips",
+        kinds={"webdataset", "parquet", "video"},
+        partitions_def=partitions_def,
+        deps=ingest,
+        description=(
+            "16-frame clips (160x256, JPEG per frame) in WebDataset shards, one folder per partition: "
+            "transcript segments become clip windows, agent trials are tiled and captioned with their "
+            "instruction. Each shard has a parquet index and a stats record; rejected inputs are in the "
+            "partition's quarantine.parquet. Formats: docs/data-formats.md."
+        ),
+        metadata={"frames_per_clip": 16, "frame_size": "160x256", "partitions": count},
+    )
+    def video_clips(context: dg.AssetExecutionContext, corpus: CorpusResource, storage: StorageResource,
+                    clip_stage: ClipStageResource) -> dg.MaterializeResult:
+        paths = storage.paths
+        partition = context.partition_key
+        videos = read_partition_rows(paths.manifest_table, partition, count, VideoRecord)
+        trials = read_partition_rows(paths.trials_table, partition, count, TrialRecord)
+        context.log.info(f"partition {partition}: {len(videos)} videos, {len(trials)} trials")
+        report = build_clip_partition(partition, videos, trials, corpus.root, paths,
+                                      clip_stage.settings(corpus.root))
+        out_dir = paths.clip_partition_dir(partition)
+        return dg.MaterializeResult(
+            metadata={
+                "videos_seen": report.videos_seen,
+                "trials_seen": report.trials_seen,
+                "clips_written": report.clips_written,
+                "shards": len(report.shards),
+                "bytes": report.bytes,
+                "seconds": report.seconds,
+                "clips_per_second": round(report.clips_per_second, 2),
+                "segments_filtered": report.segments_filtered,
+                "quarantined": sum(report.failures.values()),
+                "failures_by_reason": dg.MetadataValue.json(report.failures),
+                "decoder": report.decoder,
+                "path": dg.MetadataValue.path(str(out_dir)),
+            }
+        )
+
+    @dg.asset_check(
+        asset=video_clips,
+        partitions_def=partitions_def,
+        name="shards_valid",
+        blocking=True,
+        description="Every shard opens, holds exactly its indexed keys, and every clip decodes to 16 frames of 160x256.",
+    )
+    def shards_valid(context: dg.AssetCheckExecutionContext, storage: StorageResource) -> dg.AssetCheckResult:
+        partition_dir = storage.paths.clip_partition_dir(context.partition_key)
+        shards, clips, problems = verify_partition(partition_dir)
+        return dg.AssetCheckResult(
+            passed=not problems,
+            metadata={"shards": shards, "clips": clips, "problems": dg.MetadataValue.json(problems[:50])},
+        )
+
+    return [video_clips], [shards_valid]

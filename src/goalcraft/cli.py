@@ -1,0 +1,184 @@
+"""The ``goalcraft`` command line.
+
+    goalcraft demo               generate the Crafter demo corpus (if absent) and materialize every asset
+    goalcraft generate-corpus    only generate the Crafter corpus
+    goalcraft ui                 open the Dagster UI on the same instance the demo wrote to
+    goalcraft download           fetch the manifest's videos with yt-dlp (the ``download`` extra)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+from goalcraft.config import GoalcraftConfig, load_config
+from goalcraft.storage import StoragePaths
+
+
+def _say(message: str) -> None:
+    print(message, flush=True)
+
+
+def _instance(paths: StoragePaths):
+    """A persistent Dagster instance under the data root (or ``$DAGSTER_HOME``), so the UI shows
+    the runs the CLI made."""
+    import dagster as dg
+
+    home = Path(os.environ.get("DAGSTER_HOME") or paths.dagster_home)
+    home.mkdir(parents=True, exist_ok=True)
+    os.environ["DAGSTER_HOME"] = str(home)
+    return dg.DagsterInstance.get()
+
+
+def ensure_demo_corpus(config: GoalcraftConfig, *, seed: int, videos: int, trials: int,
+                       say: Callable[[str], None] = _say) -> None:
+    corpus = config.paths.corpus_path
+    manifests = [corpus / m for m in config.paths.manifests]
+    if all(m.is_file() for m in manifests):
+        say(f"corpus: using {corpus}")
+        return
+    if config.paths.corpus_root:
+        raise SystemExit(f"goalcraft: manifest(s) {', '.join(map(str, manifests))} not found under the configured "
+                         f"corpus_root; the demo only generates a corpus in the default location")
+    from goalcraft.data.crafter_corpus import generate_crafter_corpus
+
+    say(f"corpus: generating the Crafter demo corpus in {corpus} (seed {seed})")
+    started = time.perf_counter()
+    summary = generate_crafter_corpus(corpus, seed=seed, n_videos=videos, n_trials=trials, progress=say)
+    say(f"corpus: {summary.videos} videos, {summary.trials + summary.episodes} trials, "
+        f"{summary.events} achievement events in {time.perf_counter() - started:.1f}s")
+
+
+def run_demo(config: GoalcraftConfig, *, seed: int = 0, videos: int = 6, trials: int = 4,
+             say: Callable[[str], None] = _say) -> dict[str, dict]:
+    """Generate the demo corpus if needed, then materialize every asset, partition by partition."""
+    from goalcraft.definitions import build_definitions
+
+    ensure_demo_corpus(config, seed=seed, videos=videos, trials=trials, say=say)
+    paths = StoragePaths(Path(config.paths.data_root))
+    instance = _instance(paths)
+    defs = build_definitions(config)
+    summary: dict[str, dict] = {}
+
+    say("ingest: validating manifest and trial folders")
+    result = defs.get_job_def("ingest_job").execute_in_process(instance=instance)
+    for event in result.get_asset_materialization_events():
+        mat = event.asset_materialization
+        summary[mat.asset_key.to_user_string()] = {k: v.value for k, v in mat.metadata.items()}
+    for name in ("corpus_manifest", "agent_trials"):
+        meta = summary.get(name, {})
+        say(f"ingest: {name}: " + ", ".join(f"{k}={v}" for k, v in meta.items() if isinstance(v, (int, float))))
+
+    clips_job = defs.get_job_def("clips_job")
+    keys = clips_job.partitions_def.get_partition_keys()
+    totals = {"clips_written": 0, "quarantined": 0, "bytes": 0}
+    for n, key in enumerate(keys, 1):
+        started = time.perf_counter()
+        result = clips_job.execute_in_process(instance=instance, partition_key=key)
+        meta = {}
+        for event in result.get_asset_materialization_events():
+            meta = {k: v.value for k, v in event.asset_materialization.metadata.items()}
+        checks = [e.event_specific_data.asset_check_evaluation for e in result.all_events
+                  if e.event_type_value == "ASSET_CHECK_EVALUATION"]
+        passed = all(c.passed for c in checks) and bool(checks)
+        for k in totals:
+            totals[k] += int(meta.get(k, 0))
+        bar = "#" * n + "." * (len(keys) - n)
+        say(f"clips [{bar}] {key}: {meta.get('clips_written', 0)} clips in {meta.get('shards', 0)} shard(s), "
+            f"{meta.get('quarantined', 0)} quarantined, check {'passed' if passed else 'FAILED'}, "
+            f"{time.perf_counter() - started:.1f}s")
+        summary[f"video_clips[{key}]"] = meta
+    say(f"done: {totals['clips_written']} clips ({totals['bytes'] / 1e6:.1f} MB), {totals['quarantined']} "
+        f"inputs quarantined. Outputs in {paths.data_root}; browse them with `goalcraft ui`.")
+    return summary
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    if args.data_root:
+        config = config.model_copy(update={"paths": config.paths.model_copy(
+            update={"data_root": str(Path(args.data_root).resolve())})})
+    run_demo(config, seed=args.seed, videos=args.videos, trials=args.trials)
+    return 0
+
+
+def _cmd_generate(args: argparse.Namespace) -> int:
+    from goalcraft.data.crafter_corpus import generate_crafter_corpus
+
+    summary = generate_crafter_corpus(Path(args.out), seed=args.seed, n_videos=args.videos,
+                                      n_trials=args.trials, steps_per_video=args.steps, progress=_say)
+    _say(f"wrote {summary.videos} videos, {summary.trials} trials, {summary.episodes} STEVE-1 episodes, "
+         f"{summary.events} events to {args.out}")
+    return 0
+
+
+def _cmd_ui(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    paths = StoragePaths(Path(config.paths.data_root))
+    env = dict(os.environ)
+    env.setdefault("DAGSTER_HOME", str(paths.dagster_home))
+    Path(env["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
+    if config.source != "defaults":
+        env["GOALCRAFT_CONFIG"] = config.source
+    cmd = ["dagster", "dev", "-m", "goalcraft.definitions", "--port", str(args.port)]
+    _say(f"DAGSTER_HOME={env['DAGSTER_HOME']} {' '.join(cmd)}")
+    return subprocess.call(cmd, env=env)
+
+
+def _cmd_download(args: argparse.Namespace) -> int:
+    from goalcraft.data.download import download_manifest_videos
+
+    config = load_config(args.config)
+    corpus = config.paths.corpus_path
+    results = download_manifest_videos([corpus / m for m in config.paths.manifests], corpus, limit=args.limit)
+    failed = [r for r in results if not r.ok]
+    _say(f"downloaded {len(results) - len(failed)} of {len(results)} videos into {corpus / 'videos'}")
+    for r in failed:
+        _say(f"  {r.video_id}: {r.error}")
+    return 1 if failed else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="goalcraft", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", type=Path, default=None,
+                        help="settings file (default: $GOALCRAFT_CONFIG, else ./goalcraft.toml, else built-in)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="generate the Crafter corpus if needed and materialize every asset")
+    demo.add_argument("--data-root", default=None, help="override [paths] data_root")
+    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--videos", type=int, default=6)
+    demo.add_argument("--trials", type=int, default=4)
+    demo.set_defaults(func=_cmd_demo)
+
+    gen = sub.add_parser("generate-corpus", help="write a Crafter corpus in goalcraft's input formats")
+    gen.add_argument("out")
+    gen.add_argument("--seed", type=int, default=0)
+    gen.add_argument("--videos", type=int, default=6)
+    gen.add_argument("--trials", type=int, default=4)
+    gen.add_argument("--steps", type=int, default=300)
+    gen.set_defaults(func=_cmd_generate)
+
+    ui = sub.add_parser("ui", help="run `dagster dev` on goalcraft's code location and instance")
+    ui.add_argument("--port", type=int, default=3000)
+    ui.set_defaults(func=_cmd_ui)
+
+    dl = sub.add_parser("download", help="download the manifest's videos with yt-dlp (pip install goalcraft[download])")
+    dl.add_argument("--limit", type=int, default=None)
+    dl.set_defaults(func=_cmd_download)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

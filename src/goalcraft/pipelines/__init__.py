@@ -1,0 +1,1 @@
+"""How goalcraft's assets are run: partitions, jobs, executors (and later schedules and sensors)."""

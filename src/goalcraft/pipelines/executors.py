@@ -1,0 +1,14 @@
+"""Executors. CPU stages run in parallel processes, one partition a process; runs launched from
+``goalcraft demo`` or tests execute in-process."""
+
+from __future__ import annotations
+
+import os
+
+import dagster as dg
+
+
+def cpu_executor(max_concurrent: int | None = None) -> dg.ExecutorDefinition:
+    return dg.multiprocess_executor.configured(
+        {"max_concurrent": max_concurrent or os.cpu_count() or 1}, name="cpu_multiprocess"
+    )

@@ -1,0 +1,133 @@
+"""Where goalcraft's outputs live: the one seam for storage paths, and atomic writes.
+
+Layout under the data root::
+
+    ingest/manifest.parquet              one row per usable video (with its partition)
+    ingest/trials.parquet                one row per usable agent trial
+    ingest/manifest_quarantine.parquet   manifest rows that were rejected, with the reason
+    ingest/trials_quarantine.parquet     trial folders that were rejected, with the reason
+    clips/<partition>/<shard>.tar           WebDataset shard of 16-frame clips
+    clips/<partition>/<shard>.parquet       index of the shard's samples
+    clips/<partition>/<shard>_stats.json    per-shard stats
+    clips/<partition>/quarantine.parquet    clip-stage rejects of the partition
+    clips/<partition>/partition.json        partition summary, written last
+
+A partition folder is built under ``clips/.staging/`` and swapped into place whole, so readers only
+ever see a complete partition (see :func:`commit_directory`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+
+@dataclass(frozen=True)
+class StoragePaths:
+    data_root: Path
+
+    @property
+    def ingest_dir(self) -> Path:
+        return self.data_root / "ingest"
+
+    @property
+    def manifest_table(self) -> Path:
+        return self.ingest_dir / "manifest.parquet"
+
+    @property
+    def trials_table(self) -> Path:
+        return self.ingest_dir / "trials.parquet"
+
+    @property
+    def manifest_quarantine_table(self) -> Path:
+        return self.ingest_dir / "manifest_quarantine.parquet"
+
+    @property
+    def trials_quarantine_table(self) -> Path:
+        return self.ingest_dir / "trials_quarantine.parquet"
+
+    @property
+    def clips_dir(self) -> Path:
+        return self.data_root / "clips"
+
+    def clip_partition_dir(self, partition: str) -> Path:
+        return self.clips_dir / partition
+
+    @property
+    def staging_dir(self) -> Path:
+        return self.clips_dir / ".staging"
+
+    @property
+    def dagster_home(self) -> Path:
+        return self.data_root / "dagster_home"
+
+
+def temporary_name(path: Path) -> Path:
+    # Hidden, unique and in the same folder, so the final rename never crosses a file system.
+    return path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:12]}")
+
+
+@contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success rename it over ``path``, else delete it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temporary_name(path)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_parquet_atomic(table: pa.Table, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
+
+
+def write_json_atomic(data: Any, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def commit_directory(staged: Path, final: Path) -> None:
+    """Replace ``final`` by the fully written ``staged`` folder.
+
+    POSIX cannot swap two folders in one step, so the old folder is first renamed to a
+    ``.trash-*`` sibling; :func:`recover_directory` restores it if the process dies between the
+    two renames. Either the old or the new folder is complete at every moment.
+    """
+    final.parent.mkdir(parents=True, exist_ok=True)
+    trash = final.with_name(f".trash-{final.name}-{uuid.uuid4().hex[:12]}")
+    if final.exists():
+        os.replace(final, trash)
+    os.replace(staged, final)
+    if trash.exists():
+        shutil.rmtree(trash)
+
+
+def recover_directory(final: Path, staging_root: Path) -> None:
+    """Undo what a killed writer left: stale staging folders, and a lost swap."""
+    if staging_root.is_dir():
+        for stale in staging_root.glob(f"{final.name}-*"):
+            shutil.rmtree(stale, ignore_errors=True)
+    trashes = sorted(final.parent.glob(f".trash-{final.name}-*"), key=lambda p: p.stat().st_mtime)
+    if not final.exists() and trashes:
+        os.replace(trashes.pop(), final)
+    for trash in trashes:
+        shutil.rmtree(trash, ignore_errors=True)
+
+
+def new_staging_dir(final: Path, staging_root: Path) -> Path:
+    staged = staging_root / f"{final.name}-{uuid.uuid4().hex[:12]}"
+    staged.mkdir(parents=True)
+    return staged
