@@ -67,9 +67,9 @@ def run_demo(config: GoalcraftConfig, *, seed: int = 0, videos: int = 6, trials:
 
     say("ingest: validating manifest and trial folders")
     result = defs.get_job_def("ingest_job").execute_in_process(instance=instance)
-    for event in result.get_asset_materialization_events():
-        mat = event.asset_materialization
-        summary[mat.asset_key.to_user_string()] = {k: v.value for k, v in mat.metadata.items()}
+    for name in ("corpus_manifest", "agent_trials"):
+        for mat in result.asset_materializations_for_node(name):
+            summary[name] = {k: v.value for k, v in mat.metadata.items()}
     for name in ("corpus_manifest", "agent_trials"):
         meta = summary.get(name, {})
         say(f"ingest: {name}: " + ", ".join(f"{k}={v}" for k, v in meta.items() if isinstance(v, (int, float))))
@@ -81,9 +81,9 @@ def run_demo(config: GoalcraftConfig, *, seed: int = 0, videos: int = 6, trials:
         started = time.perf_counter()
         result = clips_job.execute_in_process(instance=instance, partition_key=key)
         meta = {}
-        for event in result.get_asset_materialization_events():
-            meta = {k: v.value for k, v in event.asset_materialization.metadata.items()}
-        checks = [e.event_specific_data.asset_check_evaluation for e in result.all_events
+        for mat in result.asset_materializations_for_node("video_clips"):
+            meta = {k: v.value for k, v in mat.metadata.items()}
+        checks = [e.event_specific_data for e in result.all_events
                   if e.event_type_value == "ASSET_CHECK_EVALUATION"]
         passed = all(c.passed for c in checks) and bool(checks)
         for k in totals:

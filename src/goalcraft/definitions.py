@@ -29,7 +29,7 @@ def build_definitions(config: GoalcraftConfig) -> dg.Definitions:
     return dg.Definitions(
         assets=[*ingest, *clip_assets],
         asset_checks=clip_checks,
-        jobs=build_jobs(partitions_def),
+        jobs=build_jobs(),
         resources=build_resources(config),
         executor=cpu_executor(),
     )

@@ -1,6 +1,8 @@
-"""Clip stage: one partition of videos and trials → WebDataset shards of 16-frame 160x256 clips."""
+"""Clip stage: one partition of videos and trials → WebDataset shards of 16-frame 160x256 clips.
 
-from __future__ import annotations
+(No `from __future__ import annotations` here: Dagster reads the context type hints at runtime.)
+"""
+
 
 from pathlib import Path
 

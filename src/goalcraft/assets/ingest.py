@@ -4,7 +4,6 @@ Every row the clip stage will see is here, with its partition; every row that co
 in the ingest quarantine table with the reason.
 """
 
-from __future__ import annotations
 
 from collections import Counter
 

@@ -95,7 +95,8 @@ def _clip_meta(source: str, source_id: str, video_path: str, window: ClipWindow,
 
 
 def _window_clips(handle: VideoHandle, windows: Sequence[ClipWindow], *, source: str, source_id: str,
-                  video_path: str, extra_meta: dict) -> Iterator[ClipSample | QuarantineRecord]:
+                  video_path: str, extra_meta: dict, segment_indices: bool = False,
+                  ) -> Iterator[ClipSample | QuarantineRecord]:
     info = handle.info
     for i, window in enumerate(windows):
         where = f"{video_path}@{window.start:.3f}-{window.end:.3f}"
@@ -110,7 +111,13 @@ def _window_clips(handle: VideoHandle, windows: Sequence[ClipWindow], *, source:
             continue
         meta = _clip_meta(source, source_id, video_path, window, indices, decoded.timestamps, info.fps)
         meta.update(extra_meta)
+        if segment_indices:  # which transcript segments the caption came from
+            meta["segment_indices"] = list(window.segment_indices)
         yield ClipSample(sample_key(source_id, i), decoded.frames, window.caption, meta)
+
+
+# Window rejections that, in a truncated video, mean "no frames there" rather than a bad transcript.
+UNREACHABLE = ("segment_past_video_end", "window_too_short")
 
 
 def video_clips(record: VideoRecord, corpus_root: Path, decoder: VideoDecoder,
@@ -132,12 +139,24 @@ def video_clips(record: VideoRecord, corpus_root: Path, decoder: VideoDecoder,
         return
     with handle:
         # The decoded stream, not the manifest's claim, says how long the video is.
-        result = windows_from_segments(segments, handle.info.duration, handle.info.fps, rules)
+        info = handle.info
+        result = windows_from_segments(segments, info.duration, info.fps, rules)
         counters["segments_filtered"] += result.filtered
+        # A video that decodes to much less than its manifest duration is truncated: the segments it
+        # cannot reach lack frames, their transcript is not at fault.
+        truncated = info.duration < record.duration - max(1.0, 0.02 * record.duration)
         for index, reason, detail in result.rejected:
-            yield QuarantineRecord(f"{record.transcript_path}#segment{index}", "window", reason, detail, record.id)
+            where = f"{record.transcript_path}#segment{index}"
+            segment = segments[index]
+            if truncated and reason in UNREACHABLE and segment.start < record.duration and segment.end > info.duration:
+                detail = (f"segment {segment.start:.2f}-{segment.end:.2f}s lies past the last decodable frame "
+                          f"({info.duration:.2f}s) of a video the manifest says lasts {record.duration:.2f}s")
+                yield QuarantineRecord(where, "decode", "insufficient_frames", detail, record.id)
+            else:
+                yield QuarantineRecord(where, "window", reason, detail, record.id)
         yield from _window_clips(handle, result.windows, source="video", source_id=record.id,
-                                 video_path=record.video_path, extra_meta={"title": record.title})
+                                 video_path=record.video_path, extra_meta={"title": record.title},
+                                 segment_indices=True)
 
 
 def trial_clips(record: TrialRecord, corpus_root: Path, decoder: VideoDecoder,
@@ -149,11 +168,16 @@ def trial_clips(record: TrialRecord, corpus_root: Path, decoder: VideoDecoder,
         yield QuarantineRecord(record.video_path, "decode", exc.reason, exc.detail, record.id)
         return
     with handle:
-        windows = tile_windows(handle.info.duration, handle.info.fps, window_s, record.instruction)
+        info = handle.info
+        # A successful trial is cut up to its success moment: later footage no longer shows the
+        # instruction being carried out. A trial shorter than one window gives one clip of it all.
+        end = min(info.duration, record.success_time) if record.success and record.success_time else info.duration
+        windows = tile_windows(info.duration, info.fps, window_s, record.instruction, end_at=end)
+        if not windows and end * info.fps >= CLIP_FRAMES:
+            windows = [ClipWindow(0.0, round(end, 6), record.instruction, ())]
         if not windows:
             yield QuarantineRecord(record.video_path, "window", "window_too_short",
-                                   f"trial video of {handle.info.duration:.2f}s is shorter than one "
-                                   f"{window_s}s window", record.id)
+                                   f"trial footage of {end:.2f}s holds fewer than {CLIP_FRAMES} frames", record.id)
         extra = {"task": record.task, "success": record.success, "success_time": record.success_time,
                  "layout": record.layout}
         yield from _window_clips(handle, windows, source="trial", source_id=record.id,

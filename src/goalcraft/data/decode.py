@@ -10,10 +10,12 @@ Two interchangeable back ends implement :class:`VideoDecoder`:
 
 Both resize with FFmpeg's swscale (bicubic), a plain resize to ``height x width`` (160x256 by
 default, no crop: MineCLIP frames are resized 640x360 Minecraft views), and return ``uint8`` RGB.
-Frame ``i`` is the ``i``-th frame in presentation order; timestamps are in seconds from the first
-frame's presentation time (so frame 0 is at 0.0), rounded to the microsecond, and identical between
-the two back ends up to decord's float32 timestamps (exact to the microsecond for the first few
-seconds, to ~0.1 ms after an hour of video).
+Frame ``i`` is the ``i``-th frame in presentation order. Both back ends number frames and time them
+from one index of the video stream's packets, built with PyAV at open (demuxing only, no decoding):
+timestamps are float64 seconds from the first frame's presentation time (frame 0 is at 0.0),
+computed from the integer pts (so frame k of a 30 fps mp4 is at exactly k/30) and identical between
+the back ends; the frame count is the number of complete packets, so a truncated file reports the
+frames it really has, not what its header announces.
 
 Every problem with the input surfaces as :class:`~goalcraft.data.quarantine.InputError` with one of
 the reasons ``video_missing``, ``video_empty``, ``video_unreadable`` or ``insufficient_frames``;
@@ -64,8 +66,6 @@ DECODER_NAMES = ("auto", "decord", "pyav")
 # A .txt file opens as format "tty" with an "ansi" video stream; none of these is gameplay video.
 _TEXT_ART_FORMATS = frozenset({"tty", "bin", "xbin", "adf", "idf"})
 _TEXT_ART_CODECS = frozenset({"ansi", "bintext", "xbin", "idf"})
-
-_TS_DECIMALS = 6  # timestamps are rounded to the microsecond
 
 
 # --------------------------------------------------------------------------------------------
@@ -135,7 +135,7 @@ class VideoDecoder(Protocol):
 
 
 def _check_file(path: str | os.PathLike[str]) -> Path:
-    """``video_missing`` / ``video_empty`` / ``video_unreadable`` for what is not a non-empty file."""
+    """``video_missing`` / ``video_empty`` / ``video_unreadable`` unless a non-empty file."""
     p = Path(path)
     try:
         st = p.stat()
@@ -155,17 +155,6 @@ def _check_size(height: int, width: int) -> None:
         raise ValueError(f"output size must be positive, got height={height} width={width}")
 
 
-@dataclass(frozen=True)
-class _Header:
-    """Container-level facts, read with PyAV without decoding (cheap: headers only)."""
-
-    width: int
-    height: int
-    fps: float  # 0.0 when the container does not say
-    format_name: str
-    codec_name: str
-
-
 def _open_container(path: Path) -> Any:
     import av
 
@@ -176,14 +165,14 @@ def _open_container(path: Path) -> Any:
 
 
 def _video_stream(container: Any, path: Path) -> Any:
+    """The container's main video stream; ``video_unreadable`` when there is none worth decoding."""
     streams = list(container.streams.video)
     if not streams:
         raise InputError("video_unreadable", f"no video stream in {path}")
     try:
-        best = container.streams.best("video")
+        stream = container.streams.best("video") or streams[0]
     except Exception:
-        best = None
-    stream = best if best is not None else streams[0]
+        stream = streams[0]
     fmt = (container.format.name or "").split(",")[0]
     codec = stream.codec_context.name or ""
     if fmt in _TEXT_ART_FORMATS or codec in _TEXT_ART_CODECS:
@@ -203,25 +192,6 @@ def _stream_fps(stream: Any) -> float:
         except (TypeError, ZeroDivisionError, ValueError):
             continue
     return 0.0
-
-
-def _read_header(path: Path) -> _Header:
-    container = _open_container(path)
-    try:
-        stream = _video_stream(container, path)
-        return _Header(
-            width=int(stream.codec_context.width),
-            height=int(stream.codec_context.height),
-            fps=_stream_fps(stream),
-            format_name=container.format.name or "",
-            codec_name=stream.codec_context.name or "",
-        )
-    except InputError:
-        raise
-    except Exception as e:
-        raise InputError("video_unreadable", f"cannot read stream header of {path}: {e}") from None
-    finally:
-        container.close()
 
 
 def _fps_from_timestamps(ts: np.ndarray) -> float:
@@ -288,6 +258,107 @@ def _empty(height: int, width: int) -> DecodedFrames:
 
 
 # --------------------------------------------------------------------------------------------
+# Frame index (PyAV demux, no decoding)
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Index:
+    """Every frame of the video stream, learnt by demuxing its packets (no decoding).
+
+    Frame ``i`` is the packet with the ``i``-th smallest pts (decord numbers frames the same way).
+    ``sequential`` is set when pts are missing or repeated (raw streams, some AVI files): frames are
+    then numbered by counting decoded frames from the start of the file.
+    """
+
+    num_frames: int
+    fps: float
+    width: int
+    height: int
+    timestamps: np.ndarray  # float64 [num_frames], seconds from the first frame
+    pts: np.ndarray  # int64 [num_frames] sorted pts (empty when sequential)
+    keyframes: np.ndarray  # int64 sorted frame indices of keyframes, always starting with 0
+    sequential: bool
+
+    @property
+    def info(self) -> VideoInfo:
+        return VideoInfo(self.num_frames, self.fps, self.width, self.height)
+
+
+def _scan(container: Any, stream: Any, path: Path) -> _Index:
+    pts_list: list[int | None] = []
+    key_list: list[bool] = []
+    corrupt: list[bool] = []
+    demux = container.demux(stream)
+    while True:
+        try:
+            packet = next(demux)
+        except StopIteration:
+            break
+        except Exception as e:  # damaged tail: what was demuxed so far is what exists
+            log.warning("demuxing %s stopped early: %s", path, e)
+            break
+        if packet.size == 0 or packet.is_discard:
+            continue
+        pts_list.append(packet.pts)
+        key_list.append(bool(packet.is_keyframe))
+        corrupt.append(bool(packet.is_corrupt))
+    # A truncated file ends in a partial packet, which FFmpeg flags corrupt and which never decodes.
+    while corrupt and corrupt[-1]:
+        corrupt.pop()
+        pts_list.pop()
+        key_list.pop()
+    if not pts_list:
+        raise InputError("video_unreadable", f"no decodable video packets in {path}")
+
+    n = len(pts_list)
+    cc = stream.codec_context
+    width, height = int(cc.width), int(cc.height)
+    fps = _stream_fps(stream)
+    tb = Fraction(stream.time_base) if stream.time_base else None
+    sequential = tb is None or any(p is None for p in pts_list) or len(set(pts_list)) != n
+    if sequential:
+        if fps <= 0:
+            raise InputError("video_unreadable", f"{path}: no timestamps and no frame rate")
+        return _Index(
+            num_frames=n,
+            fps=fps,
+            width=width,
+            height=height,
+            timestamps=np.arange(n, dtype=np.float64) / fps,
+            pts=np.zeros(0, dtype=np.int64),
+            keyframes=np.zeros(1, dtype=np.int64),
+            sequential=True,
+        )
+    raw = np.asarray(pts_list, dtype=np.int64)
+    order = np.argsort(raw, kind="stable")
+    pts = raw[order]
+    kf = np.flatnonzero(np.asarray(key_list, dtype=bool)[order]).astype(np.int64)
+    if kf.size == 0 or kf[0] != 0:
+        kf = np.concatenate([np.zeros(1, dtype=np.int64), kf])
+    assert tb is not None
+    # integer ticks * num / den: correctly rounded seconds (k*512/15360 == k/30 exactly as floats)
+    timestamps = (pts - pts[0]).astype(np.float64) * tb.numerator / tb.denominator
+    if fps <= 0:
+        fps = _fps_from_timestamps(timestamps)
+    if fps <= 0:
+        raise InputError("video_unreadable", f"{path}: cannot determine frame rate")
+    return _Index(n, fps, width, height, timestamps, pts, kf, False)
+
+
+def _index_file(path: Path) -> _Index:
+    container = _open_container(path)
+    try:
+        return _scan(container, _video_stream(container, path), path)
+    except InputError:
+        raise
+    except Exception as e:
+        raise InputError("video_unreadable", f"cannot index {path}: {e}") from None
+    finally:
+        container.close()
+
+
+# --------------------------------------------------------------------------------------------
 # PyAV
 # --------------------------------------------------------------------------------------------
 
@@ -295,14 +366,16 @@ def _empty(height: int, width: int) -> DecodedFrames:
 class _PyAVHandle(_HandleBase):
     """Keyframe-indexed forward decoder.
 
-    At open the packets of the video stream are demuxed (no decoding) to learn every frame's pts and
-    which frames are keyframes. Frame ``i`` is the ``i``-th smallest pts, the same numbering decord
-    uses. A decoded frame's index is looked up from its pts, so B-frame reordering and leading
-    frames after a seek are handled exactly. When pts are missing or repeated (raw streams, some
-    AVI files) the handle falls back to counting frames from the start of the file.
+    A decoded frame's index is looked up from its pts in the :class:`_Index`, so B-frame
+    reordering and the leading frames after a seek are handled exactly; a frame whose pts the index
+    does not know is never returned. Each wanted frame is reached by decoding forward from the
+    current position, or by seeking to the last keyframe at or before it when that skips work (or
+    when it lies behind the current position).
     """
 
-    def __init__(self, path: Path, height: int, width: int, threads: int) -> None:
+    def __init__(
+        self, path: Path, height: int, width: int, threads: int, index: _Index | None = None
+    ) -> None:
         self.path = path
         self._h = int(height)
         self._w = int(width)
@@ -310,15 +383,23 @@ class _PyAVHandle(_HandleBase):
         self._container: Any = None
         self._frames_iter: Iterator[Any] | None = None
         self._pos = -1  # index of the last frame the current iterator produced
-        self._decode_errors = 0
+        # Frame threading loses the frames in flight when a packet fails to decode; after such a
+        # loss the handle retries in "safe" mode (slice threads only), which loses nothing.
+        self._safe = False
+        self._frames_out = 0  # frames decoded so far: tells "truncated" from "nothing decodes"
         self._open_container()
         try:
-            self._build_index()
+            if index is None:
+                index = _scan(self._container, self._stream, path)
+                self._restart()  # the scan read to the end; decode from the start
+            self._index = index
+            self.info = index.info
+            self._rank = {int(p): i for i, p in enumerate(index.pts.tolist())}
         except BaseException:
             self.close()
             raise
 
-    # ---- setup -------------------------------------------------------------------------------
+    # ---- positioning -------------------------------------------------------------------------
     def _open_container(self) -> None:
         from av.video.reformatter import VideoReformatter
 
@@ -326,7 +407,7 @@ class _PyAVHandle(_HandleBase):
         try:
             self._stream = _video_stream(self._container, self.path)
             cc = self._stream.codec_context
-            cc.thread_type = "AUTO"
+            cc.thread_type = "SLICE" if self._safe else "AUTO"
             cc.thread_count = self._threads
         except BaseException:
             self._container.close()
@@ -336,83 +417,21 @@ class _PyAVHandle(_HandleBase):
         self._frames_iter = None
         self._pos = -1
 
-    def _build_index(self) -> None:
-        stream = self._stream
-        pts_list: list[int | None] = []
-        key_list: list[bool] = []
-        demux = self._container.demux(stream)
-        while True:
-            try:
-                packet = next(demux)
-            except StopIteration:
-                break
-            except Exception as e:  # a damaged tail: what was demuxed so far is what exists
-                log.warning("demux of %s stopped early: %s", self.path, e)
-                break
-            if packet.size == 0 or packet.is_discard:
-                continue
-            pts_list.append(packet.pts)
-            key_list.append(bool(packet.is_keyframe))
-        if not pts_list:
-            raise InputError("video_unreadable", f"no video frames in {self.path}")
-
-        self._time_base = Fraction(stream.time_base) if stream.time_base else None
-        n = len(pts_list)
-        self._sequential = (
-            self._time_base is None
-            or any(p is None for p in pts_list)
-            or len(set(pts_list)) != n
-        )
-        fps = _stream_fps(stream)
-        if self._sequential:
-            # Count frames from the start of the file; no seeking except back to the start.
-            self._pts = np.zeros(0, dtype=np.int64)
-            self._rank: dict[int, int] = {}
-            self._keyframes = np.zeros(1, dtype=np.int64)  # only "frame 0"
-            if fps <= 0:
-                raise InputError(
-                    "video_unreadable", f"{self.path}: no timestamps and no frame rate"
-                )
-            self._timestamps = np.round(np.arange(n, dtype=np.float64) / fps, _TS_DECIMALS)
-        else:
-            raw = np.asarray(pts_list, dtype=np.int64)
-            order = np.argsort(raw, kind="stable")
-            self._pts = raw[order]
-            self._rank = {int(p): i for i, p in enumerate(self._pts)}
-            keys = np.asarray(key_list, dtype=bool)[order]
-            kf = np.flatnonzero(keys).astype(np.int64)
-            if kf.size == 0 or kf[0] != 0:
-                kf = np.concatenate([[0], kf]).astype(np.int64)
-            self._keyframes = kf
-            tb = self._time_base
-            assert tb is not None
-            rel = self._pts - self._pts[0]
-            ts = rel.astype(np.float64) * tb.numerator / tb.denominator
-            self._timestamps = np.round(ts, _TS_DECIMALS)
-            if fps <= 0:
-                fps = _fps_from_timestamps(self._timestamps)
-            if fps <= 0:
-                raise InputError("video_unreadable", f"{self.path}: cannot determine frame rate")
-        cc = stream.codec_context
-        self.info = VideoInfo(num_frames=n, fps=fps, width=int(cc.width), height=int(cc.height))
-        # Demuxing moved the read position to the end: go back to the start for decoding.
-        self._restart()
-
-    # ---- positioning -------------------------------------------------------------------------
     def _restart(self) -> None:
-        """Decode from the beginning of the file (reopen: works for every format)."""
+        """Decode from the beginning of the file (reopening works for every format)."""
         if self._container is not None:
             self._container.close()
+            self._container = None
         self._open_container()
 
-    def _seek_keyframe(self, k: int) -> None:
-        """Position the decoder so the next frames start at keyframe number ``k`` (in the list)."""
-        kf = int(self._keyframes[k])
-        if kf == 0 or self._sequential:
+    def _seek_keyframe(self, slot: int) -> None:
+        """Position the decoder so that decoding starts at keyframe number ``slot``."""
+        kf = int(self._index.keyframes[slot])
+        if kf == 0 or self._index.sequential:
             self._restart()
             return
         try:
-            self._container.seek(int(self._pts[kf]), stream=self._stream, backward=True)
+            self._container.seek(int(self._index.pts[kf]), stream=self._stream, backward=True)
         except Exception as e:
             log.debug("seek in %s failed (%s); decoding from the start", self.path, e)
             self._restart()
@@ -428,89 +447,89 @@ class _PyAVHandle(_HandleBase):
                 packet = next(demux)
             except StopIteration:
                 return
-            except Exception as e:
-                log.warning("demux of %s failed: %s", self.path, e)
-                packet = None
-            if packet is None:  # damaged tail: flush what the decoder holds, then stop
+            except Exception as e:  # damaged tail: flush what the decoder holds, then stop
+                log.warning("demuxing %s failed: %s", self.path, e)
                 try:
                     yield from self._stream.codec_context.decode(None)
                 except Exception:
                     pass
                 return
+            if packet.is_corrupt and not self._index.sequential and packet.pts not in self._rank:
+                continue  # the partial last packet of a truncated file: not a frame, never decodes
             try:
                 frames = packet.decode()
             except Exception as e:
-                self._decode_errors += 1
                 log.debug("undecodable packet (pts %s) in %s: %s", packet.pts, self.path, e)
                 continue
             yield from frames
 
-    def _index_of(self, frame: Any) -> int:
-        if self._sequential or frame.pts is None:
-            return self._pos + 1
-        i = self._rank.get(int(frame.pts))
-        if i is not None:
-            return i
-        # pts the demuxer did not announce (should not happen): nearest announced frame
-        j = int(np.searchsorted(self._pts, int(frame.pts)))
-        if j >= len(self._pts):
-            return len(self._pts) - 1
-        if j > 0 and int(frame.pts) - self._pts[j - 1] < self._pts[j] - int(frame.pts):
-            return j - 1
-        return j
-
     def _next(self) -> tuple[int, Any] | None:
+        """The next decoded frame the index knows, with its frame index; ``None`` at the end."""
         if self._frames_iter is None:
             self._frames_iter = self._decoded()
-        try:
-            frame = next(self._frames_iter)
-        except StopIteration:
-            return None
-        except Exception as e:  # anything PyAV raises mid-iteration: treat as end of stream
-            log.warning("decoding %s stopped: %s", self.path, e)
-            return None
-        i = self._index_of(frame)
-        self._pos = i
-        return i, frame
-
-    def _keyframe_slot(self, target: int) -> int:
-        """Position in the keyframe list of the last keyframe at or before ``target``."""
-        return int(np.searchsorted(self._keyframes, target, side="right")) - 1
+        while True:
+            try:
+                frame = next(self._frames_iter)
+            except StopIteration:
+                return None
+            except Exception as e:  # anything PyAV raises mid-iteration ends the stream
+                log.warning("decoding %s stopped: %s", self.path, e)
+                return None
+            if self._index.sequential:
+                i: int | None = self._pos + 1
+            else:
+                i = None if frame.pts is None else self._rank.get(int(frame.pts))
+            if i is None:
+                continue  # a frame the index does not announce: never return it
+            self._pos = i
+            self._frames_out += 1
+            return i, frame
 
     def _frame(self, target: int) -> np.ndarray:
-        slot = self._keyframe_slot(target)
-        just_seeked = False
-        if target <= self._pos or int(self._keyframes[slot]) > self._pos + 1:
+        try:
+            return self._frame_once(target)
+        except InputError:
+            if self._safe:
+                raise
+        log.info("%s: frame %d lost with frame threading; retrying without", self.path, target)
+        self._safe = True
+        self._restart()
+        return self._frame_once(target)
+
+    def _frame_once(self, target: int) -> np.ndarray:
+        keyframes = self._index.keyframes
+        slot = int(np.searchsorted(keyframes, target, side="right")) - 1
+        # After a seek, "landed" turns true once a frame from the wanted keyframe on shows up before
+        # the target: until then an overshoot means the seek landed late, not that a frame is lost.
+        landed = True
+        if target <= self._pos or int(keyframes[slot]) > self._pos + 1:
             self._seek_keyframe(slot)
-            just_seeked = True
+            landed = False
         while True:
             got = self._next()
             if got is None:
+                if self._frames_out == 0:
+                    raise InputError("video_unreadable", f"{self.path}: no frame decodes")
                 raise InputError(
                     "insufficient_frames",
                     f"{self.path}: decoding ended before frame {target} "
-                    f"({self.info.num_frames} frames announced; file truncated?)",
+                    f"of {self.info.num_frames} (truncated or damaged file)",
                 )
             i, frame = got
             if i < target:
+                landed = landed or i >= int(keyframes[slot])
                 continue
             if i == target:
-                out = self._reformatter.reformat(
-                    frame,
-                    width=self._w,
-                    height=self._h,
-                    format="rgb24",
-                    interpolation="BICUBIC",
+                rgb = self._reformatter.reformat(
+                    frame, width=self._w, height=self._h, format="rgb24", interpolation="BICUBIC"
                 )
-                return out.to_ndarray()
-            # Overshot: either the seek landed late, or the frame cannot be decoded.
-            if just_seeked and slot > 0:
+                return rgb.to_ndarray()
+            # Overshot: the seek landed late (retry from an earlier keyframe) or the frame is lost.
+            if not landed and slot > 0:
                 slot -= 1
                 self._seek_keyframe(slot)
                 continue
-            raise InputError(
-                "video_unreadable", f"{self.path}: frame {target} could not be decoded"
-            )
+            raise InputError("video_unreadable", f"{self.path}: frame {target} does not decode")
 
     # ---- API -----------------------------------------------------------------------------------
     def read(self, indices: Sequence[int]) -> DecodedFrames:
@@ -523,15 +542,13 @@ class _PyAVHandle(_HandleBase):
         try:
             for j, target in enumerate(uniq.tolist()):
                 out[j] = self._frame(target)
-        except InputError:
+        except BaseException as e:
             self._frames_iter = None
-            self._pos = self.info.num_frames  # force a fresh seek on the next read
-            raise
-        except Exception as e:
-            self._frames_iter = None
-            self._pos = self.info.num_frames
+            self._pos = self.info.num_frames  # the next read seeks afresh
+            if isinstance(e, InputError) or not isinstance(e, Exception):
+                raise
             raise InputError("video_unreadable", f"{self.path}: decoding failed: {e}") from None
-        return DecodedFrames(frames=out[inverse], timestamps=self._timestamps[idx].copy())
+        return DecodedFrames(frames=out[inverse], timestamps=self._index.timestamps[idx].copy())
 
     def close(self) -> None:
         if self._closed:
@@ -578,43 +595,54 @@ class PyAVDecoder:
 # --------------------------------------------------------------------------------------------
 
 
-class _DecordHandle(_HandleBase):
-    """decord ``VideoReader`` wrapper.
+def _ts_tolerance(t: np.ndarray) -> np.ndarray:
+    """How far decord's float32 timestamps may stray from exact ones (far below a frame period)."""
+    return 1e-5 + 1e-6 * np.abs(t)
 
-    decord builds its frame index from the demuxed packets, so its frame count can include a last
-    packet that does not decode (a truncated file). When ``get_batch`` fails, the same request is
-    replayed with PyAV, which either recovers the frames or raises the precise reason
-    (``insufficient_frames`` for frames past the decodable end).
+
+class _DecordHandle(_HandleBase):
+    """decord ``VideoReader`` for decoding and resizing, numbered by the PyAV :class:`_Index`.
+
+    The index fixes the frame count (decord's count can include a truncated last packet that never
+    decodes), the exact float64 timestamps (decord only has float32 ones) and the source size.
+    decord's own timestamps are checked against the index at open; if the two number frames
+    differently, the stream has no usable pts, or decord cannot open a file PyAV could index, the
+    handle decodes with PyAV instead. When
+    ``get_batch`` fails, the request is replayed with PyAV, which recovers the frames or raises the
+    precise reason.
     """
 
-    def __init__(self, path: Path, header: _Header, height: int, width: int, threads: int):
+    def __init__(self, path: Path, index: _Index, height: int, width: int, threads: int):
         self.path = path
         self._h = int(height)
         self._w = int(width)
         self._threads = int(threads)
+        self._index = index
         self._vr: Any = None
-        self._limit: int | None = None  # first index known not to decode
-        self._vr = self._new_reader()
-        n = len(self._vr)
-        if n <= 0:
-            raise InputError("video_unreadable", f"no video frames in {path}")
-        try:
-            raw = np.asarray(self._vr.get_frame_timestamp(list(range(n))), dtype=np.float64)
-        except Exception as e:
-            raise InputError("video_unreadable", f"{path}: no frame timestamps: {e}") from None
-        start = raw[:, 0] if raw.ndim == 2 else raw
-        self._timestamps = np.round(start - start[0], _TS_DECIMALS)
-        fps = header.fps
-        if fps <= 0:
+        self._pyav: _PyAVHandle | None = None
+        n = index.num_frames
+        if index.sequential:
+            log.info("%s has no usable pts; decoding it with PyAV", path)
+        else:
             try:
-                fps = float(self._vr.get_avg_fps())
-            except Exception:
-                fps = 0.0
-        if not fps > 0:
-            fps = _fps_from_timestamps(self._timestamps)
-        if fps <= 0:
-            raise InputError("video_unreadable", f"{path}: cannot determine frame rate")
-        self.info = VideoInfo(num_frames=n, fps=fps, width=header.width, height=header.height)
+                self._vr = self._new_reader()
+            except InputError as e:  # e.g. a codec decord's own FFmpeg lacks; PyAV indexed it
+                try:
+                    self._pyav_handle().read([0])  # PyAV must at least decode the first frame
+                except InputError as again:
+                    self.close()
+                    raise InputError("video_unreadable", f"{e.detail}; {again.detail}") from None
+                log.warning("%s; decoding with PyAV", e.detail)
+        if self._vr is not None:
+            n_decord = len(self._vr)
+            if n_decord != index.num_frames:
+                log.info("%s: decord counts %d frames, the index %d", path, n_decord, n)
+            n = min(n, n_decord)
+            if not self._numbering_agrees(n):
+                log.warning("%s: decord numbers frames differently; decoding with PyAV", path)
+                self._vr = None
+                n = index.num_frames
+        self.info = VideoInfo(n, index.fps, index.width, index.height)
 
     def _new_reader(self) -> Any:
         import decord
@@ -624,75 +652,64 @@ class _DecordHandle(_HandleBase):
                 str(self.path), width=self._w, height=self._h, num_threads=self._threads
             )
         except Exception as e:  # RuntimeError / DECORDError / AssertionError
-            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            text = str(e).strip()
+            msg = text.splitlines()[0] if text else type(e).__name__
             raise InputError("video_unreadable", f"decord cannot open {self.path}: {msg}") from None
+
+    def _numbering_agrees(self, n: int) -> bool:
+        try:
+            raw = np.asarray(self._vr.get_frame_timestamp(list(range(n))), dtype=np.float64)
+        except Exception as e:
+            log.info("%s: no decord timestamps (%s)", self.path, e)
+            return False
+        start = raw[:, 0] if raw.ndim == 2 else raw
+        if start.shape != (n,):
+            return False
+        exact = self._index.timestamps[:n]
+        return bool(np.all(np.abs((start - start[0]) - exact) <= _ts_tolerance(exact)))
+
+    def _pyav_handle(self) -> _PyAVHandle:
+        if self._pyav is None:
+            self._pyav = _PyAVHandle(self.path, self._h, self._w, self._threads, self._index)
+        return self._pyav
 
     def read(self, indices: Sequence[int]) -> DecodedFrames:
         self._check_open()
         idx = _as_indices(indices, self.info.num_frames, self.path)
         if idx.size == 0:
             return _empty(self._h, self._w)
-        if self._limit is not None and int(idx.max()) >= self._limit:
-            raise InputError(
-                "insufficient_frames",
-                f"{self.path}: frame {int(idx.max())} requested, only frames < {self._limit} decode",
-            )
+        if self._vr is None:  # decoding with PyAV (see the class docstring)
+            return self._pyav_handle().read(idx)
         uniq, inverse = np.unique(idx, return_inverse=True)
         try:
-            if self._vr is None:
-                self._vr = self._new_reader()
             batch = self._vr.get_batch(uniq.tolist())
             arr = batch.asnumpy() if hasattr(batch, "asnumpy") else np.asarray(batch)
             if arr.shape != (len(uniq), self._h, self._w, 3) or arr.dtype != np.uint8:
                 raise RuntimeError(f"decord returned {arr.dtype} {arr.shape}")
         except Exception as e:
-            self._vr = None  # the reader's decoder may be wedged: reopen on the next read
-            msg = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
-            log.info("decord failed on %s (%s); replaying with PyAV", self.path, msg)
-            return self._replay_with_pyav(idx, uniq)
-        return DecodedFrames(frames=arr[inverse], timestamps=self._timestamps[idx].copy())
-
-    def _replay_with_pyav(self, idx: np.ndarray, uniq: np.ndarray) -> DecodedFrames:
-        try:
-            with PyAVDecoder(threads=self._threads).open(
-                self.path, height=self._h, width=self._w
-            ) as h:
-                got = h.read(idx)
-        except InputError as e:
-            if e.reason == "insufficient_frames":
-                self._limit = self._first_missing(uniq)
-            raise
-        return DecodedFrames(frames=got.frames, timestamps=self._timestamps[idx].copy())
-
-    def _first_missing(self, uniq: np.ndarray) -> int | None:
-        """The smallest requested index PyAV cannot decode (only called after a failure)."""
-        try:
-            with PyAVDecoder(threads=self._threads).open(
-                self.path, height=self._h, width=self._w
-            ) as h:
-                for i in uniq.tolist():
-                    try:
-                        h.read([i])
-                    except InputError:
-                        return int(i)
-        except InputError:
-            return None
-        return None
+            self._vr = None  # its decoder may be wedged; PyAV serves this handle from now on
+            text = str(e).strip()
+            msg = text.splitlines()[-1] if text else type(e).__name__
+            log.info("decord failed on %s (%s); replaying the request with PyAV", self.path, msg)
+            got = self._pyav_handle().read(idx)  # raises the precise InputError if it fails too
+            log.warning("%s: decord failed on frames PyAV decodes (%s)", self.path, msg)
+            return got
+        return DecodedFrames(frames=arr[inverse], timestamps=self._index.timestamps[idx].copy())
 
     def close(self) -> None:
         if self._closed:
             return
         self._closed = True
         self._vr = None  # decord frees the reader when the object is collected
+        if self._pyav is not None:
+            self._pyav.close()
+            self._pyav = None
 
 
 class DecordDecoder:
-    """decord2 back end (``decord`` is imported on first ``open``).
+    """decord2 back end (``decord`` is imported on the first ``open``).
 
     ``num_threads`` is decord's decoder thread count (``0``: decord picks).
-    The source frame size and frame rate come from a PyAV header probe (decord does not expose the
-    source size once a resize is requested); that probe also rejects text files that FFmpeg would
-    otherwise "decode" as ANSI art.
     """
 
     name = "decord"
@@ -705,12 +722,10 @@ class DecordDecoder:
     ) -> VideoHandle:
         _check_size(height, width)
         p = _check_file(path)
-        header = _read_header(p)
+        index = _index_file(p)
         try:
-            return _DecordHandle(p, header, height, width, self.num_threads)
-        except InputError:
-            raise
-        except ImportError:
+            return _DecordHandle(p, index, height, width, self.num_threads)
+        except (InputError, ImportError):
             raise
         except Exception as e:
             raise InputError("video_unreadable", f"decord cannot read {p}: {e}") from None
@@ -743,7 +758,9 @@ def get_decoder(name: str = "auto", *, num_threads: int = 0) -> VideoDecoder:
         key = "decord" if decord_available() else "pyav"
     if key == "decord":
         if not decord_available():
-            raise ImportError("decoder 'decord' requested but `import decord` fails (pip install decord2)")
+            raise ImportError(
+                "decoder 'decord' requested but `import decord` fails (pip install decord2)"
+            )
         return DecordDecoder(num_threads=num_threads)
     if key in ("pyav", "av"):
         return PyAVDecoder(threads=num_threads)
@@ -752,6 +769,9 @@ def get_decoder(name: str = "auto", *, num_threads: int = 0) -> VideoDecoder:
 
 def probe(path: str | os.PathLike[str], decoder: VideoDecoder | str | None = None) -> VideoInfo:
     """Frame count, frame rate and source size of a video (raises ``InputError`` like ``open``)."""
-    dec = get_decoder(decoder) if isinstance(decoder, str) or decoder is None else decoder
+    if decoder is None or isinstance(decoder, str):
+        dec = get_decoder(decoder or "auto")
+    else:
+        dec = decoder
     with dec.open(Path(path)) as handle:
         return handle.info

@@ -11,7 +11,8 @@ Per-record checks, in this order (the first failure is the reason recorded):
 1. ``manifest_malformed``: the line is not valid JSON, or the record is not a JSON object.
 2. ``manifest_invalid_field``: ``id`` is not a non-empty string without surrounding whitespace,
    path separators or control characters (and not ``.``/``..``); ``duration`` or ``fps`` is missing
-   or not a positive finite number; ``title``/``link`` present but neither a string nor null;
+   or not a positive finite number; ``title``/``link`` present but neither a string nor null
+   (lone surrogates in them are replaced by ``?``; in an ``id`` they are invalid);
    ``view_count``/``like_count`` present but neither a non-negative integer nor null; ``path`` /
    ``transcript`` present but neither a string nor null.
 3. ``manifest_duplicate_id``: an earlier record (in this file or an earlier file of the same
@@ -24,7 +25,10 @@ Per-record checks, in this order (the first failure is the reason recorded):
 
 The transcript is not opened here: a ``transcript`` field naming a file that does not exist is kept
 and the transcript stage quarantines it (``transcript_missing``). Without a ``transcript`` field the
-default is ``transcripts/<id>.json``, else ``transcripts/<id>.vtt``, else no transcript (``None``).
+default is the first existing of ``transcripts/<id>.json``, ``transcripts/<id>.vtt`` and
+``transcripts/<id>.en.vtt`` (yt-dlp's name for English captions), else no transcript (``None``).
+Without a ``path`` field the video is the first existing ``videos/<id>.<ext>`` for ``ext`` in
+:data:`VIDEO_EXTENSIONS` order.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from goalcraft.data.paths import relative_to_root, resolve_inside
 from goalcraft.data.quarantine import InputError, QuarantineRecord
 
 __all__ = [
+    "TRANSCRIPT_SUFFIXES",
     "VIDEO_EXTENSIONS",
     "ManifestError",
     "VideoRecord",
@@ -50,7 +55,12 @@ __all__ = [
 #: next to a video (``<id>.info.json``, ``<id>.webp`` thumbnails, ``<id>.mp4.part``) are never picked.
 VIDEO_EXTENSIONS: tuple[str, ...] = ("mp4", "webm", "mkv", "mov", "avi", "m4v", "flv")
 
+#: Default transcript files tried, in order: ``transcripts/<id><suffix>``. ``.en.vtt`` is what yt-dlp
+#: writes for English (auto-)captions (see goalcraft.data.download).
+TRANSCRIPT_SUFFIXES: tuple[str, ...] = (".json", ".vtt", ".en.vtt")
+
 STAGE = "manifest"
+_INT64_LIMIT = 2**63
 
 
 class ManifestError(Exception):
@@ -76,15 +86,22 @@ class VideoRecord:
     transcript_path: str | None
 
 
-def read_manifest(path: Path, corpus_root: Path) -> tuple[list[VideoRecord], list[QuarantineRecord]]:
+def read_manifest(
+    path: Path, corpus_root: Path, *, require_video: bool = True
+) -> tuple[list[VideoRecord], list[QuarantineRecord]]:
     """Read one manifest file. See the module docstring for the format and the checks."""
-    return read_manifests([path], corpus_root)
+    return read_manifests([path], corpus_root, require_video=require_video)
 
 
 def read_manifests(
-    paths: Iterable[Path], corpus_root: Path
+    paths: Iterable[Path], corpus_root: Path, *, require_video: bool = True
 ) -> tuple[list[VideoRecord], list[QuarantineRecord]]:
-    """Read several manifest files in the given order; ids must be unique across all of them."""
+    """Read several manifest files in the given order; ids must be unique across all of them.
+
+    With ``require_video=False`` (used by the downloader to find what to fetch) a missing video is
+    not a failure: the record keeps ``video_path`` = its ``path`` field, or the first existing
+    ``videos/<id>.<ext>``, or ``videos/<id>.mp4``.
+    """
     corpus_root = Path(corpus_root)
     if not corpus_root.is_dir():
         raise ManifestError(f"corpus root {str(corpus_root)!r} is not a directory")
@@ -108,7 +125,7 @@ def read_manifests(
                 if source_id in seen:
                     raise InputError("manifest_duplicate_id", f"id {source_id!r} already listed")
                 seen.add(source_id)
-                records.append(_locate_files(fields, corpus_root))
+                records.append(_locate_files(fields, corpus_root, require_video))
             except InputError as exc:
                 quarantined.append(
                     QuarantineRecord(
@@ -154,8 +171,8 @@ def _iter_raw_records(path: Path) -> list[tuple[int, Any]]:
             continue
         try:
             value = json.loads(line)
-        except json.JSONDecodeError as exc:
-            value = _Malformed(f"invalid JSON: {exc.msg} (column {exc.colno})")
+        except (ValueError, RecursionError) as exc:  # JSONDecodeError, huge ints, deep nesting
+            value = _Malformed(f"invalid JSON: {_json_error(exc)}")
         out.append((index + 1, value))
     return out
 
@@ -163,10 +180,8 @@ def _iter_raw_records(path: Path) -> list[tuple[int, Any]]:
 def _json_list_records(path: Path, text: str) -> list[tuple[int, Any]]:
     try:
         whole = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ManifestError(
-            f"manifest {str(path)!r} is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
-        ) from exc
+    except (ValueError, RecursionError) as exc:
+        raise ManifestError(f"manifest {str(path)!r} is not valid JSON: {_json_error(exc)}") from exc
     if not isinstance(whole, list):
         raise ManifestError(
             f"manifest {str(path)!r} must hold a JSON list of records, got {_json_type(whole)}"
@@ -188,6 +203,15 @@ def _json_list_records(path: Path, text: str) -> list[tuple[int, Any]]:
         if text[pos] == "]":
             return out
         pos = _skip_ws(text, pos + 1)  # the comma
+
+
+def _json_error(exc: Exception) -> str:
+    """A short description of why ``json.loads`` failed (syntax, huge integer, deep nesting)."""
+    if isinstance(exc, json.JSONDecodeError):
+        return f"{exc.msg} (line {exc.lineno}, column {exc.colno})"
+    if isinstance(exc, RecursionError):
+        return "nested too deeply"
+    return str(exc)[:200]
 
 
 def _skip_ws(text: str, pos: int) -> int:
@@ -221,7 +245,7 @@ def _validate_fields(raw: dict[str, Any]) -> dict[str, Any]:
     for name in ("duration", "fps"):
         fields[name] = _positive_number(raw, name)
     for name in ("title", "link"):
-        fields[name] = _optional_str(raw, name) or ""
+        fields[name] = _valid_unicode(_optional_str(raw, name) or "")
     for name in ("view_count", "like_count"):
         fields[name] = _optional_count(raw, name)
     for name in ("path", "transcript"):
@@ -239,11 +263,20 @@ def _valid_id(value: Any) -> str:
                        f"id: must be a string, got {_json_type(value)}")
     if value == "" or value.strip() != value:
         raise _invalid(f"id: must be non-empty without surrounding whitespace, got {value!r}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise _invalid(f"id: not valid Unicode (lone surrogate escape), got {value!r}") from None
     if value in (".", "..") or any(c in value for c in "/\\") or any(
         ord(c) < 32 or ord(c) == 127 for c in value
     ):
         raise _invalid(f"id: must not hold path separators or control characters, got {value!r}")
     return value
+
+
+def _valid_unicode(text: str) -> str:
+    """Replace lone surrogates (JSON allows ``"\\ud800"``) so the text can be written as UTF-8."""
+    return text.encode("utf-8", "replace").decode("utf-8")
 
 
 def _is_number(value: Any) -> bool:
@@ -256,7 +289,10 @@ def _positive_number(raw: dict[str, Any], name: str) -> float:
     value = raw[name]
     if not _is_number(value):
         raise _invalid(f"{name}: must be a number, got {_json_type(value)}")
-    value = float(value)
+    try:
+        value = float(value)
+    except OverflowError:  # an integer too large for a float
+        value = math.inf
     if not math.isfinite(value) or value <= 0:
         raise _invalid(f"{name}: must be a positive finite number, got {value!r}")
     return value
@@ -275,8 +311,8 @@ def _optional_count(raw: dict[str, Any], name: str) -> int | None:
         return None
     if _is_number(value) and isinstance(value, float) and value.is_integer():
         value = int(value)
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise _invalid(f"{name}: must be a non-negative integer or null, got {value!r}")
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < _INT64_LIMIT:
+        raise _invalid(f"{name}: must be a non-negative 64-bit integer or null, got {value!r}")
     return value
 
 
@@ -284,23 +320,28 @@ def _optional_count(raw: dict[str, Any], name: str) -> int | None:
 # Files
 
 
-def _locate_files(fields: dict[str, Any], corpus_root: Path) -> VideoRecord:
+def _locate_files(fields: dict[str, Any], corpus_root: Path, require_video: bool) -> VideoRecord:
     root = corpus_root.resolve()
     video_id: str = fields["id"]
 
     if fields["path"] is not None:
         video = resolve_inside(root, fields["path"])
-        if not video.is_file():
+        if require_video and not video.is_file():
             raise InputError("video_missing", f"video file {fields['path']!r} does not exist")
     else:
-        video = _default_video(root, video_id)
+        try:
+            video = _default_video(root, video_id)
+        except InputError as exc:
+            if require_video or exc.reason != "video_missing":
+                raise
+            video = resolve_inside(root, f"videos/{video_id}.{VIDEO_EXTENSIONS[0]}")
 
     transcript: Path | None
     if fields["transcript"] is not None:
         transcript = resolve_inside(root, fields["transcript"])
     else:
         transcript = None
-        for suffix in (".json", ".vtt"):
+        for suffix in TRANSCRIPT_SUFFIXES:
             candidate = resolve_inside(root, f"transcripts/{video_id}{suffix}")
             if candidate.is_file():
                 transcript = candidate

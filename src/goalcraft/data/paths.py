@@ -4,8 +4,8 @@ Every path that comes from an input file (a manifest's ``path`` / ``transcript``
 folder, a file inside it) goes through :func:`resolve_inside` before it is opened, so a corpus can
 never make the pipeline read outside its root: absolute paths, ``..`` that climbs out, and symlinks
 (anywhere along the path) whose target lies outside the root are all rejected with the quarantine
-reason ``path_escapes_root``. Empty strings and strings holding a NUL byte are rejected with
-``path_invalid``.
+reason ``path_escapes_root``. Empty strings, strings holding a NUL byte and strings that are not
+valid Unicode (lone surrogates) are rejected with ``path_invalid``.
 """
 
 from __future__ import annotations
@@ -40,7 +40,8 @@ def resolve_inside(root: Path, rel: str) -> Path:
     and resolved; it need not exist.
 
     Raises :class:`InputError` with reason ``path_escapes_root`` (absolute path, ``..`` escape,
-    symlink out of the root) or ``path_invalid`` (not a string, empty, or holding a NUL byte).
+    symlink out of the root) or ``path_invalid`` (not a string, empty, holding a NUL byte, or not
+    encodable as UTF-8).
     """
     if not isinstance(rel, str):
         raise InputError("path_invalid", f"path must be a string, got {type(rel).__name__}")
@@ -48,6 +49,10 @@ def resolve_inside(root: Path, rel: str) -> Path:
         raise InputError("path_invalid", "path is empty")
     if "\x00" in rel:
         raise InputError("path_invalid", f"path contains a NUL byte: {rel!r}")
+    try:
+        rel.encode("utf-8")
+    except UnicodeEncodeError as exc:  # lone surrogates, e.g. from a "\\ud800" JSON escape
+        raise InputError("path_invalid", f"path is not valid Unicode: {rel!r}") from exc
     if is_absolute_like(rel):
         raise InputError("path_escapes_root", f"absolute path not allowed: {rel!r}")
 

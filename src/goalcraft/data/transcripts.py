@@ -25,7 +25,7 @@ WebVTT
     ``WEBVTT`` signature line (BOM allowed), header lines (``Kind:``, ``Language:``) up to the first
     empty line, then blocks separated by empty lines. ``NOTE``, ``STYLE`` and ``REGION`` blocks are
     skipped. A cue is an optional identifier line, a timing line ``[HH:]MM:SS.mmm --> [HH:]MM:SS.mmm``
-    (hours may have more than two digits; anything after the end time, e.g. ``align:start
+    (hours may have 1 to 9 digits; anything after the end time, e.g. ``align:start
     position:0%``, is a cue setting and ignored) and text lines. Only a zero-length line ends a
     block: a line holding just a space (as YouTube writes) is cue text. A line containing ``-->``
     inside a cue starts the next cue. Inline tags (``<c>``, ``</c>``, ``<c.colorE5E5E5>``, ``<i>``,
@@ -58,7 +58,7 @@ import html
 import json
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -89,8 +89,12 @@ class Segment:
 
 
 def normalise_text(text: str) -> str:
-    """Collapse every run of whitespace (newlines, tabs, no-break spaces) into one space and strip."""
-    return " ".join(text.split())
+    """Collapse every run of whitespace (newlines, tabs, no-break spaces) into one space and strip.
+
+    Lone surrogates (possible through JSON ``"\\ud800"`` escapes) become ``?`` so the text can
+    always be written as UTF-8.
+    """
+    return " ".join(text.encode("utf-8", "replace").decode("utf-8").split())
 
 
 def read_transcript(path: Path) -> list[Segment]:
@@ -139,16 +143,23 @@ def parse_json_transcript(data: bytes) -> list[Segment]:
     text = _decode(data)
     try:
         value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InputError(
-            "transcript_malformed", f"invalid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
-        ) from exc
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, huge ints, deep nesting
+        raise InputError("transcript_malformed", f"invalid JSON: {_json_error(exc)}") from exc
     if not isinstance(value, list):
         raise InputError(
             "transcript_malformed", f"expected a JSON list of segments, got {type(value).__name__}"
         )
     segments = [_json_segment(index, item) for index, item in enumerate(value)]
     return _finish(segments)
+
+
+def _json_error(exc: Exception) -> str:
+    """A short description of why ``json.loads`` failed (syntax, huge integer, deep nesting)."""
+    if isinstance(exc, json.JSONDecodeError):
+        return f"{exc.msg} (line {exc.lineno}, column {exc.colno})"
+    if isinstance(exc, RecursionError):
+        return "nested too deeply"
+    return str(exc)[:200]
 
 
 def _json_segment(index: int, item: Any) -> Segment:
@@ -167,7 +178,10 @@ def _json_segment(index: int, item: Any) -> Segment:
         value = item[key]
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise bad(f"{key!r} must be a number, got {type(value).__name__}")
-        value = float(value)
+        try:
+            value = float(value)
+        except OverflowError:  # an integer too large for a float
+            value = math.inf
         if not math.isfinite(value):
             raise bad(f"{key!r} must be finite, got {value!r}")
         if value < 0:
@@ -179,7 +193,7 @@ def _json_segment(index: int, item: Any) -> Segment:
 # --------------------------------------------------------------------------------------------------
 # WebVTT
 
-_TIMESTAMP = r"(?:(\d{2,}):)?([0-5]\d):([0-5]\d)\.(\d{3})"
+_TIMESTAMP = r"(?:(\d{1,9}):)?([0-5]\d):([0-5]\d)\.(\d{3})"
 _TIMING = re.compile(rf"^{_TIMESTAMP}[ \t]+-->[ \t]+{_TIMESTAMP}(?:[ \t]+.*)?$")
 _TAG = re.compile(r"<[^>\n]*>")
 _SKIPPED_BLOCKS = ("NOTE", "STYLE", "REGION")
@@ -199,7 +213,6 @@ class _Line:
     end_ms: int
     first_cue: int
     last_cue: int
-    order: int = field(default=0)
 
 
 def _ms(hours: str | None, minutes: str, seconds: str, millis: str) -> int:
@@ -299,7 +312,7 @@ def _dedupe_rolling(cues: list[_Cue]) -> list[Segment]:
                 line.last_cue = cue_index
                 search_from = match + 1
             else:
-                line = _Line(text, cue.start_ms, cue.end_ms, cue_index, cue_index, len(spoken))
+                line = _Line(text, cue.start_ms, cue.end_ms, cue_index, cue_index)
                 spoken.append(line)
             now_shown.append(line)
         shown = now_shown

@@ -1,0 +1,289 @@
+"""The clip stage on real Crafter video: content, bad input, crash safety, idempotency."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import av
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from goalcraft.config import CLIP_FRAMES
+from goalcraft.data.clip_stage import ClipStageSettings, build_clip_partition
+from goalcraft.data.decode import get_decoder
+from goalcraft.data.manifest import read_manifests
+from goalcraft.data.shards import iter_shard, read_clip, shard_indexes, verify_partition
+from goalcraft.data.transcripts import read_transcript
+from goalcraft.data.trials import scan_trials
+from goalcraft.data.windows import WindowRules, windows_from_segments
+from goalcraft.storage import StoragePaths
+
+SETTINGS = ClipStageSettings(rules=WindowRules(), trial_window_s=3.2, shard_target_bytes=2_000_000)
+
+
+def _ingest(corpus: Path):
+    videos, rejected_videos = read_manifests([corpus / "manifest.jsonl"], corpus)
+    trials, rejected_trials = scan_trials(corpus / "trials", corpus)
+    return videos, trials, rejected_videos + rejected_trials
+
+
+def _clips(partition_dir: Path) -> dict[str, tuple[np.ndarray, str, dict]]:
+    out = {}
+    for index in shard_indexes(partition_dir):
+        for sample in iter_shard(index.with_suffix(".tar")):
+            assert sample["__key__"] not in out, "duplicate sample key"
+            out[sample["__key__"]] = read_clip(sample)
+    return out
+
+
+@pytest.fixture(scope="module")
+def clean_run(crafter_corpus, tmp_path_factory):
+    storage = StoragePaths(tmp_path_factory.mktemp("clean"))
+    videos, trials, rejected = _ingest(crafter_corpus)
+    assert rejected == []
+    assert {t.layout for t in trials} == {"goalcraft", "steve1"}
+    report = build_clip_partition("p0000", videos, trials, crafter_corpus, storage, SETTINGS)
+    return storage, videos, trials, report
+
+
+def test_every_transcript_window_becomes_a_clip_with_its_caption(crafter_corpus, clean_run):
+    storage, videos, _, report = clean_run
+    clips = _clips(storage.clip_partition_dir("p0000"))
+    decoder = get_decoder("pyav")
+    for video in videos:
+        segments = read_transcript(crafter_corpus / video.transcript_path)
+        with decoder.open(crafter_corpus / video.video_path) as handle:
+            info = handle.info
+            expected = windows_from_segments(segments, info.duration, info.fps, SETTINGS.rules).windows
+            ours = sorted((c for c in clips.values() if c[2]["source_id"] == video.id),
+                          key=lambda c: (c[2]["window_start"], c[2]["window_end"]))
+            assert len(ours) == len(expected) > 0
+            for (frames, caption, meta), window in zip(ours, expected):
+                assert caption == window.caption
+                assert [segments[i].text for i in meta["segment_indices"]] == [caption]
+                assert meta["window_start"] == pytest.approx(window.start)
+                assert meta["window_end"] == pytest.approx(window.end)
+                ts = np.array(meta["frame_timestamps"])
+                assert len(ts) == CLIP_FRAMES and np.all(np.diff(ts) > 0)
+                # Each frame is the one on screen at its sampling time, which lies inside the window.
+                dur = window.end - window.start
+                t = window.start + (np.arange(CLIP_FRAMES) + 0.5) * dur / CLIP_FRAMES
+                assert np.all(ts <= t + 1e-6) and np.all(t < ts + 1 / info.fps + 1e-6)
+                assert np.all(ts > window.start - 1 / info.fps) and np.all(ts < window.end)
+                np.testing.assert_allclose(ts, np.array(meta["frame_indices"]) / info.fps, atol=1e-6)
+                # The stored pixels are those frames, up to JPEG error (Crafter's pixel-art edges
+                # cost q90 JPEG ~4 grey levels on average; frames from elsewhere differ by tens).
+                direct = handle.read(meta["frame_indices"]).frames
+                assert frames.shape == (16, 160, 256, 3)
+                assert np.abs(frames.astype(int) - direct.astype(int)).mean() < 6
+    assert report.videos_seen == len(videos)
+
+
+def test_trials_are_tiled_and_captioned_with_their_instruction(crafter_corpus, clean_run):
+    storage, _, trials, report = clean_run
+    clips = _clips(storage.clip_partition_dir("p0000"))
+    quarantined = pq.read_table(storage.clip_partition_dir("p0000") / "quarantine.parquet").to_pylist()
+    for trial in trials:
+        ours = [c for c in clips.values() if c[2]["source_id"] == trial.id]
+        with get_decoder("pyav").open(crafter_corpus / trial.video_path) as handle:
+            fps = handle.info.fps
+            end = trial.success_time if trial.success else handle.info.duration
+        if end * fps < CLIP_FRAMES:
+            # Succeeded before 16 frames were on screen: no clip, and the reason is recorded.
+            assert ours == []
+            assert [(q["stage"], q["reason"]) for q in quarantined if q["source_id"] == trial.id] == [
+                ("window", "window_too_short")]
+            continue
+        # Tiled up to the success moment; a trial shorter than one window is one clip of all of it.
+        assert len(ours) == max(1, int(end // 3.2)), trial.id
+        assert max(c[2]["window_end"] for c in ours) <= end + 1e-6
+        assert {c[1] for c in ours} == {trial.instruction}
+        starts = sorted(c[2]["window_start"] for c in ours)
+        assert starts == pytest.approx([i * 3.2 for i in range(len(ours))])
+        assert all(np.all(np.diff(c[2]["frame_indices"]) > 0) for c in ours)
+        assert all(c[2]["success"] == trial.success and c[2]["layout"] == trial.layout for c in ours)
+    assert report.trials_seen == len(trials)
+
+
+def test_partition_outputs_agree(clean_run):
+    storage, _, _, report = clean_run
+    part = storage.clip_partition_dir("p0000")
+    shards, clips, problems = verify_partition(part)
+    assert problems == []
+    assert clips == report.clips_written and shards == len(report.shards) >= 2  # 2 MB target rolls shards
+    stats = [json.loads(p.read_text()) for p in sorted(part.glob("*_stats.json"))]
+    assert sum(s["clips_written"] for s in stats) == report.clips_written
+    assert sum(s["videos_seen"] for s in stats) == report.videos_seen
+    assert sum(s["bytes"] for s in stats) == report.bytes
+    summary = json.loads((part / "partition.json").read_text())
+    assert summary["clips_written"] == report.clips_written
+    assert pq.read_table(part / "quarantine.parquet").num_rows == sum(report.failures.values())
+    assert not list(storage.staging_dir.iterdir())
+
+
+# --- bad input ------------------------------------------------------------------------------
+
+
+def _faststart_truncated(src: Path, dst: Path, keep: float) -> None:
+    """Remux with the index (moov) first, then cut the tail: the container still claims every
+    frame, but the last ones cannot be decoded."""
+    tmp = dst.with_suffix(".full.mp4")
+    with av.open(str(src)) as inp, av.open(str(tmp), "w", options={"movflags": "faststart"}) as out:
+        stream = out.add_stream_from_template(inp.streams.video[0])
+        for packet in inp.demux(inp.streams.video[0]):
+            if packet.dts is None:
+                continue
+            packet.stream = stream
+            out.mux(packet)
+    data = tmp.read_bytes()
+    dst.write_bytes(data[: int(len(data) * keep)])
+    tmp.unlink()
+
+
+def _add_video(corpus: Path, vid: str, video_bytes: bytes | None, transcript: bytes | None, *,
+               path: str | None = None, duration: float = 15.0) -> None:
+    if video_bytes is not None:
+        (corpus / "videos" / f"{vid}.mp4").write_bytes(video_bytes)
+    record = {"id": vid, "title": vid, "link": "", "view_count": 0, "like_count": 0, "duration": duration, "fps": 10}
+    if path is not None:
+        record["path"] = path
+    if transcript is not None:
+        (corpus / "transcripts" / f"{vid}.json").write_bytes(transcript)
+        record["transcript"] = f"transcripts/{vid}.json"
+    with open(corpus / "manifest.jsonl", "a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def test_bad_inputs_are_quarantined_and_the_rest_goes_on(corpus_copy, clean_run, tmp_path):
+    corpus = corpus_copy
+    good_video = sorted((corpus / "videos").glob("*.mp4"))[0]
+    good_bytes = good_video.read_bytes()
+    ok_transcript = json.dumps([{"text": "collect some wood", "start": 3.0, "duration": 2.0}]).encode()
+    rng = np.random.default_rng(0)
+    _add_video(corpus, "bad-corrupt", rng.integers(0, 256, 50_000, dtype=np.uint8).tobytes(), ok_transcript)
+    _add_video(corpus, "bad-zero", b"", ok_transcript)
+    _faststart_truncated(good_video, corpus / "videos" / "bad-trunc.mp4", keep=0.5)
+    late = [{"text": "early words", "start": 1.0, "duration": 2.0}, {"text": "late words", "start": 13.0, "duration": 2.0}]
+    _add_video(corpus, "bad-trunc", None, json.dumps(late).encode())
+    _add_video(corpus, "bad-json", good_bytes, b'[{"text": "chop", "start": 1.0,')
+    _add_video(corpus, "bad-latin1", good_bytes, '[{"text": "caf\u00e9", "start": 1.0, "duration": 2.0}]'.encode("latin-1"))
+    _add_video(corpus, "bad-empty", good_bytes, b"[]")
+    past = [{"text": "inside", "start": 2.0, "duration": 3.0}, {"text": "after the end", "start": 400.0, "duration": 2.0}]
+    _add_video(corpus, "bad-past-end", good_bytes, json.dumps(past).encode())
+    _add_video(corpus, "bad-missing", None, ok_transcript)
+    _add_video(corpus, "bad-escape", None, ok_transcript, path="../outside.mp4")
+    (corpus.parent / "outside.mp4").write_bytes(good_bytes)
+    broken_trial = corpus / "trials" / "bad-trial"
+    broken_trial.mkdir()
+    (broken_trial / "video.mp4").write_bytes(good_bytes)
+    (broken_trial / "metadata.json").write_text("{not json")
+
+    videos, trials, rejected = _ingest(corpus)
+    storage = StoragePaths(tmp_path / "data")
+    report = build_clip_partition("p0000", videos, trials, corpus, storage, SETTINGS)
+    part = storage.clip_partition_dir("p0000")
+    quarantined = pq.read_table(part / "quarantine.parquet").to_pylist()
+    reasons = defaultdict(set)
+    for row in quarantined + [r.__dict__ for r in rejected]:
+        reasons[row["source_id"] or row["input"]].add((row["stage"], row["reason"]))
+    assert reasons["bad-corrupt"] == {("decode", "video_unreadable")}
+    assert reasons["bad-zero"] == {("decode", "video_empty")}
+    assert reasons["bad-json"] == {("transcript", "transcript_malformed")}
+    assert reasons["bad-latin1"] == {("transcript", "transcript_not_utf8")}
+    assert reasons["bad-empty"] == {("transcript", "transcript_empty")}
+    assert reasons["bad-past-end"] == {("window", "segment_past_video_end")}
+    assert reasons["bad-trunc"] == {("decode", "insufficient_frames")}
+    assert {r.reason for r in rejected if "bad-missing" in (r.source_id, r.input) or r.source_id == "bad-missing"} == {"video_missing"}
+    assert any(r.reason == "path_escapes_root" and r.source_id == "bad-escape" for r in rejected)
+    assert any(r.reason == "trial_metadata_malformed" and "bad-trial" in (r.source_id + r.input) for r in rejected)
+
+    clips = _clips(part)
+    by_source = defaultdict(list)
+    for frames, caption, meta in clips.values():
+        by_source[meta["source_id"]].append(caption)
+    # The readable parts of damaged inputs still give their clips ...
+    assert by_source["bad-past-end"] == ["inside"]
+    assert by_source["bad-trunc"] == ["early words"]
+    # ... and every clean source gives exactly what it gave in the clean run.
+    clean_clips = _clips(clean_run[0].clip_partition_dir("p0000"))
+    assert {k for k, c in clips.items() if not c[2]["source_id"].startswith("bad-")} == set(clean_clips)
+    assert report.failures == dict(sorted(Counter(q["reason"] for q in quarantined).items()))
+    assert verify_partition(part)[2] == []
+
+
+# --- crash safety and idempotency -------------------------------------------------------------
+
+_KILLER = textwrap.dedent(
+    """
+    import os, signal, sys
+    from pathlib import Path
+    from goalcraft.data import shards
+    from goalcraft.data.clip_stage import ClipStageSettings, build_clip_partition
+    from goalcraft.data.manifest import read_manifests
+    from goalcraft.data.trials import scan_trials
+    from goalcraft.data.windows import WindowRules
+    from goalcraft.storage import StoragePaths
+
+    corpus, data = Path(sys.argv[1]), Path(sys.argv[2])
+    kill_after = int(sys.argv[3])
+    written = 0
+    original = shards.ClipShardWriter.write
+
+    def write_then_die(self, sample):
+        global written
+        size = original(self, sample)
+        written += 1
+        if written == kill_after:  # die mid-shard: the tar is open, half written
+            os.kill(os.getpid(), signal.SIGKILL)
+        return size
+
+    shards.ClipShardWriter.write = write_then_die
+    videos, _ = read_manifests([corpus / "manifest.jsonl"], corpus)
+    trials, _ = scan_trials(corpus / "trials", corpus)
+    settings = ClipStageSettings(rules=WindowRules(), trial_window_s=3.2, shard_target_bytes=2_000_000)
+    build_clip_partition("p0000", videos, trials, corpus, StoragePaths(data), settings)
+    """
+)
+
+
+def _kill_mid_write(corpus: Path, data: Path, after: int) -> None:
+    proc = subprocess.run([sys.executable, "-c", _KILLER, str(corpus), str(data), str(after)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == -9, proc.stderr
+
+
+def _snapshot(part: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(part.iterdir()) if p.suffix in (".tar", ".parquet")}
+
+
+def test_killed_run_leaves_nothing_visible_and_rerun_matches_clean(crafter_corpus, clean_run, tmp_path):
+    clean_storage, videos, trials, report = clean_run
+    clean = _snapshot(clean_storage.clip_partition_dir("p0000"))
+    data = tmp_path / "data"
+    storage = StoragePaths(data)
+    part = storage.clip_partition_dir("p0000")
+
+    # Killed during the first run: no partition is visible, only staging debris.
+    _kill_mid_write(crafter_corpus, data, after=report.clips_written // 2)
+    assert not part.exists()
+    assert list(storage.staging_dir.iterdir())
+
+    # Re-run: identical bytes to the clean run, debris gone.
+    build_clip_partition("p0000", videos, trials, crafter_corpus, storage, SETTINGS)
+    assert _snapshot(part) == clean
+    assert not list(storage.staging_dir.iterdir())
+
+    # Killed while re-materializing: the complete previous partition stays visible, untouched.
+    _kill_mid_write(crafter_corpus, data, after=3)
+    assert _snapshot(part) == clean
+    build_clip_partition("p0000", videos, trials, crafter_corpus, storage, SETTINGS)
+    assert _snapshot(part) == clean
+    assert not list(storage.staging_dir.iterdir())
+    assert not list(part.parent.glob(".trash-*"))
