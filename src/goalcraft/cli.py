@@ -24,14 +24,25 @@ def _say(message: str) -> None:
     print(message, flush=True)
 
 
-def _instance(paths: StoragePaths):
-    """A persistent Dagster instance under the data root (or ``$DAGSTER_HOME``), so the UI shows
-    the runs the CLI made."""
-    import dagster as dg
+# Dagster's console logger prints every engine event at DEBUG; the demo prints its own progress.
+QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
+
+def dagster_home(paths: StoragePaths) -> Path:
+    """``$DAGSTER_HOME``, else ``<data_root>/dagster_home``, created with telemetry off: goalcraft
+    runs on machines without internet, and the UI should show the runs the CLI made."""
     home = Path(os.environ.get("DAGSTER_HOME") or paths.dagster_home)
     home.mkdir(parents=True, exist_ok=True)
-    os.environ["DAGSTER_HOME"] = str(home)
+    settings = home / "dagster.yaml"
+    if not settings.exists():
+        settings.write_text("telemetry:\n  enabled: false\n")
+    return home
+
+
+def _instance(paths: StoragePaths):
+    import dagster as dg
+
+    os.environ["DAGSTER_HOME"] = str(dagster_home(paths))
     return dg.DagsterInstance.get()
 
 
@@ -66,7 +77,7 @@ def run_demo(config: GoalcraftConfig, *, seed: int = 0, videos: int = 6, trials:
     summary: dict[str, dict] = {}
 
     say("ingest: validating manifest and trial folders")
-    result = defs.get_job_def("ingest_job").execute_in_process(instance=instance)
+    result = defs.resolve_job_def("ingest_job").execute_in_process(instance=instance, run_config=QUIET_RUN_CONFIG)
     for name in ("corpus_manifest", "agent_trials"):
         for mat in result.asset_materializations_for_node(name):
             summary[name] = {k: v.value for k, v in mat.metadata.items()}
@@ -74,12 +85,12 @@ def run_demo(config: GoalcraftConfig, *, seed: int = 0, videos: int = 6, trials:
         meta = summary.get(name, {})
         say(f"ingest: {name}: " + ", ".join(f"{k}={v}" for k, v in meta.items() if isinstance(v, (int, float))))
 
-    clips_job = defs.get_job_def("clips_job")
+    clips_job = defs.resolve_job_def("clips_job")
     keys = clips_job.partitions_def.get_partition_keys()
     totals = {"clips_written": 0, "quarantined": 0, "bytes": 0}
     for n, key in enumerate(keys, 1):
         started = time.perf_counter()
-        result = clips_job.execute_in_process(instance=instance, partition_key=key)
+        result = clips_job.execute_in_process(instance=instance, partition_key=key, run_config=QUIET_RUN_CONFIG)
         meta = {}
         for mat in result.asset_materializations_for_node("video_clips"):
             meta = {k: v.value for k, v in mat.metadata.items()}
@@ -120,9 +131,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 def _cmd_ui(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     paths = StoragePaths(Path(config.paths.data_root))
-    env = dict(os.environ)
-    env.setdefault("DAGSTER_HOME", str(paths.dagster_home))
-    Path(env["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, DAGSTER_HOME=str(dagster_home(paths)))
     if config.source != "defaults":
         env["GOALCRAFT_CONFIG"] = config.source
     cmd = ["dagster", "dev", "-m", "goalcraft.definitions", "--port", str(args.port)]

@@ -116,6 +116,14 @@ def _window_clips(handle: VideoHandle, windows: Sequence[ClipWindow], *, source:
         yield ClipSample(sample_key(source_id, i), decoded.frames, window.caption, meta)
 
 
+def _open_video(decoder: VideoDecoder, corpus_root: Path, video_path: str,
+                source_id: str) -> VideoHandle | QuarantineRecord:
+    try:
+        return decoder.open(corpus_root / video_path, height=CLIP_HEIGHT, width=CLIP_WIDTH)
+    except InputError as exc:
+        return QuarantineRecord(video_path, "decode", exc.reason, exc.detail, source_id)
+
+
 # Window rejections that, in a truncated video, mean "no frames there" rather than a bad transcript.
 UNREACHABLE = ("segment_past_video_end", "window_too_short")
 
@@ -132,10 +140,9 @@ def video_clips(record: VideoRecord, corpus_root: Path, decoder: VideoDecoder,
     except InputError as exc:
         yield QuarantineRecord(record.transcript_path, "transcript", exc.reason, exc.detail, record.id)
         return
-    try:
-        handle = decoder.open(corpus_root / record.video_path, height=CLIP_HEIGHT, width=CLIP_WIDTH)
-    except InputError as exc:
-        yield QuarantineRecord(record.video_path, "decode", exc.reason, exc.detail, record.id)
+    handle = _open_video(decoder, corpus_root, record.video_path, record.id)
+    if isinstance(handle, QuarantineRecord):
+        yield handle
         return
     with handle:
         # The decoded stream, not the manifest's claim, says how long the video is.
@@ -162,10 +169,9 @@ def video_clips(record: VideoRecord, corpus_root: Path, decoder: VideoDecoder,
 def trial_clips(record: TrialRecord, corpus_root: Path, decoder: VideoDecoder,
                 window_s: float) -> Iterator[ClipSample | QuarantineRecord]:
     """Clips of one agent trial: the video tiled into fixed windows, captioned with the instruction."""
-    try:
-        handle = decoder.open(corpus_root / record.video_path, height=CLIP_HEIGHT, width=CLIP_WIDTH)
-    except InputError as exc:
-        yield QuarantineRecord(record.video_path, "decode", exc.reason, exc.detail, record.id)
+    handle = _open_video(decoder, corpus_root, record.video_path, record.id)
+    if isinstance(handle, QuarantineRecord):
+        yield handle
         return
     with handle:
         info = handle.info

@@ -44,12 +44,15 @@ from crafter import engine as crafter_engine
 from crafter import objects as crafter_objects
 
 from goalcraft.data.video_writer import write_video
+from goalcraft.storage import commit_directory, new_staging_dir, recover_directory
 
 __all__ = [
     "ACHIEVEMENTS",
     "TASKS",
+    "DEFAULT_SIZE",
     "TILE",
     "TRIAL_TAIL_FRAMES",
+    "TRIAL_TARGETS",
     "CorpusSummary",
     "OrderedSet",
     "generate_crafter_corpus",
@@ -284,7 +287,8 @@ def make_env(seed: int, size: tuple[int, int] = DEFAULT_SIZE) -> crafter.Env:
     Width and height must be multiples of :data:`TILE` (undistorted 16-pixel tiles, even sizes).
     The env's world is switched to :class:`_OrderedWorld` (this instance only; crafter itself is not
     touched). Crafter seeds each episode's world with ``hash((seed, episode))``, a hash of ints,
-    which Python does not randomize per process (PYTHONHASHSEED only affects str/bytes).
+    which Python does not randomize per process (PYTHONHASHSEED only affects str/bytes); its other
+    sets (``World.nearby``, the unlocked-achievement set) are only used for membership tests.
     """
     width, height = size
     if width % TILE or height % TILE or width < TILE * 9 or height < TILE * 5:
@@ -373,9 +377,11 @@ class _Agent:
 
     It acts on what it is facing (chop trees, drink, hit cows and zombies, pick saplings, plant,
     place a table, craft at the table), walks toward the nearest tree / water / cow it currently
-    wants, sleeps when it is tired at night, and otherwise wanders; a per-agent fraction of actions
-    is random. With ``target`` set it pursues that achievement (and its prerequisites) first.
-    All randomness comes from the ``numpy.random.RandomState`` it is given.
+    wants, fights zombies that come close, keeps out of skeletons' range, and otherwise wanders; a
+    per-agent fraction of actions is random. Free-playing agents spend the night in a tunnel they
+    dig into stone and seal (see :meth:`_shelter_act`): a Crafter night in the open usually kills
+    the player. With ``target`` set it looks around for a few steps, then pursues that achievement
+    (and its prerequisites). All randomness comes from the ``numpy.random.RandomState`` it is given.
     """
 
     def __init__(self, rng: np.random.RandomState, target: str | None = None) -> None:
@@ -385,6 +391,7 @@ class _Agent:
         self.wood_goal = int(rng.randint(3, 7))
         self.sapling_interest = rng.uniform(0.15, 0.5)
         self.curiosity = rng.uniform(0.0, 0.02)  # chance per step to go for water/cow regardless of need
+        self.hunter = rng.uniform() < 0.75  # goes for cows it sees even when not hungry
         self.nap_energy = int(rng.randint(5, 8))  # goal-directed agents nap below this energy
         self.shelter: dict[str, Any] | None = None
         self.next_shelter_search = 0
@@ -394,6 +401,9 @@ class _Agent:
         self.wander_left = 0
         self.last_pos: tuple[int, int] | None = None
         self.stuck = 0
+        # Goal-directed agents first look around for a while, so that trials do not all succeed
+        # within the first handful of frames.
+        self.warmup = int(rng.randint(12, 40)) if target else 0
 
     # -- world queries -------------------------------------------------------------------------
     @staticmethod
@@ -464,7 +474,6 @@ class _Agent:
             return self._wander(world, player, force=True)
         return options[self.rng.randint(len(options))]
 
-
     # -- night shelter -----------------------------------------------------------------------------
     def _shelter_act(self, env: crafter.Env, phase: int, zombie_dist: int) -> str | None:
         """Dig a 2-tile tunnel into stone at dusk, seal the entrance with a stone block, sleep
@@ -475,7 +484,8 @@ class _Agent:
         night = 120 <= phase < 262
         sh = self.shelter
         if sh is None:
-            if not night or phase >= 200 or not player.inventory["wood_pickaxe"] or env._step < self.next_shelter_search:
+            if (not night or phase >= 200 or not player.inventory["wood_pickaxe"]
+                    or env._step < self.next_shelter_search):
                 return None
             sites = sorted(_shelter_sites(world), key=lambda s: abs(s[0][0] - pos[0]) + abs(s[0][1] - pos[1]))
             for entrance, d in sites[:6]:
@@ -489,12 +499,13 @@ class _Agent:
         s1, s2 = (ex + dx, ey + dy), (ex + 2 * dx, ey + 2 * dy)
         fwd, back = _DIR_TO_MOVE[(dx, dy)], _DIR_TO_MOVE[(-dx, -dy)]
 
-        def hit_or_turn(tile: tuple[int, int], move: str, direction: tuple[int, int]) -> str:
+        def hit_or_turn(move: str, direction: tuple[int, int]) -> str:
             return "do" if facing == direction else move  # moving into a blocked tile only turns
 
         if sh["sealed"]:
             if night:
-                if player.inventory["energy"] < crafter_constants.items["energy"]["max"]:
+                if not sh.get("slept") and player.inventory["energy"] < crafter_constants.items["energy"]["max"]:
+                    sh["slept"] = True  # sleep once (until rested), then wait for the morning awake
                     return "sleep"
                 return ("noop", "noop", "noop", fwd, back)[self.rng.randint(5)]
             if zombie_dist <= 6:
@@ -502,7 +513,7 @@ class _Agent:
             if pos == s2:
                 return back
             if world[sh["E"]][0] == "stone":
-                return hit_or_turn(sh["E"], back, (-dx, -dy))  # dig out
+                return hit_or_turn(back, (-dx, -dy))  # dig out
             self.shelter = None
             return None
         if not night or phase >= 240:
@@ -514,7 +525,7 @@ class _Agent:
         if pos == s1:
             if not sh["visited"]:
                 if world[s2][0] == "stone" or world[s2][1] is not None:
-                    return hit_or_turn(s2, fwd, (dx, dy))
+                    return hit_or_turn(fwd, (dx, dy))
                 return fwd
             if world[sh["E"]][0] == "stone":
                 sh["sealed"] = True
@@ -529,7 +540,7 @@ class _Agent:
             return "place_stone"
         if pos == sh["E"]:
             if world[s1][0] == "stone" or world[s1][1] is not None:
-                return hit_or_turn(s1, fwd, (dx, dy))
+                return hit_or_turn(fwd, (dx, dy))
             return fwd
         step = _first_step(world, player.pos, sh["E"])
         if step is None:
@@ -552,6 +563,8 @@ class _Agent:
         self.stuck = self.stuck + 1 if pos_key == self.last_pos else 0
         self.last_pos = pos_key
         material, obj = world[pos + np.array(player.facing)]
+        if env._step < self.warmup:
+            return self._wander(world, player)
 
         # Zombies chase as fast as the player walks, so running does not help: fight them.
         zombie = self._nearest_object(world, pos, crafter_objects.Zombie, 12)
@@ -585,7 +598,6 @@ class _Agent:
         wants_sapling = target in ("collect_sapling", "place_plant") or (
             target is None and inv["sapling"] == 0 and rng.uniform() < self.sapling_interest)
         wants_tools = target in ("make_wood_pickaxe", "make_wood_sword") or target is None
-        night = world.daylight < 0.35
 
         # Act on what we face.
         if isinstance(obj, crafter_objects.Cow) and (target in (None, "eat_cow")):
@@ -618,16 +630,18 @@ class _Agent:
             if obj is None and material in ("grass", "sand", "path"):
                 return "place_table"
             return self._turn_to_placeable(world, player, ("grass", "sand", "path"))
-        if target is None and inv["stone"] and obj is None and material in ("grass", "sand") and rng.uniform() < 0.05:
+        if (target is None and inv["stone"] and obj is None and material in ("grass", "sand")
+                and rng.uniform() < 0.05):
             return "place_stone"
 
-        # Nap when tired. A sleeping player cannot act and takes 7 damage per zombie hit, and zombies
-        # swarm at night, so naps happen in daylight (or whenever exhausted).
+        # Goal-directed agents nap when tired (free-playing ones sleep in their night shelter). A
+        # sleeping player cannot act and takes 7 damage per zombie hit, so naps must end in daylight.
         max_energy = crafter_constants.items["energy"]["max"]
         nap_steps = (max_energy - inv["energy"]) * 11 + 10  # about 11 steps of sleep per energy point
         if inv["energy"] < max_energy and zombie is None and (
                 target == "wake_up"
-                or (target is not None and inv["energy"] < self.nap_energy and _daylight(env._step + nap_steps) > 0.5)
+                or (target is not None and inv["energy"] < self.nap_energy
+                    and _daylight(env._step + nap_steps) > 0.5)
                 or inv["energy"] <= 1):
             return "sleep"
 
@@ -654,6 +668,8 @@ class _Agent:
             goal = self._nearest_material(world, pos, "water", 24)
         if goal is None and want_cow:
             goal = self._nearest_object(world, pos, crafter_objects.Cow, 16)
+        if goal is None and target is None and self.hunter and inv["food"] < 9:
+            goal = self._nearest_object(world, pos, crafter_objects.Cow, 5)
         if goal is None and want_wood:
             goal = self._nearest_material(world, pos, "tree", 16)
         if goal is None and target in ("make_wood_pickaxe", "make_wood_sword") and has_table_around:
@@ -764,7 +780,10 @@ def _transcript(events: list[tuple[int, str]], daylight: list[float], fps: int, 
             if end > min(duration, next_start + 0.6):  # may run a little into the next line
                 break
             frame = min(len(daylight) - 1, int(start * fps))
-            pool = _FILLER_START if not fillers else (_FILLER_NIGHT if daylight[frame] < 0.35 else _FILLER_DAY)
+            if not fillers and start < 4.0:
+                pool = _FILLER_START
+            else:
+                pool = _FILLER_NIGHT if daylight[frame] < 0.35 else _FILLER_DAY
             fillers.append((_floor3(start), _ceil3(end), pool[rng.randint(len(pool))]))
             covered = end - rng.uniform(0.0, 0.4)
         covered = max(covered, next_end)
@@ -846,15 +865,24 @@ def _seq(seed: int, *key: int) -> np.random.SeedSequence:
     return np.random.SeedSequence(entropy=seed, spawn_key=key)
 
 
-def _title(index: int, episode: _Episode) -> str:
-    seen: list[str] = []
-    for _, name in episode.events:
-        if name not in seen:
-            seen.append(name)
-    if not seen:
-        return f"Crafter let's play #{index + 1}: just exploring"
-    highlights = [TASKS[n]["instruction"] for n in seen[:3]]
-    return f"Crafter let's play #{index + 1}: " + ", ".join(highlights) + (" and more" if len(seen) > 3 else "")
+_TITLES = (
+    "Crafter let's play #{n}: {highlights}",
+    "Crafter survival ep. {n} - {highlights}",
+    "My Crafter world, part {n}: {highlights}",
+    "Crafter #{n} | {highlights} (no commentary... just kidding)",
+)
+
+
+def _title(index: int, episode: _Episode, rng: np.random.RandomState) -> str:
+    """A YouTube-ish title naming the video's rarest unlocks, in the order they happened."""
+    counts = collections.Counter(name for _, name in episode.events)
+    if not counts:
+        highlights = "just exploring"
+    else:
+        rarest = sorted(counts, key=lambda n: (counts[n], ACHIEVEMENTS.index(n)))[:3]
+        names = [TASKS[n]["instruction"] for n in dict.fromkeys(n for _, n in episode.events) if n in rarest]
+        highlights = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+    return _TITLES[rng.randint(len(_TITLES))].format(n=index + 1, highlights=highlights)
 
 
 def generate_crafter_corpus(
@@ -881,7 +909,7 @@ def generate_crafter_corpus(
     see a partial corpus; an existing non-corpus directory at ``root`` is refused, not replaced.
     The output is a pure function of the arguments (byte-identical across runs and processes).
     """
-    root = Path(root)
+    root = Path(os.path.abspath(root))
     if isinstance(seed, bool) or int(seed) != seed or seed < 0:
         raise ValueError(f"seed must be a non-negative int, got {seed!r}")
     seed = int(seed)
@@ -891,20 +919,17 @@ def generate_crafter_corpus(
         raise FileExistsError(f"{root} exists and is not a goalcraft corpus; refusing to replace it")
     say = progress or (lambda _msg: None)
 
-    root.parent.mkdir(parents=True, exist_ok=True)
-    staging = root.parent / f".{root.name}.staging-{os.getpid()}"
-    if staging.exists():
-        shutil.rmtree(staging)
+    staging_root = root.parent / f".{root.name}.staging"
+    recover_directory(root, staging_root)
+    staging = new_staging_dir(root, staging_root)
     try:
         summary = _generate(staging, root, seed, n_videos, steps_per_video, n_trials, n_steve1_episodes,
                             fps, tuple(size), trial_max_steps, say)
-        old = root.parent / f".{root.name}.old-{os.getpid()}"
-        if root.exists():
-            os.replace(root, old)
-        os.replace(staging, root)
-        shutil.rmtree(old, ignore_errors=True)
+        commit_directory(staging, root)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+        if staging_root.is_dir() and not any(staging_root.iterdir()):
+            staging_root.rmdir()
     say(f"corpus written to {root}: {summary.videos} videos, {summary.trials} trials, "
         f"{summary.episodes} episodes, {summary.events} events")
     return summary
@@ -940,7 +965,7 @@ def _generate(out: Path, root: Path, seed: int, n_videos: int, steps_per_video: 
         views = int(10 ** meta_rng.uniform(2.5, 5.5))
         manifest.append({
             "id": vid,
-            "title": _title(i, episode),
+            "title": _title(i, episode, meta_rng),
             "link": f"file://videos/{vid}.mp4",
             "view_count": views,
             "like_count": int(views * meta_rng.uniform(0.01, 0.06)),

@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from goalcraft.data.paths import relative_to_root, resolve_inside
-from goalcraft.data.quarantine import InputError, QuarantineRecord
+from goalcraft.data.quarantine import InputError, QuarantineRecord, json_error_detail
 
 __all__ = [
     "TRANSCRIPT_SUFFIXES",
@@ -172,7 +172,7 @@ def _iter_raw_records(path: Path) -> list[tuple[int, Any]]:
         try:
             value = json.loads(line)
         except (ValueError, RecursionError) as exc:  # JSONDecodeError, huge ints, deep nesting
-            value = _Malformed(f"invalid JSON: {_json_error(exc)}")
+            value = _Malformed(f"invalid JSON: {json_error_detail(exc)}")
         out.append((index + 1, value))
     return out
 
@@ -181,7 +181,7 @@ def _json_list_records(path: Path, text: str) -> list[tuple[int, Any]]:
     try:
         whole = json.loads(text)
     except (ValueError, RecursionError) as exc:
-        raise ManifestError(f"manifest {str(path)!r} is not valid JSON: {_json_error(exc)}") from exc
+        raise ManifestError(f"manifest {str(path)!r} is not valid JSON: {json_error_detail(exc)}") from exc
     if not isinstance(whole, list):
         raise ManifestError(
             f"manifest {str(path)!r} must hold a JSON list of records, got {_json_type(whole)}"
@@ -203,15 +203,6 @@ def _json_list_records(path: Path, text: str) -> list[tuple[int, Any]]:
         if text[pos] == "]":
             return out
         pos = _skip_ws(text, pos + 1)  # the comma
-
-
-def _json_error(exc: Exception) -> str:
-    """A short description of why ``json.loads`` failed (syntax, huge integer, deep nesting)."""
-    if isinstance(exc, json.JSONDecodeError):
-        return f"{exc.msg} (line {exc.lineno}, column {exc.colno})"
-    if isinstance(exc, RecursionError):
-        return "nested too deeply"
-    return str(exc)[:200]
 
 
 def _skip_ws(text: str, pos: int) -> int:

@@ -5,6 +5,7 @@ Bad input never crashes a partition and is never dropped silently: it becomes on
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterable
@@ -52,3 +53,12 @@ class InputError(Exception):
 def quarantine_table(records: Iterable[QuarantineRecord]) -> pa.Table:
     rows = [asdict(r) for r in records]
     return pa.Table.from_pylist(rows, schema=QUARANTINE_SCHEMA)
+
+
+def json_error_detail(exc: Exception) -> str:
+    """A short description of why ``json.loads`` failed (syntax, huge integer, deep nesting)."""
+    if isinstance(exc, json.JSONDecodeError):
+        return f"{exc.msg} (line {exc.lineno}, column {exc.colno})"
+    if isinstance(exc, RecursionError):
+        return "nested too deeply"
+    return str(exc)[:200]

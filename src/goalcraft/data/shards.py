@@ -198,17 +198,15 @@ class ClipShardWriter:
         self._shard_index += 1
 
     def close(self) -> list[ShardStats]:
-        """Close the open shard. Sources or failures seen after the last clip go to a final stats
-        record (with no tar) only if no shard exists to carry them."""
+        """Close the open shard. Sources or failures seen after the last clip are added to the last
+        shard's stats; with no shard at all they get a stats record of their own (and no empty tar)."""
         self._close_shard()
         if self._pending_sources or self._pending_failures:
-            if self.closed_shards:
-                last = self.closed_shards[-1]
-                self._flush_pending(last)
-                write_json_atomic(asdict(last), self.out_dir / f"{last.shard}_stats.json")
-            else:
-                self._open()
-                self._close_shard()
+            last = self.closed_shards[-1] if self.closed_shards else ShardStats(self.current_shard_name, self.name)
+            self._flush_pending(last)
+            write_json_atomic(asdict(last), self.out_dir / f"{last.shard}_stats.json")
+            if not self.closed_shards:
+                self.closed_shards.append(last)
         return self.closed_shards
 
     def abort(self) -> None:

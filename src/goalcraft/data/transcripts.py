@@ -62,7 +62,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from goalcraft.data.quarantine import InputError
+from goalcraft.data.quarantine import InputError, json_error_detail
 
 __all__ = [
     "Segment",
@@ -144,22 +144,13 @@ def parse_json_transcript(data: bytes) -> list[Segment]:
     try:
         value = json.loads(text)
     except (ValueError, RecursionError) as exc:  # JSONDecodeError, huge ints, deep nesting
-        raise InputError("transcript_malformed", f"invalid JSON: {_json_error(exc)}") from exc
+        raise InputError("transcript_malformed", f"invalid JSON: {json_error_detail(exc)}") from exc
     if not isinstance(value, list):
         raise InputError(
             "transcript_malformed", f"expected a JSON list of segments, got {type(value).__name__}"
         )
     segments = [_json_segment(index, item) for index, item in enumerate(value)]
     return _finish(segments)
-
-
-def _json_error(exc: Exception) -> str:
-    """A short description of why ``json.loads`` failed (syntax, huge integer, deep nesting)."""
-    if isinstance(exc, json.JSONDecodeError):
-        return f"{exc.msg} (line {exc.lineno}, column {exc.colno})"
-    if isinstance(exc, RecursionError):
-        return "nested too deeply"
-    return str(exc)[:200]
 
 
 def _json_segment(index: int, item: Any) -> Segment:

@@ -51,7 +51,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from goalcraft.data.paths import relative_to_root, resolve_inside
-from goalcraft.data.quarantine import InputError, QuarantineRecord
+from goalcraft.data.quarantine import InputError, QuarantineRecord, json_error_detail
 
 __all__ = [
     "INSTRUCTION_KEYS",
@@ -240,22 +240,13 @@ def _load_metadata(path: Path) -> dict[str, Any]:
         value = json.loads(text)
     except (ValueError, RecursionError) as exc:  # JSONDecodeError, huge ints, deep nesting
         raise InputError(
-            "trial_metadata_malformed", f"metadata.json is not valid JSON: {_json_error(exc)}"
+            "trial_metadata_malformed", f"metadata.json is not valid JSON: {json_error_detail(exc)}"
         ) from exc
     if not isinstance(value, dict):
         raise InputError(
             "trial_metadata_malformed", f"metadata.json must hold an object, got {type(value).__name__}"
         )
     return value
-
-
-def _json_error(exc: Exception) -> str:
-    """A short description of why ``json.loads`` failed (syntax, huge integer, deep nesting)."""
-    if isinstance(exc, json.JSONDecodeError):
-        return f"{exc.msg} (line {exc.lineno}, column {exc.colno})"
-    if isinstance(exc, RecursionError):
-        return "nested too deeply"
-    return str(exc)[:200]
 
 
 def _read_len(root: Path, rel: str) -> int | None:

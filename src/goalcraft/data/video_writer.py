@@ -2,8 +2,9 @@
 
 Used by the Crafter corpus generator and by tests that need small real videos. The file is encoded
 under a temporary name in the destination directory and moved into place with ``os.replace``, so a
-reader never sees a half-written video. With ``threads=1`` libx264 output is byte-for-byte
-reproducible for the same frames and settings.
+reader never sees a half-written video. With libx264 the output is byte-for-byte reproducible for
+the same frames and settings: one encoder thread, and x264's mbtree rate control switched off (it
+reads memory that differs between runs on short clips).
 """
 
 from __future__ import annotations
@@ -85,7 +86,11 @@ def write_video(
                     stream.pix_fmt = "yuv420p"
                     stream.time_base = 1 / rate
                     stream.codec_context.thread_count = threads
-                    if codec in ("libx264", "libx265"):
+                    if codec == "libx264":
+                        # mbtree=0: x264's macroblock-tree rate control makes the output bytes vary
+                        # from run to run on short or smooth clips (seen with libx264 core 165).
+                        stream.options = {"crf": str(crf), "x264-params": "mbtree=0"}
+                    elif codec == "libx265":
                         stream.options = {"crf": str(crf)}
                 video_frame = av.VideoFrame.from_ndarray(frame, format="rgb24")
                 video_frame.pts = count

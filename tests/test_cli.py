@@ -1,0 +1,107 @@
+"""The command line: `goalcraft demo` end to end on a small corpus, and `goalcraft ui` serving it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from goalcraft.cli import main
+from goalcraft.sql import connect
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    data = tmp_path_factory.mktemp("demo")
+    env_before = dict(os.environ)
+    os.environ.pop("GOALCRAFT_CONFIG", None)
+    os.environ.pop("DAGSTER_HOME", None)
+    cwd = os.getcwd()
+    os.chdir(data)  # no goalcraft.toml here: built-in defaults, data under ./goalcraft_data
+    try:
+        import contextlib
+        import io
+
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            assert main(["demo", "--videos", "2", "--trials", "2", "--seed", "1"]) == 0
+    finally:
+        os.chdir(cwd)
+        os.environ.clear()
+        os.environ.update(env_before)
+    return data / "goalcraft_data", out.getvalue()
+
+
+def test_demo_generates_corpus_and_materializes_every_partition(demo_run):
+    data, output = demo_run
+    corpus = data / "demo_corpus"
+    assert len((corpus / "manifest.jsonl").read_text().splitlines()) == 2
+    lines = [l for l in output.splitlines() if l.startswith("clips [")]
+    assert [l.split("] ")[1].split(":")[0] for l in lines] == ["p0000", "p0001", "p0002", "p0003"]
+    assert all("check passed" in l for l in lines)
+    reported = sum(int(l.split(": ")[1].split(" clips")[0]) for l in lines)
+    con = connect(data)
+    assert con.execute("SELECT count(*) FROM clips").fetchone()[0] == reported > 0
+    assert f"done: {reported} clips" in output
+    # The runs are in the persistent instance the UI opens.
+    from dagster._core.instance.ref import InstanceRef  # the public API only opens $DAGSTER_HOME
+
+    instance = dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(data / "dagster_home")))
+    assert instance.get_materialized_partitions(dg.AssetKey("video_clips")) == {"p0000", "p0001", "p0002", "p0003"}
+    assert "telemetry" in (data / "dagster_home" / "dagster.yaml").read_text()
+
+
+def test_demo_refuses_a_missing_configured_corpus(tmp_path, monkeypatch):
+    cfg = tmp_path / "goalcraft.toml"
+    cfg.write_text(f'[paths]\ncorpus_root = "{tmp_path / "nowhere"}"\n')
+    monkeypatch.setenv("GOALCRAFT_CONFIG", str(cfg))
+    with pytest.raises(SystemExit, match="not found under the configured corpus_root"):
+        main(["demo"])
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_ui_serves_the_code_location(demo_run):
+    data, _ = demo_run
+    port = _free_port()
+    env = dict(os.environ, DAGSTER_HOME=str(data / "dagster_home"))
+    env.pop("GOALCRAFT_CONFIG", None)
+    proc = subprocess.Popen([sys.executable, "-m", "goalcraft.cli", "ui", "--port", str(port)], cwd=data.parent,
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    query = json.dumps({"query": "{ assetNodes { assetKey { path } groupName } }"}).encode()
+    nodes = None
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and proc.poll() is None:
+            try:
+                req = urllib.request.Request(f"http://127.0.0.1:{port}/graphql", data=query,
+                                             headers={"Content-Type": "application/json"})
+                body = json.loads(urllib.request.urlopen(req, timeout=5).read())
+                nodes = body["data"]["assetNodes"]
+                if nodes:
+                    break
+            except (OSError, KeyError, TypeError, ValueError):
+                pass
+            time.sleep(1)
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert nodes, "the UI did not serve the code location within 120 s"
+    assert {(n["assetKey"]["path"][0], n["groupName"]) for n in nodes} == {
+        ("corpus_manifest", "ingest"), ("agent_trials", "ingest"), ("video_clips", "clips")}
