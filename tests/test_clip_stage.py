@@ -287,3 +287,55 @@ def test_killed_run_leaves_nothing_visible_and_rerun_matches_clean(crafter_corpu
     assert _snapshot(part) == clean
     assert not list(storage.staging_dir.iterdir())
     assert not list(part.parent.glob(".trash-*"))
+
+
+# --- real Minecraft footage ---------------------------------------------------------------------
+
+MINESTUDIO = Path(__file__).parent / "fixtures" / "minestudio"
+
+
+def test_minestudio_footage_as_trial_and_as_narrated_video_with_keyword_filter(tmp_path):
+    from goalcraft.config import ClipsConfig
+
+    corpus = tmp_path / "corpus"
+    trial = corpus / "trials" / "build_pillar_0"
+    trial.mkdir(parents=True)
+    (trial / "video.mp4").write_bytes((MINESTUDIO / "build_pillar_0.mp4").read_bytes())
+    (trial / "metadata.json").write_text(json.dumps({"instruction": "build a pillar", "success": False}))
+    (corpus / "videos").mkdir()
+    (corpus / "videos" / "spider.mp4").write_bytes((MINESTUDIO / "combat_spider_7.mp4").read_bytes())
+    (corpus / "transcripts").mkdir()
+    (corpus / "transcripts" / "spider.json").write_text(json.dumps([
+        {"text": "okay let's fight the Spider", "start": 2.0, "duration": 2.0},
+        {"text": "[Music]", "start": 5.0, "duration": 2.0},
+        {"text": "look at the sky", "start": 9.0, "duration": 3.0},
+    ]))
+    (corpus / "manifest.jsonl").write_text(json.dumps({"id": "spider", "duration": 20.0, "fps": 30}) + "\n")
+    (corpus / "tasks.txt").write_text("spider\nbuild a pillar\n")
+
+    from goalcraft.resources import ClipStageResource
+
+    settings = ClipStageResource(clips=ClipsConfig(keywords_file="tasks.txt")).settings(corpus)
+    assert settings.rules.keywords == ("spider", "build a pillar")
+    videos, trials, rejected = _ingest(corpus)
+    assert rejected == []
+    storage = StoragePaths(tmp_path / "data")
+    report = build_clip_partition("p0000", videos, trials, corpus, storage, settings)
+    clips = _clips(storage.clip_partition_dir("p0000"))
+
+    assert report.segments_filtered == 2  # "[Music]" and the segment naming no task
+    (spider,) = [c for c in clips.values() if c[2]["source_id"] == "spider"]
+    assert spider[1] == "okay let's fight the Spider"
+    assert (spider[2]["window_start"], spider[2]["window_end"]) == (2.0, 4.0)
+    pillar = sorted((c for c in clips.values() if c[2]["source_id"] == "build_pillar_0"),
+                    key=lambda c: c[2]["window_start"])
+    assert len(pillar) == 6  # 20 s of footage in 3.2 s tiles
+    with get_decoder("pyav").open(MINESTUDIO / "build_pillar_0.mp4") as handle:
+        for frames, caption, meta in pillar + [spider]:
+            assert caption in ("build a pillar", "okay let's fight the Spider")
+            # 640x360 footage resized to 160x256; timestamps are frame index / 30.
+            assert frames.shape == (16, 160, 256, 3)
+            np.testing.assert_allclose(meta["frame_timestamps"], np.array(meta["frame_indices"]) / 30, atol=1e-6)
+        direct = handle.read(pillar[2][2]["frame_indices"]).frames
+        assert np.abs(pillar[2][0].astype(int) - direct.astype(int)).mean() < 4
+    assert verify_partition(storage.clip_partition_dir("p0000"))[2] == []

@@ -8,12 +8,15 @@ also after a crash, yields the same samples with none duplicated and none lost.
 
 from __future__ import annotations
 
+import functools
+import queue
 import shutil
+import threading
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 from goalcraft.config import CLIP_FRAMES, CLIP_HEIGHT, CLIP_WIDTH, ClipsConfig
 from goalcraft.data.decode import VideoDecoder, VideoHandle, get_decoder
@@ -124,6 +127,39 @@ def _open_video(decoder: VideoDecoder, corpus_root: Path, video_path: str,
         return QuarantineRecord(video_path, "decode", exc.reason, exc.detail, source_id)
 
 
+class OrderedWorker:
+    """Runs submitted calls one at a time, in order, on a background thread.
+
+    The queue is bounded so decoding never runs more than a few clips ahead of writing. The first
+    error stops further calls and is re-raised by the next :meth:`submit` or by :meth:`finish`.
+    """
+
+    def __init__(self, depth: int = 8) -> None:
+        self._queue: queue.Queue[Callable[[], None] | None] = queue.Queue(depth)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="clip-writer", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (call := self._queue.get()) is not None:
+            if self._error is None:
+                try:
+                    call()
+                except BaseException as exc:  # handed to the submitting thread
+                    self._error = exc
+
+    def submit(self, fn: Callable[..., None], *args: object) -> None:
+        if self._error is not None:
+            raise self._error
+        self._queue.put(functools.partial(fn, *args))
+
+    def finish(self, raise_error: bool = True) -> None:
+        self._queue.put(None)
+        self._thread.join()
+        if raise_error and self._error is not None:
+            raise self._error
+
+
 # Window rejections that, in a truncated video, mean "no frames there" rather than a bad transcript.
 UNREACHABLE = ("segment_past_video_end", "window_too_short")
 
@@ -206,16 +242,29 @@ def write_partition_clips(partition: str, videos: Sequence[VideoRecord], trials:
             sources.append(("video", video_clips(video, corpus_root, decoder, settings.rules, counters)))
         for trial in sorted(trials, key=lambda t: t.id):
             sources.append(("trial", trial_clips(trial, corpus_root, decoder, settings.trial_window_s)))
-        for kind, items in sources:
-            writer.note_source(kind)
-            for item in items:
-                if isinstance(item, QuarantineRecord):
-                    rec = QuarantineRecord(item.input, item.stage, item.reason, item.detail, item.source_id, partition)
-                    quarantined.append(rec)
-                    writer.note_failure(rec.reason)
-                else:
-                    report.bytes += writer.write(item)
-                    report.clips_written += 1
+
+        def write_clip(sample: ClipSample) -> None:
+            report.bytes += writer.write(sample)
+            report.clips_written += 1
+
+        # Decoding (in C, GIL released) runs here while JPEG encoding and tar writing run on one
+        # background thread, in submission order, so shards stay deterministic.
+        worker = OrderedWorker()
+        try:
+            for kind, items in sources:
+                worker.submit(writer.note_source, kind)
+                for item in items:
+                    if isinstance(item, QuarantineRecord):
+                        rec = QuarantineRecord(item.input, item.stage, item.reason, item.detail, item.source_id,
+                                               partition)
+                        quarantined.append(rec)
+                        worker.submit(writer.note_failure, rec.reason)
+                    else:
+                        worker.submit(write_clip, item)
+        except BaseException:
+            worker.finish(raise_error=False)
+            raise
+        worker.finish()
         shards = writer.close()
     report.videos_seen = len(videos)
     report.trials_seen = len(trials)

@@ -1,0 +1,45 @@
+"""DuckDB views over hand-written outputs with known contents."""
+
+import pyarrow as pa
+
+from goalcraft.data.quarantine import QuarantineRecord, quarantine_table
+from goalcraft.data.shards import INDEX_SCHEMA
+from goalcraft.sql import connect, view_sources
+from goalcraft.storage import StoragePaths, write_json_atomic, write_parquet_atomic
+
+
+def _index_rows(shard: str, n: int, source: str):
+    return [{"key": f"{source}-{i:05d}", "shard": shard, "source": "video", "source_id": source, "caption": f"c{i}",
+             "window_start": float(i), "window_end": i + 2.0, "frame_timestamps": [i + k / 8 for k in range(16)],
+             "bytes": 1000 + i} for i in range(n)]
+
+
+def test_views_only_for_outputs_present(tmp_path):
+    assert view_sources(StoragePaths(tmp_path)) == {}
+    con = connect(tmp_path)
+    assert con.execute("SELECT count(*) FROM duckdb_views() WHERE NOT internal").fetchone()[0] == 0
+
+
+def test_views_read_the_files_as_written(tmp_path):
+    paths = StoragePaths(tmp_path)
+    write_parquet_atomic(quarantine_table([QuarantineRecord("m.jsonl:3", "manifest", "video_missing", "gone", "v9")]),
+                         paths.manifest_quarantine_table)
+    for part, shard, n, source in (("p0000", "p0000-00000", 3, "va"), ("p0001", "p0001-00000", 2, "vb")):
+        d = paths.clip_partition_dir(part)
+        write_parquet_atomic(pa.Table.from_pylist(_index_rows(shard, n, source), schema=INDEX_SCHEMA), d / f"{shard}.parquet")
+        write_json_atomic({"shard": shard, "partition": part, "videos_seen": 1, "trials_seen": 0, "clips_written": n,
+                           "failures": {"video_unreadable": 1} if part == "p0001" else {}, "bytes": 10 * n,
+                           "seconds": 0.5}, d / f"{shard}_stats.json")
+        write_json_atomic({"partition": part, "clips_written": n}, d / "partition.json")
+        write_parquet_atomic(quarantine_table(
+            [QuarantineRecord("videos/x.mp4", "decode", "video_unreadable", "bad", "vx", part)] if part == "p0001" else []),
+            d / "quarantine.parquet")
+    con = connect(tmp_path)
+    assert set(view_sources(paths)) == {"quarantine", "clips", "clip_shard_stats", "clip_partitions"}
+    assert con.execute("SELECT source_id, count(*), sum(bytes) FROM clips GROUP BY 1 ORDER BY 1").fetchall() == [
+        ("va", 3, 3003), ("vb", 2, 2001)]
+    assert con.execute("SELECT frame_timestamps[16] FROM clips WHERE key = 'vb-00001'").fetchone()[0] == 1 + 15 / 8
+    assert con.execute("SELECT stage, reason, source_id FROM quarantine ORDER BY stage").fetchall() == [
+        ("decode", "video_unreadable", "vx"), ("manifest", "video_missing", "v9")]
+    assert con.execute("SELECT sum(clips_written), sum(failures['video_unreadable']) FROM clip_shard_stats").fetchone() == (5, 1)
+    assert con.execute("SELECT sum(clips_written) FROM clip_partitions").fetchone()[0] == 5
