@@ -105,7 +105,7 @@ def run_demo(config: GoalcraftConfig, *, seed: int = 0, videos: int = 6, trials:
             f"{time.perf_counter() - started:.1f}s")
         summary[f"video_clips[{key}]"] = meta
     say(f"done: {totals['clips_written']} clips ({totals['bytes'] / 1e6:.1f} MB), {totals['quarantined']} "
-        f"inputs quarantined. Outputs in {paths.data_root}; browse them with `goalcraft ui`.")
+        f"input(s) quarantined. Outputs in {paths.data_root}; browse them with `goalcraft ui`.")
     return summary
 
 
