@@ -104,4 +104,6 @@ def test_ui_serves_the_code_location(demo_run):
             os.killpg(proc.pid, signal.SIGKILL)
     assert nodes, "the UI did not serve the code location within 120 s"
     assert {(n["assetKey"]["path"][0], n["groupName"]) for n in nodes} == {
-        ("corpus_manifest", "ingest"), ("agent_trials", "ingest"), ("video_clips", "clips")}
+        ("corpus_manifest", "ingest"), ("agent_trials", "ingest"), ("video_clips", "clips"),
+        ("goal_clips", "success"), ("goal_space_model", "training"), ("steve1_prior", "training"),
+        ("goal_embeddings", "embeddings"), ("clip_embeddings", "embeddings")}

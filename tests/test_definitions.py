@@ -20,15 +20,18 @@ def test_definitions_load_with_groups_kinds_and_descriptions(tmp_path):
     defs = build_definitions(make_config(tmp_path, tmp_path / "corpus", count=256))
     graph = defs.resolve_asset_graph()
     groups = {key.to_user_string(): graph.get(key).group_name for key in graph.get_all_asset_keys()}
-    assert groups == {"corpus_manifest": "ingest", "agent_trials": "ingest", "video_clips": "clips"}
+    assert groups == {"corpus_manifest": "ingest", "agent_trials": "ingest", "video_clips": "clips",
+                      "goal_clips": "success", "goal_space_model": "training", "steve1_prior": "training",
+                      "goal_embeddings": "embeddings", "clip_embeddings": "embeddings"}
     for key in graph.get_all_asset_keys():
         node = graph.get(key)
         assert node.description and len(node.description) > 40
         assert node.kinds
     clips = graph.get(dg.AssetKey("video_clips"))
     assert len(clips.partitions_def.get_partition_keys()) == 256
-    assert {c.name for c in graph.asset_check_keys} == {"shards_valid"}
-    assert {j.name for j in defs.resolve_all_job_defs()} >= {"ingest_job", "clips_job"}
+    assert {(c.asset_key.to_user_string(), c.name) for c in graph.asset_check_keys} == {
+        ("video_clips", "shards_valid"), ("goal_embeddings", "embeddings_sane"), ("clip_embeddings", "embeddings_sane")}
+    assert {j.name for j in defs.resolve_all_job_defs()} >= {"ingest_job", "clips_job", "goals_job", "training_job"}
 
 
 @pytest.fixture(scope="module")

@@ -85,26 +85,42 @@ def run_demo(config: GoalcraftConfig, *, seed: int = 0, videos: int = 6, trials:
         meta = summary.get(name, {})
         say(f"ingest: {name}: " + ", ".join(f"{k}={v}" for k, v in meta.items() if isinstance(v, (int, float))))
 
-    clips_job = defs.resolve_job_def("clips_job")
-    keys = clips_job.partitions_def.get_partition_keys()
-    totals = {"clips_written": 0, "quarantined": 0, "bytes": 0}
-    for n, key in enumerate(keys, 1):
-        started = time.perf_counter()
-        result = clips_job.execute_in_process(instance=instance, partition_key=key, run_config=QUIET_RUN_CONFIG)
-        meta = {}
-        for mat in result.asset_materializations_for_node("video_clips"):
-            meta = {k: v.value for k, v in mat.metadata.items()}
-        checks = [e.event_specific_data for e in result.all_events
-                  if e.event_type_value == "ASSET_CHECK_EVALUATION"]
-        passed = all(c.passed for c in checks) and bool(checks)
-        for k in totals:
-            totals[k] += int(meta.get(k, 0))
-        bar = "#" * n + "." * (len(keys) - n)
-        say(f"clips [{bar}] {key}: {meta.get('clips_written', 0)} clips in {meta.get('shards', 0)} shard(s), "
-            f"{meta.get('quarantined', 0)} quarantined, check {'passed' if passed else 'FAILED'}, "
-            f"{time.perf_counter() - started:.1f}s")
-        summary[f"video_clips[{key}]"] = meta
-    say(f"done: {totals['clips_written']} clips ({totals['bytes'] / 1e6:.1f} MB), {totals['quarantined']} "
+    keys = defs.resolve_job_def("clips_job").partitions_def.get_partition_keys()
+    totals = {"clips_written": 0, "quarantined": 0, "bytes": 0, "goals_written": 0}
+
+    def partitioned(job_name: str, asset: str, describe: Callable[[dict], str]) -> None:
+        job = defs.resolve_job_def(job_name)
+        for n, key in enumerate(keys, 1):
+            started = time.perf_counter()
+            result = job.execute_in_process(instance=instance, partition_key=key, run_config=QUIET_RUN_CONFIG)
+            meta = {}
+            for mat in result.asset_materializations_for_node(asset):
+                meta = {k: v.value for k, v in mat.metadata.items()}
+            checks = [e.event_specific_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
+            verdict = ("check passed" if all(c.passed for c in checks) else "check FAILED") if checks else "no check"
+            for k in totals:
+                totals[k] += int(meta.get(k, 0) or 0)
+            bar = "#" * n + "." * (len(keys) - n)
+            say(f"{asset} [{bar}] {key}: {describe(meta)}, {verdict}, {time.perf_counter() - started:.1f}s")
+            summary[f"{asset}[{key}]"] = meta
+
+    partitioned("clips_job", "video_clips", lambda m: f"{m.get('clips_written', 0)} clips in {m.get('shards', 0)} "
+                f"shard(s), {m.get('quarantined', 0)} quarantined")
+    partitioned("goals_job", "goal_clips", lambda m: f"{m.get('goals_written', 0)} goal clips "
+                f"{m.get('by_miner', {})}, {m.get('quarantined', 0)} quarantined")
+    say("training: goal space (MineCLIP) on all clips, goal embeddings, STEVE-1 prior")
+    started = time.perf_counter()
+    result = defs.resolve_job_def("training_job").execute_in_process(instance=instance, run_config=QUIET_RUN_CONFIG)
+    for name in ("goal_space_model", "goal_embeddings", "steve1_prior"):
+        for mat in result.asset_materializations_for_node(name):
+            summary[name] = {k: v.value for k, v in mat.metadata.items()}
+    gs = summary.get("goal_space_model", {})
+    say(f"training: goal space val top-1 {gs.get('val_top1', 0):.2f} (chance {gs.get('chance_top1', 0):.2f}), "
+        f"{summary.get('goal_embeddings', {}).get('rows', 0)} goal embeddings, prior best val loss "
+        f"{summary.get('steve1_prior', {}).get('best_val_loss', float('nan')):.4f}, {time.perf_counter() - started:.0f}s")
+    partitioned("clip_embeddings_job", "clip_embeddings", lambda m: f"{m.get('rows', 0)} clips embedded")
+    say(f"done: {totals['clips_written']} clips ({totals['bytes'] / 1e6:.1f} MB), {totals['goals_written']} goal clips, "
+        f"{totals['quarantined']} "
         f"input(s) quarantined. Outputs in {paths.data_root}; browse them with `goalcraft ui`.")
     return summary
 

@@ -69,10 +69,46 @@ class ClipsConfig(dg.Config):
     decoder: Literal["auto", "decord", "pyav"] = "auto"
 
 
+class SuccessConfig(dg.Config):
+    """Success mining (docs/data-formats.md, "Goal clips")."""
+
+    # Task vocabularies, relative to corpus_root: a tasks.json ({task: {instruction, paraphrases,
+    # narration}}), MineDojo task YAML files, or folders of MineStudio task configs.
+    task_files: list[str] = ["tasks.json"]
+    # Add STEVE-1's 11 evaluation prompts (with paraphrases) to the vocabulary.
+    steve1_prompts: bool = True
+    # Folder of MineStudio-style VLM rating files (vlm_rating_res/*.json), relative to corpus_root.
+    ratings_dir: Optional[str] = None
+    rating_threshold: float = 8.0
+
+
+class GoalSpaceConfig(dg.Config):
+    """Training the MineCLIP goal space on the clip shards, and embedding with it."""
+
+    preset: Literal["tiny-cpu", "vitb16-gpu"] = "tiny-cpu"
+    seed: int = 0
+    steps: Optional[int] = None  # overrides the preset's step count
+    device: str = "cpu"
+    embed_batch_size: int = 32
+
+
+class PriorTrainingConfig(dg.Config):
+    """Training STEVE-1's CVAE prior on (instruction text embedding, goal embedding) pairs."""
+
+    epochs: int = 60
+    batch_size: int = 32
+    lr: float = 1e-3
+    beta: float = 0.01
+    seed: int = 0
+
+
 class GoalcraftConfig(dg.Config):
     paths: PathsConfig = PathsConfig()
     partitions: PartitionsConfig = PartitionsConfig()
     clips: ClipsConfig = ClipsConfig()
+    success: SuccessConfig = SuccessConfig()
+    goal_space: GoalSpaceConfig = GoalSpaceConfig()
+    prior: PriorTrainingConfig = PriorTrainingConfig()
     source: str = "defaults"
 
 
@@ -80,7 +116,10 @@ class ConfigError(ValueError):
     """The settings file is unreadable, or holds a key or value goalcraft does not accept."""
 
 
-_SECTIONS: dict[str, type[dg.Config]] = {"paths": PathsConfig, "partitions": PartitionsConfig, "clips": ClipsConfig}
+_SECTIONS: dict[str, type[dg.Config]] = {
+    "paths": PathsConfig, "partitions": PartitionsConfig, "clips": ClipsConfig, "success": SuccessConfig,
+    "goal_space": GoalSpaceConfig, "prior": PriorTrainingConfig,
+}
 
 
 def _absolute(value: str, base: Path) -> str:

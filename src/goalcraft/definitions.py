@@ -5,12 +5,21 @@ from __future__ import annotations
 import dagster as dg
 
 from goalcraft.assets.clips import build_clip_assets
+from goalcraft.assets.embeddings import build_embedding_assets
 from goalcraft.assets.ingest import build_ingest_assets
+from goalcraft.assets.success import build_success_assets
+from goalcraft.assets.training import build_training_assets
 from goalcraft.config import GoalcraftConfig, load_config
 from goalcraft.pipelines.executors import cpu_executor
 from goalcraft.pipelines.jobs import build_jobs
 from goalcraft.pipelines.partitions import corpus_partitions
-from goalcraft.resources import ClipStageResource, CorpusResource, StorageResource
+from goalcraft.resources import (
+    ClipStageResource,
+    CorpusResource,
+    MiningResource,
+    StorageResource,
+    TrainingResource,
+)
 
 
 def build_resources(config: GoalcraftConfig) -> dict[str, dg.ConfigurableResource]:
@@ -19,6 +28,8 @@ def build_resources(config: GoalcraftConfig) -> dict[str, dg.ConfigurableResourc
         "corpus": CorpusResource(corpus_root=str(config.paths.corpus_path), manifests=config.paths.manifests,
                                  trials_dir=config.paths.trials_dir),
         "clip_stage": ClipStageResource(clips=config.clips),
+        "mining": MiningResource(success=config.success),
+        "training": TrainingResource(goal_space=config.goal_space, prior=config.prior),
     }
 
 
@@ -26,9 +37,13 @@ def build_definitions(config: GoalcraftConfig) -> dg.Definitions:
     partitions_def = corpus_partitions(config.partitions.count)
     ingest = build_ingest_assets(config.partitions.count)
     clip_assets, clip_checks = build_clip_assets(partitions_def, ingest)
+    (goal_clips,) = build_success_assets(partitions_def, ingest)
+    goal_space_model, steve1_prior = build_training_assets(clip_assets[0], dg.AssetKey("goal_embeddings"))
+    embedding_assets, embedding_checks = build_embedding_assets(partitions_def, clip_assets[0], goal_clips,
+                                                                goal_space_model.key)
     return dg.Definitions(
-        assets=[*ingest, *clip_assets],
-        asset_checks=clip_checks,
+        assets=[*ingest, *clip_assets, goal_clips, goal_space_model, steve1_prior, *embedding_assets],
+        asset_checks=[*clip_checks, *embedding_checks],
         jobs=build_jobs(),
         resources=build_resources(config),
         executor=cpu_executor(),

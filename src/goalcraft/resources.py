@@ -9,7 +9,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from goalcraft.config import ClipsConfig
+from goalcraft.config import ClipsConfig, GoalSpaceConfig, PriorTrainingConfig, SuccessConfig
 from goalcraft.data.clip_stage import ClipStageSettings
 from goalcraft.data.vocabulary import load_keywords
 from goalcraft.storage import StoragePaths
@@ -53,3 +53,16 @@ class ClipStageResource(dg.ConfigurableResource):
     def settings(self, corpus_root: Path) -> ClipStageSettings:
         keywords = load_keywords(corpus_root / self.clips.keywords_file) if self.clips.keywords_file else ()
         return ClipStageSettings.from_config(self.clips, keywords)
+
+
+class MiningResource(dg.ConfigurableResource):
+    """Task vocabularies and rating files for success mining."""
+
+    success: SuccessConfig = SuccessConfig()
+
+
+class TrainingResource(dg.ConfigurableResource):
+    """Goal-space (MineCLIP) and prior training settings, and the device embeddings run on."""
+
+    goal_space: GoalSpaceConfig = GoalSpaceConfig()
+    prior: PriorTrainingConfig = PriorTrainingConfig()

@@ -11,6 +11,11 @@ Layout under the data root::
     clips/<partition>/<shard>_stats.json    per-shard stats
     clips/<partition>/quarantine.parquet    clip-stage rejects of the partition
     clips/<partition>/partition.json        partition summary, written last
+    goals/<partition>/...                   goal clips, same layout as clips/
+    models/goal_space/{best,last}/          the trained MineCLIP goal space (safetensors + config.json)
+    models/prior/{best,last}/               the trained STEVE-1 prior
+    embeddings/goal_clips.parquet           one goal-space embedding per goal clip
+    embeddings/clips/<partition>.parquet    one goal-space embedding per clip
 
 A partition folder is built under ``clips/.staging/`` and swapped into place whole, so readers only
 ever see a complete partition (see :func:`commit_directory`).
@@ -65,6 +70,35 @@ class StoragePaths:
     @property
     def staging_dir(self) -> Path:
         return self.clips_dir / ".staging"
+
+    def clip_shards(self) -> list[Path]:
+        """Every clip shard of every materialized partition, in partition and shard order."""
+        return sorted(self.clips_dir.glob("p*/p*-*.tar"))
+
+    def goal_shards(self) -> list[Path]:
+        return sorted(self.goals_dir.glob("p*/p*-*.tar"))
+
+    @property
+    def goals_dir(self) -> Path:
+        return self.data_root / "goals"
+
+    def goal_partition_dir(self, partition: str) -> Path:
+        return self.goals_dir / partition
+
+    @property
+    def goal_space_dir(self) -> Path:
+        return self.data_root / "models" / "goal_space"
+
+    @property
+    def prior_dir(self) -> Path:
+        return self.data_root / "models" / "prior"
+
+    @property
+    def goal_embeddings_table(self) -> Path:
+        return self.data_root / "embeddings" / "goal_clips.parquet"
+
+    def clip_embeddings_table(self, partition: str) -> Path:
+        return self.data_root / "embeddings" / "clips" / f"{partition}.parquet"
 
     @property
     def dagster_home(self) -> Path:

@@ -81,7 +81,7 @@ class PartitionReport:
         return self.clips_written / self.seconds if self.seconds > 0 else 0.0
 
 
-def _clip_meta(source: str, source_id: str, video_path: str, window: ClipWindow, indices: Sequence[int],
+def clip_meta(source: str, source_id: str, video_path: str, window: ClipWindow, indices: Sequence[int],
                timestamps: Sequence[float], fps: float) -> dict:
     return {
         "source": source,
@@ -112,14 +112,14 @@ def _window_clips(handle: VideoHandle, windows: Sequence[ClipWindow], *, source:
         except ValueError as exc:
             yield QuarantineRecord(where, "window", "window_too_short", str(exc), source_id)
             continue
-        meta = _clip_meta(source, source_id, video_path, window, indices, decoded.timestamps, info.fps)
+        meta = clip_meta(source, source_id, video_path, window, indices, decoded.timestamps, info.fps)
         meta.update(extra_meta)
         if segment_indices:  # which transcript segments the caption came from
             meta["segment_indices"] = list(window.segment_indices)
         yield ClipSample(sample_key(source_id, i), decoded.frames, window.caption, meta)
 
 
-def _open_video(decoder: VideoDecoder, corpus_root: Path, video_path: str,
+def open_video(decoder: VideoDecoder, corpus_root: Path, video_path: str,
                 source_id: str) -> VideoHandle | QuarantineRecord:
     try:
         return decoder.open(corpus_root / video_path, height=CLIP_HEIGHT, width=CLIP_WIDTH)
@@ -176,7 +176,7 @@ def video_clips(record: VideoRecord, corpus_root: Path, decoder: VideoDecoder,
     except InputError as exc:
         yield QuarantineRecord(record.transcript_path, "transcript", exc.reason, exc.detail, record.id)
         return
-    handle = _open_video(decoder, corpus_root, record.video_path, record.id)
+    handle = open_video(decoder, corpus_root, record.video_path, record.id)
     if isinstance(handle, QuarantineRecord):
         yield handle
         return
@@ -205,7 +205,7 @@ def video_clips(record: VideoRecord, corpus_root: Path, decoder: VideoDecoder,
 def trial_clips(record: TrialRecord, corpus_root: Path, decoder: VideoDecoder,
                 window_s: float) -> Iterator[ClipSample | QuarantineRecord]:
     """Clips of one agent trial: the video tiled into fixed windows, captioned with the instruction."""
-    handle = _open_video(decoder, corpus_root, record.video_path, record.id)
+    handle = open_video(decoder, corpus_root, record.video_path, record.id)
     if isinstance(handle, QuarantineRecord):
         yield handle
         return

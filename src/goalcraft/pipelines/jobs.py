@@ -15,4 +15,17 @@ def build_jobs() -> list[dg.UnresolvedAssetJobDefinition]:
         "clips_job", selection=dg.AssetSelection.groups("clips"),
         description="Cut one partition of videos and trials into 16-frame clip shards.",
     )
-    return [ingest_job, clips_job]
+    goals_job = dg.define_asset_job(
+        "goals_job", selection=dg.AssetSelection.groups("success"),
+        description="Mine success moments of one partition and cut its goal clips.",
+    )
+    training_job = dg.define_asset_job(
+        "training_job",
+        selection=dg.AssetSelection.assets("goal_space_model", "goal_embeddings", "steve1_prior"),
+        description="Train the MineCLIP goal space on all clips, embed the goal clips, train the prior.",
+    )
+    clip_embeddings_job = dg.define_asset_job(
+        "clip_embeddings_job", selection=dg.AssetSelection.assets("clip_embeddings"),
+        description="Embed one partition's clips with the trained goal space.",
+    )
+    return [ingest_job, clips_job, goals_job, training_job, clip_embeddings_job]

@@ -1,0 +1,102 @@
+"""Embedding stage: goal-space embeddings of every goal clip and of every clip, as parquet tables
+(512 float32 per row, raw MineCLIP scale), with checks for dimension, NaN/inf and norm drift."""
+
+import json
+import warnings
+from collections import Counter
+from pathlib import Path
+
+import dagster as dg
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from goalcraft.data.embeddings import NormStats, check_embeddings, embed_shards
+from goalcraft.models.mineclip import load_mineclip
+from goalcraft.resources import StorageResource, TrainingResource
+from goalcraft.storage import StoragePaths, write_parquet_atomic
+
+NORM_STATS_FILE = "norm_stats.json"
+
+
+def _embed(paths: StoragePaths, training: TrainingResource, shards: list[Path], log) -> pa.Table:
+    model = load_mineclip(paths.goal_space_dir / "best")
+    device = training.goal_space.device
+    total = [0]
+
+    def progress(done: int) -> None:
+        if done - total[0] >= 256:
+            log(f"embedded {done} clips")
+            total[0] = done
+
+    return embed_shards(model.to(device), shards, batch_size=training.goal_space.embed_batch_size,
+                        device=device, progress=progress)
+
+
+def _reference(paths: StoragePaths) -> NormStats | None:
+    path = paths.goal_space_dir / NORM_STATS_FILE
+    return NormStats(**json.loads(path.read_text())) if path.is_file() else None
+
+
+def _check(table, paths: StoragePaths) -> dg.AssetCheckResult:
+    ok, meta = check_embeddings(table, dim=512, reference=_reference(paths))
+    return dg.AssetCheckResult(passed=ok, metadata={k: dg.MetadataValue.json(v) if isinstance(v, list) else v
+                                                    for k, v in meta.items()})
+
+
+def build_embedding_assets(partitions_def: dg.PartitionsDefinition, video_clips: dg.AssetsDefinition,
+                           goal_clips: dg.AssetsDefinition, goal_space_key: dg.AssetKey):
+    @dg.asset(
+        group_name="embeddings",
+        kinds={"pytorch", "parquet"},
+        deps=[goal_clips, goal_space_key],
+        description=(
+            "One row per goal clip: key, source, miner, task, instruction, confidence, its goal-space "
+            "embedding (512 float32, raw MineCLIP scale as STEVE-1 expects) and its L2 norm."
+        ),
+    )
+    def goal_embeddings(context: dg.AssetExecutionContext, storage: StorageResource,
+                        training: TrainingResource) -> dg.MaterializeResult:
+        paths = storage.paths
+        table = _embed(paths, training, paths.goal_shards(), context.log.info)
+        write_parquet_atomic(table, paths.goal_embeddings_table)
+        norms = table.column("norm").to_numpy() if table.num_rows else []
+        return dg.MaterializeResult(metadata={
+            "rows": table.num_rows,
+            "by_miner": dg.MetadataValue.json(dict(Counter(table.column("miner").to_pylist())) if table.num_rows else {}),
+            "tasks": len(set(table.column("task").to_pylist())) if table.num_rows else 0,
+            "norm_mean": float(norms.mean()) if len(norms) else 0.0,
+            "table": dg.MetadataValue.path(str(paths.goal_embeddings_table)),
+        })
+
+    @dg.asset(
+        group_name="embeddings",
+        kinds={"pytorch", "parquet"},
+        partitions_def=partitions_def,
+        deps=[video_clips, goal_space_key],
+        description="One row per clip of the partition: the clip's index columns and its goal-space embedding.",
+    )
+    def clip_embeddings(context: dg.AssetExecutionContext, storage: StorageResource,
+                        training: TrainingResource) -> dg.MaterializeResult:
+        paths = storage.paths
+        shards = sorted(paths.clip_partition_dir(context.partition_key).glob("p*-*.tar"))
+        table = _embed(paths, training, shards, context.log.info)
+        out = paths.clip_embeddings_table(context.partition_key)
+        write_parquet_atomic(table, out)
+        return dg.MaterializeResult(metadata={"rows": table.num_rows, "table": dg.MetadataValue.path(str(out))})
+
+    @dg.asset_check(asset=goal_embeddings, name="embeddings_sane", blocking=True,
+                    description="512-d, no NaN/inf, norms inside the goal space's observed range.")
+    def goal_embeddings_sane(storage: StorageResource) -> dg.AssetCheckResult:
+        return _check(pq.read_table(storage.paths.goal_embeddings_table), storage.paths)
+
+    with warnings.catch_warnings():  # partitioned checks are a Dagster preview feature
+        warnings.simplefilter("ignore", dg.PreviewWarning)
+
+        @dg.asset_check(asset=clip_embeddings, name="embeddings_sane", partitions_def=partitions_def,
+                        description="512-d, no NaN/inf, norms inside the goal space's observed range.")
+        def clip_embeddings_sane(context: dg.AssetCheckExecutionContext,
+                                 storage: StorageResource) -> dg.AssetCheckResult:
+            table = pq.read_table(storage.paths.clip_embeddings_table(context.partition_key))
+            return _check(table, storage.paths)
+
+    return [goal_embeddings, clip_embeddings], [goal_embeddings_sane, clip_embeddings_sane]

@@ -1,0 +1,65 @@
+"""Success stage: mined goal moments (agent trials, narrated transcripts, VLM rating files) cut into
+goal clips — 16 consecutive frames ending at the success moment — per corpus partition."""
+
+from pathlib import Path
+
+import dagster as dg
+
+from goalcraft.assets.clips import read_partition_rows
+from goalcraft.data.goal_stage import build_goal_partition
+from goalcraft.data.manifest import VideoRecord
+from goalcraft.data.mining import mine_ratings, mine_transcripts, mine_trials
+from goalcraft.data.partitioning import partition_of
+from goalcraft.data.task_vocabulary import Task, load_task_files
+from goalcraft.data.trials import TrialRecord
+from goalcraft.resources import ClipStageResource, CorpusResource, MiningResource, StorageResource
+
+
+def build_success_assets(partitions_def: dg.PartitionsDefinition, ingest: list[dg.AssetsDefinition]) -> list:
+    count = len(partitions_def.get_partition_keys())
+
+    @dg.asset(
+        group_name="success",
+        kinds={"webdataset", "parquet", "video"},
+        partitions_def=partitions_def,
+        deps=ingest,
+        description=(
+            "Goal clips: 16 consecutive frames (160x256) ending at a success moment, mined from successful "
+            "agent trials, from transcript segments naming a task (moment at the end of the speech), and "
+            "from VLM rating files above a threshold; with provenance (source, miner, task, instruction, "
+            "confidence). WebDataset shards + parquet index per partition, like video_clips."
+        ),
+    )
+    def goal_clips(context: dg.AssetExecutionContext, corpus: CorpusResource, storage: StorageResource,
+                   mining: MiningResource, clip_stage: ClipStageResource) -> dg.MaterializeResult:
+        paths = storage.paths
+        partition = context.partition_key
+        settings = mining.success
+        videos = read_partition_rows(paths.manifest_table, partition, count, VideoRecord)
+        trials = read_partition_rows(paths.trials_table, partition, count, TrialRecord)
+        tasks: list[Task] = load_task_files(corpus.root, settings.task_files, steve1_prompts=settings.steve1_prompts)
+        moments, rejects = mine_trials(trials)
+        found, bad = mine_transcripts(videos, corpus.root, tasks)
+        moments, rejects = moments + found, rejects + bad
+        if settings.ratings_dir and (corpus.root / settings.ratings_dir).is_dir():
+            files = sorted((corpus.root / settings.ratings_dir).glob("*.json"))
+            rated, bad = mine_ratings(files, corpus.root, settings.rating_threshold, tasks=tasks,
+                                      decoder=clip_stage.clips.decoder)
+            # Rating files cover the whole corpus; each partition keeps its own videos' moments.
+            moments += [m for m in rated if partition_of(m.source_id, count) == partition]
+            rejects += [r for r in bad if partition_of(r.source_id or r.input, count) == partition]
+        report = build_goal_partition(partition, moments, corpus.root, paths, decoder=clip_stage.clips.decoder,
+                                      shard_target_bytes=clip_stage.clips.shard_target_bytes,
+                                      jpeg_quality=clip_stage.clips.jpeg_quality, quarantine=rejects)
+        return dg.MaterializeResult(metadata={
+            "moments": len(moments),
+            "goals_written": report.goals_written,
+            "by_miner": dg.MetadataValue.json(report.by_miner),
+            "tasks_in_vocabulary": len(tasks),
+            "quarantined": sum(report.failures.values()),
+            "failures_by_reason": dg.MetadataValue.json(report.failures),
+            "shards": len(report.shards),
+            "path": dg.MetadataValue.path(str(paths.goal_partition_dir(partition))),
+        })
+
+    return [goal_clips]

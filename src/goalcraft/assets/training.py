@@ -1,0 +1,119 @@
+"""Training stage: the MineCLIP goal space trained on the clip shards, and STEVE-1's prior trained on
+(instruction text embedding, goal-clip embedding) pairs. The loops live in goalcraft.training."""
+
+import json
+
+import dagster as dg
+import numpy as np
+
+from goalcraft.data.embeddings import NormStats, embed_shards, embedding_matrix
+from goalcraft.models.clip_tokenizer import tokenize
+from goalcraft.models.mineclip import load_mineclip
+from goalcraft.models.prior import PRIOR_CONFIGS
+from goalcraft.resources import CorpusResource, StorageResource, TrainingResource
+from goalcraft.storage import write_json_atomic
+from goalcraft.training.data import caption_to_task, task_caption_map
+from goalcraft.training.goal_space import GOAL_SPACE_TRAINING, train_goal_space
+from goalcraft.training.prior import train_prior
+
+from goalcraft.assets.embeddings import NORM_STATS_FILE
+
+
+def _history_markdown(rows: list[dict], columns: list[str]) -> str:
+    head = "| " + " | ".join(columns) + " |\n|" + "---|" * len(columns) + "\n"
+    body = "".join("| " + " | ".join(f"{r.get(c, ''):.4g}" if isinstance(r.get(c), float) else str(r.get(c, ""))
+                                      for c in columns) + " |\n" for r in rows)
+    return head + body
+
+
+def build_training_assets(video_clips: dg.AssetsDefinition, goal_embeddings_key: dg.AssetKey) -> list:
+    @dg.asset(
+        group_name="training",
+        kinds={"pytorch", "safetensors"},
+        deps=[video_clips],
+        description=(
+            "The MineCLIP goal space (image ViT, temporal attention pooling, text transformer, reward-head "
+            "adapters) trained with video–text InfoNCE on every clip shard. Best-validation and last "
+            "checkpoints (safetensors + config.json), TensorBoard logs, and the norm range of its goal "
+            "embeddings (used by the embedding checks to flag drift)."
+        ),
+    )
+    def goal_space_model(context: dg.AssetExecutionContext, storage: StorageResource, corpus: CorpusResource,
+                         training: TrainingResource) -> dg.MaterializeResult:
+        paths = storage.paths
+        settings = training.goal_space
+        preset = dict(GOAL_SPACE_TRAINING[settings.preset])
+        model_name = preset.pop("model")
+        if settings.steps is not None:
+            preset["steps"] = settings.steps
+        preset["device"] = settings.device if settings.device != "cpu" else preset.get("device", "cpu")
+        shards = paths.clip_shards()
+        if not shards:
+            raise dg.Failure("no clip shards: materialize video_clips first")
+        tasks_json = corpus.root / "tasks.json"
+        caption_map = task_caption_map(tasks_json) if tasks_json.is_file() else None
+        result = train_goal_space(
+            shards, model_name, paths.goal_space_dir, seed=settings.seed,
+            caption_map=(lambda c: caption_to_task(c, caption_map)) if caption_map else None,
+            log=lambda r: context.log.info(json.dumps(r)), **preset,
+        )
+        model = load_mineclip(paths.goal_space_dir / "best")
+        table = embed_shards(model, shards, batch_size=settings.embed_batch_size, device=preset["device"])
+        stats = NormStats.of(table.column("norm").to_numpy())
+        write_json_atomic(stats.__dict__, paths.goal_space_dir / NORM_STATS_FILE)
+        history = [h.__dict__ if hasattr(h, "__dict__") else dict(h) for h in result.history]
+        best = min(history, key=lambda h: h["val_loss"])
+        return dg.MaterializeResult(metadata={
+            "preset": settings.preset,
+            "clips": table.num_rows,
+            "best_step": best["step"],
+            "best_val_loss": float(best["val_loss"]),
+            "val_top1": float(best["top1"]),
+            "val_top5": float(best["top5"]),
+            "chance_top1": float(best["chance_top1"]),
+            "goal_norm_mean": stats.mean,
+            "goal_norm_range": [stats.low, stats.high],
+            "history": dg.MetadataValue.md(_history_markdown(
+                history, ["step", "train_loss", "val_loss", "top1", "top5", "chance_top1"])),
+            "checkpoint": dg.MetadataValue.path(str(paths.goal_space_dir / "best")),
+            "tensorboard": dg.MetadataValue.path(str(paths.goal_space_dir / "tensorboard")),
+        })
+
+    @dg.asset(
+        group_name="training",
+        kinds={"pytorch", "safetensors"},
+        deps=[goal_embeddings_key, goal_space_model],
+        description=(
+            "STEVE-1's prior: an MLP conditional VAE from the goal space's text embedding of an instruction "
+            "to a goal embedding, trained on the goal clips (MSE + beta KL, best validation kept). "
+            "This is the MineCLIP text → prior baseline the goal predictor must beat."
+        ),
+    )
+    def steve1_prior(context: dg.AssetExecutionContext, storage: StorageResource,
+                     training: TrainingResource) -> dg.MaterializeResult:
+        import pyarrow.parquet as pq
+        import torch
+
+        paths = storage.paths
+        goals = pq.read_table(paths.goal_embeddings_table)
+        if goals.num_rows < 4:
+            raise dg.Failure(f"only {goals.num_rows} goal clips: too few to train the prior")
+        goal = embedding_matrix(goals)
+        model = load_mineclip(paths.goal_space_dir / "best")
+        with torch.inference_mode():
+            text = model.encode_text(tokenize(goals.column("instruction").to_pylist())).float().numpy()
+        dim = goal.shape[1]
+        base = PRIOR_CONFIGS["steve1"]
+        config = type(base)(**{**base.__dict__, "input_dim": dim, "hidden_dim": dim, "latent_dim": dim})
+        s = training.prior
+        result = train_prior(text, goal, config, paths.prior_dir, epochs=s.epochs, batch_size=s.batch_size,
+                             lr=s.lr, beta=s.beta, seed=s.seed)
+        return dg.MaterializeResult(metadata={
+            "pairs": int(goals.num_rows),
+            "tasks": len(set(goals.column("task").to_pylist())),
+            "best_epoch": result.best_epoch,
+            "best_val_loss": float(result.best_val_loss),
+            "checkpoint": dg.MetadataValue.path(str(paths.prior_dir / "best")),
+        })
+
+    return [goal_space_model, steve1_prior]

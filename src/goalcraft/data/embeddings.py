@@ -1,0 +1,126 @@
+"""Goal-space embeddings of clip and goal-clip shards, as parquet tables, and their sanity checks.
+
+One row per clip: the shard index columns that identify it, ``embedding`` (512 float32, raw: STEVE-1
+expects MineCLIP-scale vectors, not unit vectors) and its L2 ``norm``. DuckDB reads the tables as
+they are (``embedding`` is a ``FLOAT[512]``).
+"""
+
+from __future__ import annotations
+
+import math
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator, Protocol, Sequence
+
+import numpy as np
+import pyarrow as pa
+import torch
+
+from goalcraft.data.shards import iter_shard, read_clip, read_index
+
+
+class GoalEncoder(Protocol):
+    """What embedding needs of a model: MineCLIP's goal_embedding over uint8 [B, 16, H, W, 3]."""
+
+    def goal_embedding(self, frames: torch.Tensor) -> torch.Tensor: ...
+
+
+def _batches(shards: Sequence[Path], batch_size: int) -> Iterator[tuple[list[str], np.ndarray]]:
+    keys: list[str] = []
+    frames: list[np.ndarray] = []
+    for shard in shards:
+        for sample in iter_shard(shard):
+            clip, _, _ = read_clip(sample)
+            keys.append(sample["__key__"])
+            frames.append(clip)
+            if len(keys) == batch_size:
+                yield keys, np.stack(frames)
+                keys, frames = [], []
+    if keys:
+        yield keys, np.stack(frames)
+
+
+@torch.inference_mode()
+def embed_shards(model: GoalEncoder, shards: Sequence[Path], *, batch_size: int = 32, device: str = "cpu",
+                 progress: Callable[[int], None] | None = None) -> pa.Table:
+    """Embed every clip of ``shards`` (in shard order) and join each shard's index columns.
+
+    On CUDA the encoder runs under bf16 autocast; embeddings are stored as float32.
+    """
+    rows: dict[str, np.ndarray] = {}
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.startswith("cuda") else nullcontext()
+    done = 0
+    for keys, frames in _batches(shards, batch_size):
+        with autocast:
+            emb = model.goal_embedding(torch.from_numpy(frames).to(device))
+        for key, vec in zip(keys, emb.float().cpu().numpy()):
+            rows[key] = vec
+        done += len(keys)
+        if progress:
+            progress(done)
+    index = pa.concat_tables([read_index(s.with_suffix(".parquet")) for s in shards]) if shards else None
+    return embedding_table(index, rows)
+
+
+def embedding_table(index: pa.Table | None, embeddings: dict[str, np.ndarray]) -> pa.Table:
+    """Index rows (minus per-frame columns) plus ``embedding`` and ``norm``, in index order."""
+    if index is None or index.num_rows == 0:
+        return pa.table({"key": pa.array([], pa.string()), "embedding": pa.array([], pa.list_(pa.float32())),
+                         "norm": pa.array([], pa.float32())})
+    keys = index.column("key").to_pylist()
+    missing = [k for k in keys if k not in embeddings]
+    if missing:
+        raise ValueError(f"{len(missing)} indexed clips were not embedded, e.g. {missing[:3]}")
+    matrix = np.stack([embeddings[k] for k in keys]).astype(np.float32)
+    dim = matrix.shape[1]
+    table = index.drop_columns([c for c in ("frame_timestamps", "bytes") if c in index.column_names])
+    flat = pa.array(matrix.reshape(-1), pa.float32())
+    table = table.append_column("embedding", pa.FixedSizeListArray.from_arrays(flat, dim))
+    return table.append_column("norm", pa.array(np.linalg.norm(matrix, axis=1), pa.float32()))
+
+
+def embedding_matrix(table: pa.Table) -> np.ndarray:
+    column = table.column("embedding").combine_chunks()
+    dim = column.type.list_size if hasattr(column.type, "list_size") else len(column[0])
+    return column.flatten().to_numpy(zero_copy_only=False).reshape(-1, dim).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class NormStats:
+    """The L2-norm range an encoder produced on reference clips (recorded at training time)."""
+
+    count: int
+    mean: float
+    std: float
+    low: float  # 0.5th percentile
+    high: float  # 99.5th percentile
+
+    @classmethod
+    def of(cls, norms: np.ndarray) -> NormStats:
+        return cls(int(len(norms)), float(norms.mean()), float(norms.std()),
+                   float(np.percentile(norms, 0.5)), float(np.percentile(norms, 99.5)))
+
+
+def check_embeddings(table: pa.Table, *, dim: int, reference: NormStats | None,
+                     max_outside: float = 0.05, tolerance: float = 0.25) -> tuple[bool, dict]:
+    """Dimension, finiteness, and norm drift against the encoder's reference range.
+
+    Fails when any vector has the wrong dimension or a NaN/inf, or when more than ``max_outside`` of
+    the norms fall outside the reference range widened by ``tolerance`` of its width on each side.
+    """
+    if table.num_rows == 0:
+        return True, {"rows": 0}
+    matrix = embedding_matrix(table)
+    norms = np.linalg.norm(matrix, axis=1)
+    finite = np.isfinite(matrix).all(axis=1)
+    meta: dict = {"rows": int(table.num_rows), "dim": int(matrix.shape[1]), "non_finite_rows": int((~finite).sum()),
+                  "norm_mean": float(norms[finite].mean()) if finite.any() else math.nan}
+    ok = matrix.shape[1] == dim and bool(finite.all())
+    if reference is not None and finite.any():
+        width = max(reference.high - reference.low, 1e-6)
+        lo, hi = reference.low - tolerance * width, reference.high + tolerance * width
+        outside = float(((norms < lo) | (norms > hi)).mean())
+        meta.update({"norm_range_expected": [round(lo, 4), round(hi, 4)], "fraction_outside": round(outside, 4)})
+        ok = ok and outside <= max_outside
+    return ok, meta

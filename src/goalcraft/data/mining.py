@@ -1,0 +1,327 @@
+"""Success mining: find the moments where an instruction has just been carried out ("goal moments").
+
+STEVE-1 takes its goal embedding from the 16 frames ending at the goal frame, so every miner returns
+:class:`GoalMoment` objects that name a video and the time (and, where known, the frame) of success;
+:mod:`goalcraft.data.goal_stage` cuts the goal clips. Three miners, each returning
+``(moments, quarantine records)``:
+
+:func:`mine_trials`
+    Every successful agent trial (both layouts of :mod:`goalcraft.data.trials`) gives one moment at
+    its ``success_frame`` / ``success_time``, confidence 1.0, task and instruction from the trial.
+    Failed trials give nothing (they are not errors).
+
+:func:`mine_transcripts`
+    Every transcript segment whose text contains a phrasing of a task (whole words/phrases,
+    case-insensitive, punctuation ignored: :class:`~goalcraft.data.task_vocabulary.TaskMatcher`)
+    gives one candidate for its best task (the longest matched phrasing; ties go to the task listed
+    first). Narrators speak about a success as it happens or right after, so the candidate is placed
+    at the **end of the segment's speech**:
+
+    * JSON transcripts (timed speech): the segment's end;
+    * WebVTT captions: the end of the line's spoken part, ``min(end, start of the next segment)``.
+      A rolling auto-caption line stays on screen while the next line is spoken, so its segment
+      (see :mod:`goalcraft.data.transcripts`) ends one line late; the next line's start is when it
+      stopped being spoken (the same rule as the ``trim`` overlap rule of the clip windows).
+
+    ``timing="end"`` or ``"spoken"`` forces one rule for every format (``"spoken"`` suits YouTube's
+    JSON transcripts of rolling auto-captions). ``confidence`` = words of the matched phrasing /
+    words of the segment, capped at 1 (1.0: the segment says just the phrasing; a phrasing lost in
+    a long ramble scores low). ``success_frame`` is left ``None``: the goal stage takes
+    ``floor(success_time × fps)`` of the decoded video.
+
+:func:`mine_ratings`
+    MineStudio's VLM rating files (``vlm_rating_res/*.json``): a JSON list whose object elements are
+    ratings (``"Task Progress"`` score 0–10, ``"video_path"`` — an absolute path on the machine that
+    rated it — and ``"task_name"``), interleaved with the rater's free-text answers (strings, skipped).
+    Each rated video is found in the corpus by its file name, under ``videos_dir`` (searched
+    recursively). A score ``>= threshold`` gives one moment at the video's **last decodable frame**
+    (the rating judges the whole recording, so its end is the one moment known to follow success),
+    confidence = score / 10. Ratings below the threshold are skipped without looking for the video.
+
+Quarantine reasons added here (stage ``rating``): ``rating_malformed`` (a file that is not UTF-8 /
+not JSON / not a list, or an element that is neither a rating object nor a string, or a rating
+without a string ``video_path`` / ``task_name`` or with a ``Task Progress`` that is not a number in
+[0, 10]), ``rating_video_missing`` (no file of that name under ``videos_dir``),
+``rating_video_ambiguous`` (several files of that name). Transcript and decode problems keep the
+clip stage's reasons (``transcript_*`` with stage ``transcript``; ``video_*`` with stage ``decode``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Literal, Sequence
+
+from goalcraft.config import CLIP_HEIGHT, CLIP_WIDTH
+from goalcraft.data.decode import VideoDecoder, get_decoder
+from goalcraft.data.manifest import VideoRecord
+from goalcraft.data.paths import relative_to_root, resolve_inside
+from goalcraft.data.quarantine import InputError, QuarantineRecord, json_error_detail
+from goalcraft.data.task_vocabulary import Task, TaskMatcher
+from goalcraft.data.transcripts import read_transcript
+from goalcraft.data.trials import TrialRecord, trial_id_for
+
+__all__ = [
+    "MINERS",
+    "RATING_SCORE_KEY",
+    "GoalMoment",
+    "mine_ratings",
+    "mine_transcripts",
+    "mine_trials",
+    "speech_end_times",
+]
+
+MINERS = ("trial", "transcript", "rating")
+#: The rating field that says how far the agent got (MineStudio's criteria: 0-10).
+RATING_SCORE_KEY = "Task Progress"
+
+Timing = Literal["auto", "end", "spoken"]
+
+
+@dataclass(frozen=True)
+class GoalMoment:
+    """A moment where ``instruction`` has just been carried out in ``video_path`` (corpus-relative).
+
+    ``success_time`` is in seconds from the first frame; ``success_frame`` is the frame index when
+    the miner knows it (trials, ratings), else ``None`` (the goal stage derives it from the time).
+    ``success_time`` is ``None`` only for a trial that gives a frame but no fps. ``task`` is the
+    task id (``None`` for a trial without one); ``detail`` says where the moment came from.
+    """
+
+    source: Literal["trial", "video"]
+    source_id: str
+    video_path: str
+    miner: str
+    task: str | None
+    instruction: str
+    confidence: float
+    success_time: float | None
+    success_frame: int | None
+    detail: str = ""
+
+
+# --------------------------------------------------------------------------------------------------
+# Trials
+
+
+def mine_trials(trials: Sequence[TrialRecord]) -> tuple[list[GoalMoment], list[QuarantineRecord]]:
+    """One moment per successful trial, in trial-id order (rules in the module docstring)."""
+    moments: list[GoalMoment] = []
+    quarantined: list[QuarantineRecord] = []
+    for trial in sorted(trials, key=lambda t: t.id):
+        if not trial.success:
+            continue
+        if trial.success_time is None and trial.success_frame is None:  # scan_trials never yields one
+            quarantined.append(QuarantineRecord(trial.video_path, "trial", "trial_invalid_success",
+                                                "success is true but no success_time or success_frame",
+                                                trial.id))
+            continue
+        where = f"frame {trial.success_frame}" if trial.success_frame is not None else f"{trial.success_time} s"
+        moments.append(GoalMoment(
+            source="trial", source_id=trial.id, video_path=trial.video_path, miner="trial",
+            task=trial.task, instruction=trial.instruction, confidence=1.0,
+            success_time=trial.success_time, success_frame=trial.success_frame,
+            detail=f"{trial.layout} trial succeeded at {where}",
+        ))
+    return moments, quarantined
+
+
+# --------------------------------------------------------------------------------------------------
+# Transcripts
+
+
+def speech_end_times(segments: Sequence[Any], *, spoken: bool) -> list[float]:
+    """Where each segment's speech ends: its ``end``, or with ``spoken`` ``min(end, next start)``
+    (segments in start order, as :func:`~goalcraft.data.transcripts.read_transcript` returns them)."""
+    ends = []
+    for i, segment in enumerate(segments):
+        end = segment.end
+        if spoken and i + 1 < len(segments):
+            end = min(end, max(segment.start, segments[i + 1].start))
+        ends.append(round(end, 6))
+    return ends
+
+
+def mine_transcripts(videos: Sequence[VideoRecord], corpus_root: Path, tasks: Sequence[Task], *,
+                     timing: Timing = "auto", min_confidence: float = 0.0,
+                     ) -> tuple[list[GoalMoment], list[QuarantineRecord]]:
+    """One candidate per transcript segment that names a task (rules in the module docstring).
+
+    Videos are visited in id order, segments in start order. A video without a usable transcript
+    becomes a quarantine record (stage ``transcript``, the reasons of the clip stage).
+    """
+    if timing not in ("auto", "end", "spoken"):
+        raise ValueError(f"timing must be 'auto', 'end' or 'spoken', got {timing!r}")
+    corpus_root = Path(corpus_root)
+    matcher = TaskMatcher(tasks)
+    moments: list[GoalMoment] = []
+    quarantined: list[QuarantineRecord] = []
+    for video in sorted(videos, key=lambda v: v.id):
+        if video.transcript_path is None:
+            quarantined.append(QuarantineRecord(video.video_path, "transcript", "transcript_missing",
+                                                "no transcript file for this video", video.id))
+            continue
+        try:
+            segments = read_transcript(corpus_root / video.transcript_path)
+        except InputError as exc:
+            quarantined.append(QuarantineRecord(video.transcript_path, "transcript", exc.reason, exc.detail,
+                                                video.id))
+            continue
+        spoken = timing == "spoken" or (timing == "auto" and video.transcript_path.lower().endswith(".vtt"))
+        ends = speech_end_times(segments, spoken=spoken)
+        for index, (segment, end) in enumerate(zip(segments, ends)):
+            match = matcher.best(segment.text)
+            if match is None or match.confidence < min_confidence:
+                continue
+            moments.append(GoalMoment(
+                source="video", source_id=video.id, video_path=video.video_path, miner="transcript",
+                task=match.task.name, instruction=match.task.instruction,
+                confidence=round(match.confidence, 6), success_time=end, success_frame=None,
+                detail=(f"{video.transcript_path}#segment{index} [{segment.start:.3f}-{segment.end:.3f}] "
+                        f"{segment.text!r} says {match.phrasing!r}"),
+            ))
+    return moments, quarantined
+
+
+# --------------------------------------------------------------------------------------------------
+# MineStudio VLM ratings
+
+
+def _shown(path: Path, corpus_root: Path) -> str:
+    """A rating file as quarantine input: corpus-relative where it lies inside the corpus."""
+    try:
+        return Path(os.path.abspath(path)).relative_to(Path(os.path.abspath(corpus_root))).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def _load_rating_file(path: Path) -> list[Any]:
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise InputError("rating_malformed", f"cannot read the rating file: {exc}") from exc
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InputError("rating_malformed", f"not UTF-8 (byte offset {exc.start})") from exc
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise InputError("rating_malformed", f"not valid JSON: {json_error_detail(exc)}") from exc
+    if not isinstance(value, list):
+        raise InputError("rating_malformed",
+                         f"expected a JSON list of ratings and rater notes, got {type(value).__name__}")
+    return value
+
+
+def _rating_fields(element: dict[str, Any], score_key: str) -> tuple[str, str, float]:
+    video_path = element.get("video_path")
+    if not isinstance(video_path, str) or not video_path.strip():
+        raise InputError("rating_malformed", f"'video_path' must be a non-blank string, got {video_path!r}")
+    task_name = element.get("task_name")
+    if not isinstance(task_name, str) or not task_name.strip():
+        raise InputError("rating_malformed", f"'task_name' must be a non-blank string, got {task_name!r}")
+    score = element.get(score_key)
+    if isinstance(score, bool) or not isinstance(score, (int, float)) or not math.isfinite(score) \
+            or not 0 <= score <= 10:
+        raise InputError("rating_malformed", f"{score_key!r} must be a number from 0 to 10, got {score!r}")
+    return video_path, task_name.strip(), float(score)
+
+
+def _video_files(corpus_root: Path, videos_dir: str) -> dict[str, list[str]]:
+    """File name -> corpus-relative paths of every file under ``videos_dir`` (hidden entries skipped)."""
+    try:
+        top = resolve_inside(corpus_root, videos_dir)
+    except InputError as exc:
+        raise ValueError(f"videos_dir {videos_dir!r}: {exc.detail}") from exc
+    if not top.is_dir():
+        raise ValueError(f"videos_dir {videos_dir!r} is not a folder inside the corpus root")
+    found: dict[str, list[str]] = {}
+    root = corpus_root.resolve()
+    for folder, dirs, files in os.walk(top):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(files):
+            if name.startswith("."):
+                continue
+            try:
+                resolved = resolve_inside(root, os.path.relpath(os.path.join(folder, name), root))
+            except InputError:
+                continue  # a symlink out of the corpus root is not the corpus's video
+            found.setdefault(name, []).append(relative_to_root(root, resolved))
+    return found
+
+
+def mine_ratings(rating_files: Iterable[Path], corpus_root: Path, threshold: float = 8.0, *,
+                 videos_dir: str = ".", tasks: Sequence[Task] = (), decoder: VideoDecoder | str | None = None,
+                 score_key: str = RATING_SCORE_KEY) -> tuple[list[GoalMoment], list[QuarantineRecord]]:
+    """One moment per rating with ``score_key >= threshold`` (rules in the module docstring).
+
+    ``videos_dir`` is the corpus-relative folder the rated videos are looked up in, by file name.
+    ``tasks`` (e.g. :func:`~goalcraft.data.task_vocabulary.load_minestudio_tasks`) give the
+    instruction of a ``task_name``; without one, the instruction is the task name with ``_`` read as
+    spaces. Files are read in the given order, elements in list order.
+    """
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 <= threshold <= 10:
+        raise ValueError(f"threshold must be a number from 0 to 10, got {threshold!r}")
+    corpus_root = Path(corpus_root)
+    if isinstance(decoder, str) or decoder is None:
+        decoder = get_decoder(decoder or "auto")
+    instructions = {t.name: t.instruction for t in tasks}
+    files_by_name: dict[str, list[str]] | None = None
+    moments: list[GoalMoment] = []
+    quarantined: list[QuarantineRecord] = []
+    for path in rating_files:
+        path = Path(path)
+        shown = _shown(path, corpus_root)
+        try:
+            elements = _load_rating_file(path)
+        except InputError as exc:
+            quarantined.append(QuarantineRecord(shown, "rating", exc.reason, exc.detail))
+            continue
+        for index, element in enumerate(elements):
+            where = f"{shown}#{index}"
+            if isinstance(element, str):
+                continue  # the rater's free-text answer
+            try:
+                if not isinstance(element, dict):
+                    raise InputError("rating_malformed",
+                                     f"element {index} is a {type(element).__name__}, not a rating object or a note")
+                rated_path, task_name, score = _rating_fields(element, score_key)
+            except InputError as exc:
+                quarantined.append(QuarantineRecord(where, "rating", exc.reason, exc.detail))
+                continue
+            if score < threshold:
+                continue
+            name = re.split(r"[\\/]", rated_path.rstrip("/\\"))[-1]
+            source_id = trial_id_for(Path(name).stem or name)
+            if files_by_name is None:
+                files_by_name = _video_files(corpus_root, videos_dir)
+            matches = files_by_name.get(name, [])
+            if len(matches) != 1:
+                reason = "rating_video_missing" if not matches else "rating_video_ambiguous"
+                found = "no file" if not matches else f"{len(matches)} files ({', '.join(matches[:3])})"
+                quarantined.append(QuarantineRecord(
+                    where, "rating", reason,
+                    f"{name} (rated {score:g} for {task_name}, recorded as {rated_path}): {found} of that "
+                    f"name under {videos_dir!r} in the corpus", source_id))
+                continue
+            video_path = matches[0]
+            try:
+                with decoder.open(corpus_root / video_path, height=CLIP_HEIGHT, width=CLIP_WIDTH) as handle:
+                    info = handle.info
+            except InputError as exc:
+                quarantined.append(QuarantineRecord(video_path, "decode", exc.reason, exc.detail, source_id))
+                continue
+            last = info.num_frames - 1
+            moments.append(GoalMoment(
+                source="trial", source_id=source_id, video_path=video_path, miner="rating", task=task_name,
+                instruction=instructions.get(task_name) or " ".join(task_name.replace("_", " ").split()),
+                confidence=round(score / 10, 6), success_time=round(last / info.fps, 6), success_frame=last,
+                detail=(f"{where}: {score_key} {score:g} >= {threshold:g}; the rating judges the whole "
+                        f"recording, so its last decodable frame is the goal"),
+            ))
+    return moments, quarantined

@@ -1,0 +1,298 @@
+"""Task vocabularies for success mining: what an agent can be asked to do, and how people say it.
+
+A :class:`Task` has a ``name`` (the task id of its source), the ``instruction`` a goal clip is
+captioned with, and the ``phrasings`` that mark it in a transcript. Loaders, one per source:
+
+* :func:`load_tasks_json` — ``{task: {"instruction", "paraphrases"?, "narration"?}}`` (the Crafter
+  corpus's ``tasks.json``). Phrasings: the narration lines, then the paraphrases, then the
+  instruction.
+* :func:`load_steve1_prompts` — STEVE-1's 11 evaluation prompts with their paraphrases (packaged as
+  ``goalcraft/data/steve1_prompts.json``, same format).
+* :func:`load_minedojo_tasks` — MineDojo's ``programmatic_tasks.yaml`` / ``creative_tasks.yaml``
+  (``{task_id: {"prompt", "guidance", ...}}``): the prompt is the instruction and the one phrasing.
+* :func:`load_minestudio_tasks` — a folder of MineStudio task configs (``<task>.yaml`` holding a
+  ``text:`` field): task name = file stem, the text is the instruction and the one phrasing.
+* :func:`load_task_files` — several of the above by path (what the pipeline's settings list), plus
+  STEVE-1's prompts; task names must be unique across them.
+
+Every text is whitespace-normalised (:func:`goalcraft.data.transcripts.normalise_text`). A file that
+does not have the expected structure raises :class:`ValueError` naming the file and entry: a task
+vocabulary is configuration, not corpus data, so it is never half-loaded.
+
+Matching (:class:`TaskMatcher`). Texts are compared as *word sequences*: whitespace-normalised,
+case-folded (``str.casefold``), typographic apostrophes read as ``'``, then split into runs of
+letters/digits/``_`` (everything else separates words). A phrasing matches a text when its words
+occur in the text consecutively; so matching is case-insensitive, whole-word and ignores
+punctuation (``"Got some WOOD!"`` contains ``"got some wood"``; ``"trees"`` does not contain
+``"tree"``; ``"let's"`` is the two words ``let s`` on both sides). For a text, each task's match is its
+longest matching phrasing (in words); the best task is the one with the longest match; ties go to
+the task listed first (then, within a task, to the phrasing listed first).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from goalcraft.data.transcripts import normalise_text
+
+__all__ = [
+    "STEVE1_PROMPTS_FILE",
+    "PhraseMatch",
+    "Task",
+    "TaskMatcher",
+    "load_minedojo_tasks",
+    "load_minestudio_tasks",
+    "load_steve1_prompts",
+    "load_task_files",
+    "load_tasks_json",
+    "phrase_words",
+    "tasks_from_mapping",
+]
+
+#: The packaged STEVE-1 evaluation prompts (``goalcraft/data/steve1_prompts.json``).
+STEVE1_PROMPTS_FILE = "steve1_prompts.json"
+
+_WORD = re.compile(r"\w+")
+_APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'"})
+
+
+@dataclass(frozen=True)
+class Task:
+    """One task: ``name`` (its id in ``source``), the ``instruction`` goal clips are captioned with,
+    and the ``phrasings`` that mark it in a transcript (normalised, de-duplicated, in order)."""
+
+    name: str
+    instruction: str
+    phrasings: tuple[str, ...]
+    source: str
+
+
+def phrase_words(text: str) -> tuple[str, ...]:
+    """The word sequence used for matching (see the module docstring)."""
+    return tuple(_WORD.findall(normalise_text(text).casefold().translate(_APOSTROPHES)))
+
+
+def _make_task(name: str, instruction: str, phrasings: Iterable[str], source: str) -> Task:
+    seen: dict[tuple[str, ...], str] = {}
+    for phrase in phrasings:
+        phrase = normalise_text(phrase)
+        words = phrase_words(phrase)
+        if words and words not in seen:
+            seen[words] = phrase
+    return Task(name, normalise_text(instruction), tuple(seen.values()), source)
+
+
+# --------------------------------------------------------------------------------------------------
+# Loaders
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8-sig"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise ValueError(f"{path}: cannot read a JSON task vocabulary: {exc}") from exc
+
+
+def _text_field(where: str, spec: dict[str, Any], key: str, *, required: bool) -> str | None:
+    value = spec.get(key)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or not normalise_text(value):
+        raise ValueError(f"{where}: {key!r} must be a non-blank string, got {value!r}")
+    return value
+
+
+def _text_list(where: str, spec: dict[str, Any], key: str) -> list[str]:
+    value = spec.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"{where}: {key!r} must be a list of strings")
+    return value
+
+
+def tasks_from_mapping(data: Any, source: str, where: str) -> list[Task]:
+    """Tasks from a ``{task: {"instruction", "paraphrases"?, "narration"?}}`` mapping (file order)."""
+    if not isinstance(data, dict) or not data:
+        raise ValueError(f"{where}: expected a non-empty JSON object of tasks")
+    tasks = []
+    for name, spec in data.items():
+        at = f"{where}: task {name!r}"
+        if not normalise_text(name):
+            raise ValueError(f"{where}: blank task name")
+        if not isinstance(spec, dict):
+            raise ValueError(f"{at}: expected an object, got {type(spec).__name__}")
+        instruction = _text_field(at, spec, "instruction", required=True)
+        assert instruction is not None
+        phrasings = _text_list(at, spec, "narration") + _text_list(at, spec, "paraphrases") + [instruction]
+        tasks.append(_make_task(name, instruction, phrasings, source))
+    return tasks
+
+
+def load_tasks_json(path: Path, *, source: str | None = None) -> list[Task]:
+    """A ``tasks.json`` vocabulary; ``source`` defaults to the file stem."""
+    path = Path(path)
+    return tasks_from_mapping(_read_json(path), source or path.stem, str(path))
+
+
+def load_steve1_prompts(path: Path | None = None) -> list[Task]:
+    """STEVE-1's 11 evaluation prompts (dig, dirt, sky, leaves, wood, seeds, flower, explore, swim,
+    underwater, inventory): the first prompt of each is the instruction, the others paraphrases."""
+    if path is not None:
+        return load_tasks_json(path, source="steve1")
+    text = resources.files("goalcraft.data").joinpath(STEVE1_PROMPTS_FILE).read_text(encoding="utf-8")
+    return tasks_from_mapping(json.loads(text), "steve1", STEVE1_PROMPTS_FILE)
+
+
+def _read_yaml(path: Path) -> Any:
+    import yaml  # PyYAML; only task loading needs it
+
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml: ~15x faster on MineDojo's files
+    try:
+        with open(path, "rb") as handle:
+            return yaml.load(handle, Loader=loader)  # noqa: S506 - a safe loader
+    except (OSError, yaml.YAMLError) as exc:
+        raise ValueError(f"{path}: cannot read YAML: {exc}") from exc
+
+
+def load_minedojo_tasks(yaml_path: Path, *, source: str | None = None) -> list[Task]:
+    """MineDojo ``programmatic_tasks.yaml`` / ``creative_tasks.yaml`` (also ``playthrough_task.yaml``):
+    ``{task_id: {"prompt": str, ...}}``. The prompt is the instruction and the phrasing; other keys
+    (``guidance``, ``category``, ``collection``, ``source``) are ignored. ``source`` defaults to
+    ``minedojo:<file stem>``. The templated ``tasks_specs.yaml`` is not a task list and is refused."""
+    path = Path(yaml_path)
+    data = _read_yaml(path)
+    if not isinstance(data, dict) or not data:
+        raise ValueError(f"{path}: expected a mapping of MineDojo task ids to task specs")
+    tasks = []
+    for task_id, spec in data.items():
+        at = f"{path}: task {task_id!r}"
+        if not isinstance(spec, dict):
+            raise ValueError(f"{at}: expected a mapping, got {type(spec).__name__}")
+        if "{" in str(task_id):
+            raise ValueError(f"{at}: a task template (tasks_specs.yaml), not a task")
+        prompt = _text_field(at, spec, "prompt", required=True)
+        assert prompt is not None
+        tasks.append(_make_task(str(task_id), prompt, [prompt], source or f"minedojo:{path.stem}"))
+    return tasks
+
+
+def load_minestudio_tasks(folder: Path, *, source: str | None = None) -> list[Task]:
+    """MineStudio task configs: every ``*.yaml`` / ``*.yml`` directly in ``folder`` (sorted by name;
+    not recursive: MineStudio's ``simple/`` and ``hard/`` hold the same task names). Task name = file
+    stem; the ``text`` field is the instruction and the phrasing. A YAML file without a ``text`` key
+    is not a task config (e.g. a shared base config) and is skipped; one whose ``text`` is not a
+    non-blank string raises. ``source`` defaults to ``minestudio:<folder name>``."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ValueError(f"{folder}: not a folder of MineStudio task configs")
+    tasks = []
+    for path in sorted(p for p in folder.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file()):
+        data = _read_yaml(path)
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: expected a mapping, got {type(data).__name__}")
+        if "text" not in data:
+            continue
+        text = _text_field(str(path), data, "text", required=True)
+        assert text is not None
+        tasks.append(_make_task(path.stem, text, [text], source or f"minestudio:{folder.name}"))
+    return tasks
+
+
+def load_task_files(corpus_root: Path, task_files: Sequence[str], *, steve1_prompts: bool = True) -> list[Task]:
+    """The vocabulary of several task files, in the given order, then STEVE-1's prompts.
+
+    Each entry is relative to ``corpus_root`` (or absolute) and read by its kind: a folder is a
+    MineStudio task folder, a ``.json`` file a ``tasks.json`` vocabulary, a ``.yaml`` / ``.yml`` file
+    MineDojo tasks. A missing entry, another kind, or a task name defined twice (e.g. MineStudio's
+    ``simple/`` and ``hard/`` together, or a MineStudio and a Crafter ``collect_wood``) raises
+    :class:`ValueError`: task names are what transcript matches and ratings are labelled with.
+    """
+    tasks: list[Task] = []
+    origin: dict[str, str] = {}
+    for entry in task_files:
+        path = Path(corpus_root) / entry
+        if path.is_dir():
+            loaded = load_minestudio_tasks(path)
+        elif not path.is_file():
+            raise ValueError(f"task file {entry!r} not found under the corpus root {str(corpus_root)!r}")
+        elif path.suffix.lower() == ".json":
+            loaded = load_tasks_json(path)
+        elif path.suffix.lower() in (".yaml", ".yml"):
+            loaded = load_minedojo_tasks(path)
+        else:
+            raise ValueError(f"task file {entry!r}: expected a .json or .yaml file or a folder of MineStudio tasks")
+        tasks += loaded
+        for task in loaded:
+            if task.name in origin:
+                raise ValueError(f"task {task.name!r} is defined by both {origin[task.name]!r} and {entry!r}")
+            origin[task.name] = entry
+    if steve1_prompts:
+        for task in load_steve1_prompts():
+            if task.name in origin:
+                raise ValueError(f"task {task.name!r} of {origin[task.name]!r} clashes with a STEVE-1 prompt name")
+            tasks.append(task)
+    return tasks
+
+
+# --------------------------------------------------------------------------------------------------
+# Matching
+
+
+@dataclass(frozen=True)
+class PhraseMatch:
+    """The best task found in a text: the matched ``phrasing``, its length in ``words`` and the
+    text's length in words (``text_words``)."""
+
+    task: Task
+    phrasing: str
+    words: int
+    text_words: int
+
+    @property
+    def confidence(self) -> float:
+        """Matched words / text words, capped at 1: 1.0 when the text says just the phrasing."""
+        return min(1.0, self.words / self.text_words) if self.text_words else 0.0
+
+
+class TaskMatcher:
+    """Finds the best-matching task of a vocabulary in a text (rules in the module docstring).
+
+    Phrasings are indexed by their first word, so a text costs one dictionary lookup per word plus
+    the comparison of the phrasings starting with that word, whatever the vocabulary size.
+    """
+
+    def __init__(self, tasks: Sequence[Task]) -> None:
+        names = [t.name for t in tasks]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"task names must be unique across the vocabulary, repeated: {duplicates[:5]}")
+        self.tasks = tuple(tasks)
+        # first word -> [(words, task index, phrasing index)]
+        self._index: dict[str, list[tuple[tuple[str, ...], int, int]]] = {}
+        for ti, task in enumerate(self.tasks):
+            for pi, phrasing in enumerate(task.phrasings):
+                words = phrase_words(phrasing)
+                if words:
+                    self._index.setdefault(words[0], []).append((words, ti, pi))
+
+    def best(self, text: str) -> PhraseMatch | None:
+        words = phrase_words(text)
+        best: tuple[int, int, int] | None = None  # (-length, task index, phrasing index): min wins
+        for pos, word in enumerate(words):
+            for phrase, ti, pi in self._index.get(word, ()):
+                n = len(phrase)
+                if words[pos:pos + n] == phrase:
+                    key = (-n, ti, pi)
+                    if best is None or key < best:
+                        best = key
+        if best is None:
+            return None
+        n, ti, pi = -best[0], best[1], best[2]
+        task = self.tasks[ti]
+        return PhraseMatch(task, task.phrasings[pi], n, len(words))

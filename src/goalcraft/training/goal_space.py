@@ -1,0 +1,484 @@
+"""Train the goal space: MineCLIP's video and text encoders, contrastively, on clip shards.
+
+MineCLIP's training code was never released; this is goalcraft's loop. :func:`train_goal_space`
+is a plain function (the Dagster asset calls it): it reads clip shards through
+:class:`goalcraft.training.data.ClipBatches`, trains with a symmetric video–text InfoNCE loss,
+evaluates on a held-out split, writes checkpoints and TensorBoard scalars, and resumes.
+
+**Loss.** ``model(frames, tokens)`` gives ``logits[i, j] = exp(logit_scale) · cos(video_i, text_j)``.
+The texts of a batch are its *unique* captions (several clips often share an instruction; a caption
+is encoded once). Video→text: cross entropy of each clip's row against the column of its caption.
+Text→video: cross entropy of each caption's column against a target distribution spread uniformly
+over *all* clips with that caption. So clips that share a caption are never negatives of each other
+(plain InfoNCE over a ``B×B`` matrix would push a clip away from its own instruction whenever a
+batch-mate has the same one), and the loss stays a proper cross entropy with minimum 0 for the
+video→text side. The loss is the mean of the two directions.
+
+**Evaluation** (every ``eval_every`` steps, at step 0 and at the last step) on the validation split,
+all of it in one matrix (validation clips × unique validation captions), so the numbers do not
+depend on batching: the same loss; text→video retrieval, each unique caption a query ranking all
+validation clips, a hit at ``k`` if one of the top ``k`` clips has the query's caption; and the
+chance level of each metric for that set (a random ranking: ``n_c/N`` at top-1,
+``1 − C(N−n_c, k)/C(N, k)`` at top-k, averaged over queries).
+
+**Checkpoints** (layout under ``out_dir``)::
+
+    last/model.safetensors, config.json   the model at the last evaluation (save_model_dir)
+    last/trainer_state.pt                 optimizer, step, RNG states, history: tensors and plain
+                                          numbers only, so torch.load(weights_only=True) reads it
+    best/model.safetensors, config.json   the model with the lowest validation loss so far
+    best/best.json                        its step and validation metrics
+    tensorboard/                          train/loss, train/lr, train/logit_scale, val/* scalars
+
+Each folder is written in ``out_dir/.staging/`` and swapped in whole (goalcraft.storage), so a crash
+leaves the previous complete checkpoint. With ``resume=True`` a run continues from ``last/`` to
+``steps``: the learning rate depends on the step only (linear warm-up, then constant; no decay tied
+to the total), batch ``s`` depends on ``(seed, s)`` only, and the torch RNG state is restored, so on
+CPU ``train(steps=k)`` then ``train(steps=n)`` gives bitwise the weights of one ``train(steps=n)``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import queue
+import shutil
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Literal, Mapping, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from goalcraft.models.checkpoints import load_config_json, load_state_dict_file, strict_load
+from goalcraft.models.clip_tokenizer import tokenize
+from goalcraft.models.mineclip import MINECLIP_CONFIGS, MineCLIP, MineCLIPConfig, save_mineclip
+from goalcraft.storage import commit_directory, new_staging_dir, recover_directory, write_json_atomic
+from goalcraft.training.data import ClipBatches
+
+__all__ = [
+    "GOAL_SPACE_TRAINING",
+    "GoalSpaceTrainResult",
+    "contrastive_loss",
+    "evaluate_goal_space",
+    "retrieval_metrics",
+    "train_goal_space",
+]
+
+Precision = Literal["fp32", "bf16"]
+
+# Presets: keyword arguments of train_goal_space (``model`` names a MINECLIP_CONFIGS entry).
+# tiny-cpu: the embedded Crafter demo corpus (~120 clips) on a laptop CPU: 8 of 16 frames with
+#   temporal jitter, clips cached in memory; ~0.35 s a step on 2 cores. On that corpus validation
+#   loss bottoms out after ~50 steps (the best/ checkpoint) while held-out text→video retrieval keeps
+#   improving to ~150-300 steps (top-5 ~0.3 above chance; tests/test_training_goal_space.py).
+# vitb16-gpu: MineCLIP ViT-B/16 on a real corpus, one GPU, bf16 autocast, clips streamed.
+GOAL_SPACE_TRAINING: dict[str, dict[str, Any]] = {
+    "tiny-cpu": dict(model="demo", steps=200, batch_size=16, lr=1e-3, weight_decay=0.05, warmup_steps=5,
+                     eval_every=25, frames=16, jitter=True, cache=True, precision="fp32", device="cpu"),
+    "vitb16-gpu": dict(model="vitb16", steps=20_000, batch_size=256, lr=1e-4, weight_decay=0.2, warmup_steps=1_000,
+                       eval_every=1_000, frames=16, jitter=False, cache=False, decode_workers=12, precision="bf16",
+                       device="cuda"),
+}
+
+STATE_FILE = "trainer_state.pt"
+
+
+# --------------------------------------------------------------------------------------------
+# Loss and metrics
+# --------------------------------------------------------------------------------------------
+
+
+def unique_captions(captions: Sequence[str]) -> tuple[list[str], torch.Tensor]:
+    """``(unique captions in first-seen order, index of each caption among them)``."""
+    order: dict[str, int] = {}
+    index = [order.setdefault(c, len(order)) for c in captions]
+    return list(order), torch.tensor(index, dtype=torch.long)
+
+
+def contrastive_loss(logits: torch.Tensor, caption_index: torch.Tensor) -> torch.Tensor:
+    """Symmetric InfoNCE for ``logits`` [videos, unique captions]; ``caption_index[i]`` is the
+    column of clip ``i``'s caption. Video→text: cross entropy against that column. Text→video:
+    cross entropy against a uniform target over all clips with the caption. Mean of the two."""
+    logits = logits.float()
+    n_video, n_text = logits.shape
+    caption_index = caption_index.to(logits.device)
+    v2t = F.cross_entropy(logits, caption_index)
+    positives = F.one_hot(caption_index, n_text).T.to(logits.dtype)  # [texts, videos]
+    target = positives / positives.sum(dim=1, keepdim=True)
+    t2v = -(target * F.log_softmax(logits.T, dim=1)).sum(dim=1).mean()
+    return 0.5 * (v2t + t2v)
+
+
+def _chance_at_k(n_total: int, n_pos: int, k: int) -> float:
+    """Probability that a random ranking of ``n_total`` clips has one of ``n_pos`` in its top ``k``."""
+    k = min(k, n_total)
+    return 1.0 - math.comb(n_total - n_pos, k) / math.comb(n_total, k)
+
+
+def retrieval_metrics(logits: torch.Tensor, caption_index: torch.Tensor, ks: Sequence[int] = (1, 5)) -> dict[str, float]:
+    """Text→video retrieval over ``logits`` [videos, unique captions]: every caption is a query;
+    a hit at k if a clip with that caption is among the k highest-scoring clips. Returns
+    ``top{k}`` and ``chance_top{k}`` (expected hit rate of a random ranking), means over queries."""
+    n_video, n_text = logits.shape
+    caption_index = caption_index.to(logits.device)
+    counts = torch.bincount(caption_index, minlength=n_text).tolist()
+    out: dict[str, float] = {}
+    for k in ks:
+        kk = min(k, n_video)
+        top = logits.float().T.topk(kk, dim=1).indices  # [texts, kk]
+        hits = (caption_index[top] == torch.arange(n_text, device=logits.device)[:, None]).any(dim=1)
+        out[f"top{k}"] = float(hits.float().mean())
+        out[f"chance_top{k}"] = float(np.mean([_chance_at_k(n_video, c, k) for c in counts]))
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Evaluation
+# --------------------------------------------------------------------------------------------
+
+
+def _autocast(device: str, precision: Precision):
+    device_type = torch.device(device).type
+    return torch.autocast(device_type=device_type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
+@torch.no_grad()
+def evaluate_goal_space(model: MineCLIP, data: ClipBatches, *, device: str = "cpu", precision: Precision = "fp32",
+                        chunk: int = 64) -> dict[str, float]:
+    """Loss and retrieval metrics of ``model`` on all clips of ``data`` at once (one matrix of
+    clips × unique captions; clips are encoded in chunks of ``chunk``, which does not change it)."""
+    was_training = model.training
+    model.eval()
+    try:
+        captions = data.captions()
+        texts, caption_index = unique_captions(captions)
+        tokens = tokenize(texts).to(device)
+        rows = []
+        with _autocast(device, precision):
+            for batch in data.ordered(chunk):
+                rows.append(model(batch.frames.to(device), tokens).float())
+        logits = torch.cat(rows)
+        metrics = {"val_loss": float(contrastive_loss(logits, caption_index))}
+        metrics.update(retrieval_metrics(logits, caption_index))
+        metrics.update(val_clips=float(len(captions)), val_captions=float(len(texts)))
+        return metrics
+    finally:
+        model.train(was_training)
+
+
+# --------------------------------------------------------------------------------------------
+# Checkpoints
+# --------------------------------------------------------------------------------------------
+
+
+def _write_dir_atomic(final: Path, write: Callable[[Path], None]) -> None:
+    staging_root = final.parent / ".staging"
+    recover_directory(final, staging_root)
+    staged = new_staging_dir(final, staging_root)
+    try:
+        write(staged)
+        commit_directory(staged, final)
+    except BaseException:
+        shutil.rmtree(staged, ignore_errors=True)
+        raise
+
+
+def _rng_state(device: str) -> dict[str, Any]:
+    state: dict[str, Any] = {"torch": torch.get_rng_state()}
+    if torch.device(device).type == "cuda" and torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: Mapping[str, Any], device: str) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.device(device).type == "cuda" and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(list(state["cuda"]))
+
+
+def _lr_at(step: int, lr: float, warmup_steps: int) -> float:
+    """Learning rate for optimizer step ``step`` (0-based): linear warm-up, then constant."""
+    if warmup_steps > 0 and step < warmup_steps:
+        return lr * (step + 1) / warmup_steps
+    return lr
+
+
+def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Weight decay on matrices and embeddings only (not biases, norms, logit scale)."""
+    decay, no_decay = [], []
+    for _name, p in model.named_parameters():
+        if p.requires_grad:
+            (decay if p.ndim >= 2 else no_decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+# --------------------------------------------------------------------------------------------
+# Training
+# --------------------------------------------------------------------------------------------
+
+
+class _Prefetcher:
+    """Pulls items of ``source`` on a background thread, ``depth`` ahead, in order; an error in the
+    source is raised by the ``next`` call that would have returned its item."""
+
+    def __init__(self, source: Iterator[Any], depth: int = 2) -> None:
+        self._queue: queue.Queue[tuple[bool, Any]] = queue.Queue(depth)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(source,), name="batch-prefetch", daemon=True)
+        self._thread.start()
+
+    def _put(self, item: tuple[bool, Any]) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self, source: Iterator[Any]) -> None:
+        try:
+            for item in source:
+                if not self._put((True, item)):
+                    return
+        except BaseException as exc:  # handed to the consumer
+            self._put((False, exc))
+            return
+        self._put((False, StopIteration()))
+
+    def __iter__(self) -> _Prefetcher:
+        return self
+
+    def __next__(self) -> Any:
+        ok, item = self._queue.get()
+        if not ok:
+            raise item
+        return item
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+
+@dataclass
+class GoalSpaceTrainResult:
+    out_dir: Path
+    last_dir: Path
+    best_dir: Path
+    tensorboard_dir: Path
+    steps: int
+    best_step: int
+    best_val_loss: float
+    resumed_from: int | None  # the step continued from, None for a fresh run
+    seconds: float
+    # One dict per evaluation: step, train_loss (mean since the previous evaluation; NaN at step 0),
+    # val_loss, top1, top5, chance_top1, chance_top5, val_clips, val_captions, lr, logit_scale.
+    history: list[dict[str, float]] = field(default_factory=list)
+
+    @property
+    def final(self) -> dict[str, float]:
+        return self.history[-1]
+
+
+def _logit_scale(model: MineCLIP) -> float:
+    return float(model.logit_scale.detach().float().exp())
+
+
+def train_goal_space(
+    shards: Sequence[Path],
+    config: MineCLIPConfig | str,
+    out_dir: Path,
+    *,
+    steps: int,
+    batch_size: int,
+    lr: float,
+    seed: int,
+    val_fraction: float = 0.2,
+    eval_every: int,
+    device: str = "cpu",
+    precision: Precision = "fp32",
+    resume: bool = True,
+    log: Callable[[dict[str, Any]], None] | None = None,
+    weight_decay: float = 0.05,
+    warmup_steps: int = 0,
+    frames: int = 16,
+    cache: bool = False,
+    jitter: bool = False,
+    decode_workers: int = 0,
+    caption_map: Callable[[str], str] | None = None,
+    grad_clip: float = 1.0,
+    max_logit_scale: float = 100.0,
+    tensorboard: bool = True,
+) -> GoalSpaceTrainResult:
+    """Train a MineCLIP goal space on clip ``shards``; see the module docstring.
+
+    ``config``: a :class:`MineCLIPConfig` or a name in ``MINECLIP_CONFIGS``. ``frames``: clip frames
+    used (16, or 8 evenly spaced to halve CPU cost). ``jitter``: shift each training clip's frame
+    indices by a seeded random offset (more views of few clips; evaluation never jitters). ``cache``:
+    keep decoded clips in memory (small corpora). ``decode_workers``: threads decoding JPEGs, and a
+    background thread preparing the next batches (a GPU needs it; results are identical).
+    ``caption_map``: applied to every caption (e.g. Crafter narration → task instruction,
+    :func:`goalcraft.training.data.task_caption_map`). ``log`` is called with each evaluation's
+    record. Evaluations and checkpoints happen at step 0 (evaluation only), every ``eval_every``
+    steps and at ``steps``.
+    """
+    started = time.perf_counter()
+    if isinstance(config, str):
+        config = MINECLIP_CONFIGS[config]
+    if steps < 0 or eval_every < 1:
+        raise ValueError("steps must be >= 0 and eval_every >= 1")
+    if precision not in ("fp32", "bf16"):
+        raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    last_dir, best_dir, tb_dir = out_dir / "last", out_dir / "best", out_dir / "tensorboard"
+    for d in (last_dir, best_dir):
+        recover_directory(d, out_dir / ".staging")
+    say = log or (lambda _record: None)
+
+    train = ClipBatches(shards, batch_size=batch_size, split="train", val_fraction=val_fraction, seed=seed,
+                        frames=frames, cache=cache, caption_map=caption_map, jitter=jitter,
+                        decode_workers=decode_workers)
+    val = ClipBatches(shards, batch_size=batch_size, split="val", val_fraction=val_fraction, seed=seed,
+                      frames=frames, cache=cache, caption_map=caption_map, decode_workers=decode_workers)
+    if len(val) == 0:
+        raise ValueError(f"no validation clips at val_fraction={val_fraction} ({len(train)} training clips)")
+
+    torch.manual_seed(seed)
+    model = MineCLIP(config).to(device)
+    optimizer = torch.optim.AdamW(_param_groups(model, weight_decay), lr=lr, betas=(0.9, 0.98), eps=1e-6)
+
+    # What must not change between a run and its resumption (the data order and the updates depend on it).
+    hparams = {"seed": seed, "batch_size": batch_size, "lr": lr, "val_fraction": val_fraction, "frames": frames,
+               "jitter": jitter, "cache": cache, "weight_decay": weight_decay, "warmup_steps": warmup_steps, "precision": precision,
+               "grad_clip": grad_clip, "max_logit_scale": max_logit_scale}
+    step = 0
+    history: list[dict[str, float]] = []
+    best_step, best_val_loss = -1, math.inf
+    loss_sum, loss_count = 0.0, 0
+    resumed_from: int | None = None
+    if resume and (last_dir / STATE_FILE).is_file():
+        state = torch.load(last_dir / STATE_FILE, map_location="cpu", weights_only=True)
+        saved_config = load_config_json(last_dir, MineCLIPConfig)
+        changed = {k: (v, hparams[k]) for k, v in state["hparams"].items() if hparams.get(k) != v}
+        if saved_config != config or changed:
+            what = "the model config" if saved_config != config else ", ".join(
+                f"{k} {old!r} -> {new!r}" for k, (old, new) in changed.items())
+            raise ValueError(f"cannot resume {last_dir}: {what} changed; pass resume=False or another out_dir")
+        strict_load(model, load_state_dict_file(last_dir / "model.safetensors"), source=str(last_dir))
+        model.to(device)
+        optimizer.load_state_dict(state["optimizer"])
+        step = int(state["step"])
+        history = [dict(h) for h in state["history"]]
+        best_step, best_val_loss = int(state["best_step"]), float(state["best_val_loss"])
+        loss_sum, loss_count = float(state["loss_sum"]), int(state["loss_count"])
+        _set_rng_state(state["rng"], device)
+        resumed_from = step
+
+    writer = None
+    if tensorboard:
+        from torch.utils.tensorboard import SummaryWriter
+
+        # purge_step: TensorBoard drops what an earlier (interrupted or replaced) run logged from `step` on.
+        writer = SummaryWriter(str(tb_dir), purge_step=step)
+
+    def checkpoint() -> None:
+        def write_last(d: Path) -> None:
+            save_mineclip(model, d)
+            torch.save({
+                "step": step,
+                "optimizer": optimizer.state_dict(),
+                "rng": _rng_state(device),
+                "history": history,
+                "best_step": best_step,
+                "best_val_loss": best_val_loss,
+                "loss_sum": loss_sum,
+                "loss_count": loss_count,
+                "hparams": hparams,
+            }, d / STATE_FILE)
+
+        _write_dir_atomic(last_dir, write_last)
+
+    def evaluate() -> None:
+        nonlocal best_step, best_val_loss, loss_sum, loss_count
+        metrics = evaluate_goal_space(model, val, device=device, precision=precision)
+        record: dict[str, Any] = {"step": step, "train_loss": loss_sum / loss_count if loss_count else float("nan")}
+        record.update(metrics)
+        record.update(lr=_lr_at(max(step - 1, 0), lr, warmup_steps), logit_scale=_logit_scale(model),
+                      seconds=round(time.perf_counter() - started, 3))
+        history.append(record)
+        loss_sum, loss_count = 0.0, 0
+        if writer is not None:
+            for name in ("val_loss", "top1", "top5", "chance_top1", "chance_top5"):
+                writer.add_scalar(f"val/{name.removeprefix('val_')}", record[name], step)
+            writer.flush()
+        if record["val_loss"] < best_val_loss:
+            best_step, best_val_loss = step, record["val_loss"]
+
+            def write_best(d: Path) -> None:
+                save_mineclip(model, d)
+                write_json_atomic({k: v for k, v in record.items() if k != "seconds"}, d / "best.json")
+
+            _write_dir_atomic(best_dir, write_best)  # before last/, which records best_step
+        checkpoint()
+        say({"event": "eval", **record})
+
+    closers: list[Callable[[], None]] = []
+    try:
+        if resumed_from is None:
+            evaluate()
+        model.train()
+        if step < steps:
+            batches = train.stream(step)
+            if decode_workers > 0:  # decode the next batches while the model trains on this one
+                batches = _Prefetcher(batches, depth=2)
+                closers.append(batches.close)
+            while step < steps:
+                batch = next(batches)
+                current_lr = _lr_at(step, lr, warmup_steps)
+                for group in optimizer.param_groups:
+                    group["lr"] = current_lr
+                texts, caption_index = unique_captions(batch.captions)
+                tokens = tokenize(texts).to(device)
+                with _autocast(device, precision):
+                    logits = model(batch.frames.to(device, non_blocking=True), tokens)
+                loss = contrastive_loss(logits, caption_index)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if grad_clip > 0:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+                optimizer.step()
+                model.clamp_logit_scale(max_logit_scale)
+                step += 1
+                value = float(loss.detach())
+                if not math.isfinite(value):
+                    raise FloatingPointError(f"training loss is {value} at step {step}")
+                loss_sum += value
+                loss_count += 1
+                if writer is not None:
+                    writer.add_scalar("train/loss", value, step)
+                    writer.add_scalar("train/lr", current_lr, step)
+                    writer.add_scalar("train/logit_scale", _logit_scale(model), step)
+                if step % eval_every == 0 or step == steps:
+                    evaluate()
+                    model.train()
+    finally:
+        for close in closers:
+            close()
+        if writer is not None:
+            writer.close()
+
+    return GoalSpaceTrainResult(
+        out_dir=out_dir, last_dir=last_dir, best_dir=best_dir, tensorboard_dir=tb_dir, steps=step,
+        best_step=best_step, best_val_loss=best_val_loss, resumed_from=resumed_from,
+        seconds=round(time.perf_counter() - started, 3), history=history,
+    )
+
+
+def read_best(out_dir: Path) -> dict[str, Any]:
+    """The ``best.json`` record of a training run (step and validation metrics of ``best/``)."""
+    return json.loads((Path(out_dir) / "best" / "best.json").read_text(encoding="utf-8"))
