@@ -45,13 +45,22 @@ def test_demo_generates_corpus_and_materializes_every_partition(demo_run):
     data, output = demo_run
     corpus = data / "demo_corpus"
     assert len((corpus / "manifest.jsonl").read_text().splitlines()) == 2
-    lines = [l for l in output.splitlines() if l.startswith("clips [")]
+    lines = [l for l in output.splitlines() if l.startswith("video_clips [")]
     assert [l.split("] ")[1].split(":")[0] for l in lines] == ["p0000", "p0001", "p0002", "p0003"]
     assert all("check passed" in l for l in lines)
     reported = sum(int(l.split(": ")[1].split(" clips")[0]) for l in lines)
     con = connect(data)
     assert con.execute("SELECT count(*) FROM clips").fetchone()[0] == reported > 0
     assert f"done: {reported} clips" in output
+    goal_lines = [l for l in output.splitlines() if l.startswith("goal_clips [")]
+    goals = sum(int(l.split(": ")[1].split(" goal clips")[0]) for l in goal_lines)
+    assert len(goal_lines) == 4 and goals > 0
+    assert con.execute("SELECT count(*) FROM read_parquet(?)", [str(data / "embeddings" / "goal_clips.parquet")]
+                       ).fetchone()[0] == goals
+    embedded = [l for l in output.splitlines() if l.startswith("clip_embeddings [")]
+    assert all("check passed" in l for l in embedded) and len(embedded) == 4
+    assert (data / "models" / "goal_space" / "best" / "model.safetensors").is_file()
+    assert (data / "models" / "prior" / "best" / "model.safetensors").is_file()
     # The runs are in the persistent instance the UI opens.
     from dagster._core.instance.ref import InstanceRef  # the public API only opens $DAGSTER_HOME
 
