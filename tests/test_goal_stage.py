@@ -18,8 +18,6 @@ from goalcraft.data.goal_stage import (
     GOAL_INDEX_SCHEMA,
     build_goal_partition,
     goal_frame_indices,
-    goal_partition_dir,
-    goal_staging_dir,
 )
 from goalcraft.data.manifest import read_manifests
 from goalcraft.data.mining import GoalMoment, mine_ratings, mine_transcripts, mine_trials
@@ -71,7 +69,7 @@ def goal_run(crafter_corpus, tmp_path_factory):
 
 def test_goal_clips_are_the_16_frames_ending_at_the_success_frame(crafter_corpus, goal_run):
     storage, moments, report, _ = goal_run
-    goals = _goals(goal_partition_dir(storage, "p0000"))
+    goals = _goals(storage.goal_partition_dir("p0000"))
     assert len(goals) == report.goals_written > 40
     decoder = get_decoder("pyav")  # decode directly, with the other back end
     errors, distinct = [], 0
@@ -102,7 +100,7 @@ def test_goal_clips_are_the_16_frames_ending_at_the_success_frame(crafter_corpus
 def test_trial_goals_end_at_the_first_unlock_of_the_target(crafter_corpus, goal_run):
     storage, _, _, trials = goal_run
     events = [json.loads(line) for line in (crafter_corpus / "ground_truth" / "events.jsonl").read_text().splitlines()]
-    goals = {meta["source_id"]: meta for _, _, meta in _goals(goal_partition_dir(storage, "p0000")).values()
+    goals = {meta["source_id"]: meta for _, _, meta in _goals(storage.goal_partition_dir("p0000")).values()
              if meta["miner"] == "trial"}
     successful = [t for t in trials if t.success]
     assert set(goals) == {t.id for t in successful}
@@ -116,7 +114,7 @@ def test_trial_goals_end_at_the_first_unlock_of_the_target(crafter_corpus, goal_
 
 def test_unusable_moments_are_quarantined_with_the_reason(goal_run):
     storage, moments, report, _ = goal_run
-    final = goal_partition_dir(storage, "p0000")
+    final = storage.goal_partition_dir("p0000")
     rows = pq.read_table(final / "quarantine.parquet").to_pylist()
     assert report.goals_written + len(rows) == report.moments_seen == len(moments)
     by_id = {}
@@ -141,7 +139,7 @@ def test_unusable_moments_are_quarantined_with_the_reason(goal_run):
 
 def test_partition_outputs_agree(goal_run):
     storage, _, report, _ = goal_run
-    final = goal_partition_dir(storage, "p0000")
+    final = storage.goal_partition_dir("p0000")
     shards, clips, problems = verify_partition(final)
     assert problems == [] and clips == report.goals_written and shards == len(report.shards) > 1
     assert json.loads((final / "partition.json").read_text()) == dataclasses.asdict(report)
@@ -165,7 +163,7 @@ def test_partition_outputs_agree(goal_run):
     assert all(name in GOAL_INDEX_SCHEMA.names for name in (
         "key", "shard", "source", "source_id", "miner", "task", "instruction", "confidence", "success_time",
         "frame_timestamps"))
-    assert not any(goal_staging_dir(storage).iterdir())
+    assert not any(storage.goal_staging_dir.iterdir())
 
 
 def test_rerun_is_byte_identical_whatever_the_moment_order(crafter_corpus, goal_run, tmp_path):
@@ -173,15 +171,15 @@ def test_rerun_is_byte_identical_whatever_the_moment_order(crafter_corpus, goal_
     shuffled = list(moments)
     random.Random(1).shuffle(shuffled)
     other = StoragePaths(tmp_path / "data")
-    debris = goal_staging_dir(other) / "p0000-deadbeef0000"  # a killed run's staging folder
+    debris = other.goal_staging_dir / "p0000-deadbeef0000"  # a killed run's staging folder
     debris.mkdir(parents=True)
     (debris / "p0000-00000.tar").write_bytes(b"partial")
-    (goal_partition_dir(other, "p0000")).mkdir(parents=True)
-    (goal_partition_dir(other, "p0000") / "stale.tar").write_bytes(b"old")  # a previous build: replaced
+    (other.goal_partition_dir("p0000")).mkdir(parents=True)
+    (other.goal_partition_dir("p0000") / "stale.tar").write_bytes(b"old")  # a previous build: replaced
     again = build_goal_partition("p0000", shuffled, crafter_corpus, other, decoder="pyav", shard_target_bytes=3_000_000)
     assert again.goals_written == report.goals_written and again.shards == report.shards
     assert not debris.exists()
-    first, second = goal_partition_dir(storage, "p0000"), goal_partition_dir(other, "p0000")
+    first, second = storage.goal_partition_dir("p0000"), other.goal_partition_dir("p0000")
     names = sorted(p.name for p in first.iterdir())
     assert names == sorted(p.name for p in second.iterdir())
     for name in names:
@@ -206,7 +204,7 @@ def test_a_top_rated_minestudio_video_gives_a_goal_clip_ending_on_its_last_frame
     storage = StoragePaths(tmp_path / "data")
     report = build_goal_partition("p0001", moments, root, storage)
     assert report.goals_written == 1 and report.failures == {}
-    ((frames, caption, meta),) = _goals(goal_partition_dir(storage, "p0001")).values()
+    ((frames, caption, meta),) = _goals(storage.goal_partition_dir("p0001")).values()
     assert meta["frame_indices"] == list(range(584, 600)) and meta["fps"] == 30.0
     assert (caption, meta["task"], meta["confidence"], meta["miner"]) == ("combat spider", "combat_spider", 1.0, "rating")
     with get_decoder("pyav").open(root / "eval_video" / "combat_spider_7.mp4") as handle:
@@ -221,7 +219,7 @@ def test_miner_rejects_join_the_partition_quarantine(crafter_corpus, tmp_path):
     storage = StoragePaths(tmp_path / "data")
     report = build_goal_partition("p0002", moments[:1], crafter_corpus, storage, quarantine=rejects)
     assert report.goals_written == 1 and report.failures == {"rating_video_missing": 1}
-    final = goal_partition_dir(storage, "p0002")
+    final = storage.goal_partition_dir("p0002")
     rows = pq.read_table(final / "quarantine.parquet").to_pylist()
     assert rows == [{"partition": "p0002", "input": "vlm_rating_res/x.json#2", "source_id": "x_8", "stage": "rating",
                      "reason": "rating_video_missing", "detail": "x_8.mp4: no file"}]

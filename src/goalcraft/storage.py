@@ -86,6 +86,10 @@ class StoragePaths:
         return self.goals_dir / partition
 
     @property
+    def goal_staging_dir(self) -> Path:
+        return self.goals_dir / ".staging"
+
+    @property
     def goal_space_dir(self) -> Path:
         return self.data_root / "models" / "goal_space"
 

@@ -13,7 +13,7 @@ frame indices ``[f - 15, ..., f]`` with
 A moment with ``f < 15`` (fewer than 16 frames up to and including it) is quarantined as
 ``goal_too_early`` (stage ``goal``). Frame timestamps are ``index / fps``.
 
-Output, under ``<data_root>/goals/<partition>/`` (:func:`goal_partition_dir`), with the clip stage's
+Output, under ``<data_root>/goals/<partition>/`` (``StoragePaths.goal_partition_dir``), with the clip stage's
 shard writer and layout: ``<partition>-NNNNN.tar`` shards (``<key>.f00.jpg`` … ``f15.jpg``,
 ``<key>.txt`` = the instruction, ``<key>.json`` = the clip metadata plus ``miner``, ``task``,
 ``instruction``, ``confidence``, ``success_time``, ``success_frame``, ``detail``), a parquet index per
@@ -57,9 +57,6 @@ __all__ = [
     "GoalReport",
     "build_goal_partition",
     "goal_frame_indices",
-    "goal_partition_dir",
-    "goal_staging_dir",
-    "goals_dir",
     "resolve_goal_frame",
     "write_partition_goals",
 ]
@@ -88,19 +85,6 @@ GOAL_INDEX_SCHEMA = pa.schema(
         ("bytes", pa.int64()),
     ]
 )
-
-
-def goals_dir(storage: StoragePaths) -> Path:
-    return storage.data_root / "goals"
-
-
-def goal_partition_dir(storage: StoragePaths, partition: str) -> Path:
-    """``<data_root>/goals/<partition>``."""
-    return goals_dir(storage) / partition
-
-
-def goal_staging_dir(storage: StoragePaths) -> Path:
-    return goals_dir(storage) / ".staging"
 
 
 @dataclass
@@ -308,8 +292,8 @@ def build_goal_partition(partition: str, moments: Sequence[GoalMoment], corpus_r
     """
     if isinstance(decoder, str) or decoder is None:
         decoder = get_decoder(decoder or "auto")
-    final = goal_partition_dir(storage, partition)
-    staging_root = goal_staging_dir(storage)
+    final = storage.goal_partition_dir(partition)
+    staging_root = storage.goal_staging_dir
     recover_directory(final, staging_root)
     staged = new_staging_dir(final, staging_root)
     try:
