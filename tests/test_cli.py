@@ -69,6 +69,36 @@ def test_demo_generates_corpus_and_materializes_every_partition(demo_run):
     assert "telemetry" in (data / "dagster_home" / "dagster.yaml").read_text()
 
 
+def test_prior_trained_on_crafter_goals_is_reproducible(demo_run):
+    """The baseline (goal-space text → prior) trained by the demo on Crafter goal clips: deterministic
+    output is identical across loads, seeded sampling repeats per seed, and its scale is the goal space's."""
+    import pyarrow.parquet as pq
+    import torch
+
+    from goalcraft.data.embeddings import embedding_matrix
+    from goalcraft.models.baseline import load_baseline
+
+    data, _ = demo_run
+    goals = pq.read_table(data / "embeddings" / "goal_clips.parquet")
+    instructions = goals.column("instruction").to_pylist()
+    target = torch.from_numpy(embedding_matrix(goals))
+    first = load_baseline(data / "models" / "goal_space" / "best", data / "models" / "prior" / "best")
+    second = load_baseline(data / "models" / "goal_space" / "best", data / "models" / "prior" / "best")
+    z = first.predict_goal(instructions)
+    assert z.shape == (len(instructions), 512) and torch.isfinite(z).all()
+    assert torch.equal(z, second.predict_goal(instructions))
+    assert torch.equal(z, first.predict_goal(instructions[::-1]).flip(0))  # no batch dependence
+    sampled = first.predict_goal(instructions, deterministic=False, seed=7)
+    assert torch.equal(sampled, second.predict_goal(instructions, deterministic=False, seed=7))
+    assert not torch.equal(sampled, first.predict_goal(instructions, deterministic=False, seed=8))
+    # Same instruction, same goal; and raw goal-space norms, not unit vectors.
+    by_text = {}
+    for text, row in zip(instructions, z):
+        assert torch.equal(by_text.setdefault(text, row), row)
+    ratio = z.norm(dim=1).median() / target.norm(dim=1).median()
+    assert 0.8 < ratio < 1.25, ratio
+
+
 def test_demo_refuses_a_missing_configured_corpus(tmp_path, monkeypatch):
     cfg = tmp_path / "goalcraft.toml"
     cfg.write_text(f'[paths]\ncorpus_root = "{tmp_path / "nowhere"}"\n')

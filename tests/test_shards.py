@@ -109,3 +109,29 @@ def test_verify_partition_finds_tampering(tmp_path):
     # A tar with no index is reported too.
     (tmp_path / "p0000-00001.tar").write_bytes(b"")
     assert any("without an index" in p for p in verify_partition(tmp_path)[2])
+
+
+def test_writer_extends_index_with_metadata_columns(tmp_path):
+    import pyarrow as pa
+
+    from goalcraft.data.shards import INDEX_SCHEMA
+
+    schema = INDEX_SCHEMA.append(pa.field("task", pa.string())).append(pa.field("success_frame", pa.int64()))
+    clips = [_clip(i, f"vid{i}-00000") for i in range(2)]
+    for i, clip in enumerate(clips):
+        clip.meta.update(task=f"task{i}", success_frame=40 + i)
+    with ClipShardWriter(tmp_path, "p0001", target_bytes=10**9, index_schema=schema) as writer:
+        for clip in clips:
+            writer.write(clip)
+    table = read_index(tmp_path / "p0001-00000.parquet")
+    assert table.schema.equals(schema)
+    assert table.column("task").to_pylist() == ["task0", "task1"]
+    assert table.column("success_frame").to_pylist() == [40, 41]
+    assert table.column("caption").to_pylist() == ["caption 0", "caption 1"]
+
+
+def test_writer_refuses_index_schema_without_clip_columns(tmp_path):
+    import pyarrow as pa
+
+    with pytest.raises(ValueError, match="window_start"):
+        ClipShardWriter(tmp_path, "p0001", target_bytes=1, index_schema=pa.schema([("key", pa.string())]))

@@ -35,11 +35,36 @@ def test_views_read_the_files_as_written(tmp_path):
             [QuarantineRecord("videos/x.mp4", "decode", "video_unreadable", "bad", "vx", part)] if part == "p0001" else []),
             d / "quarantine.parquet")
     con = connect(tmp_path)
-    assert set(view_sources(paths)) == {"quarantine", "clips", "clip_shard_stats", "clip_partitions"}
+    assert set(view_sources(paths)) == {"quarantine", "quarantined_inputs", "clips", "clip_shard_stats", "clip_partitions"}
     assert con.execute("SELECT source_id, count(*), sum(bytes) FROM clips GROUP BY 1 ORDER BY 1").fetchall() == [
         ("va", 3, 3003), ("vb", 2, 2001)]
     assert con.execute("SELECT frame_timestamps[16] FROM clips WHERE key = 'vb-00001'").fetchone()[0] == 1 + 15 / 8
-    assert con.execute("SELECT stage, reason, source_id FROM quarantine ORDER BY stage").fetchall() == [
-        ("decode", "video_unreadable", "vx"), ("manifest", "video_missing", "v9")]
+    assert con.execute("SELECT stage, reason, source_id, step FROM quarantine ORDER BY stage").fetchall() == [
+        ("decode", "video_unreadable", "vx", "clips"), ("manifest", "video_missing", "v9", "ingest")]
     assert con.execute("SELECT sum(clips_written), sum(failures['video_unreadable']) FROM clip_shard_stats").fetchone() == (5, 1)
     assert con.execute("SELECT sum(clips_written) FROM clip_partitions").fetchone()[0] == 5
+
+
+def test_goal_views_and_quarantine_across_steps(tmp_path):
+    from goalcraft.data.goal_stage import GOAL_INDEX_SCHEMA
+
+    paths = StoragePaths(tmp_path)
+    bad_transcript = QuarantineRecord("videos/a.vtt", "transcript", "transcript_malformed", "line 3", "va", "p0000")
+    write_parquet_atomic(quarantine_table([bad_transcript]), paths.clip_partition_dir("p0000") / "quarantine.parquet")
+    write_parquet_atomic(quarantine_table([bad_transcript, QuarantineRecord(
+        "trials/t1@frame 3 (trial)", "goal", "goal_too_early", "", "t1", "p0000")]),
+        paths.goal_partition_dir("p0000") / "quarantine.parquet")
+    rows = [{**r, "video_path": "videos/va.mp4", "miner": "transcript", "task": "collect_wood",
+             "instruction": "collect wood", "confidence": 0.9, "success_time": r["window_end"],
+             "success_frame": 16 + i} for i, r in enumerate(_index_rows("p0000-00000", 2, "va"))]
+    write_parquet_atomic(pa.Table.from_pylist(rows, schema=GOAL_INDEX_SCHEMA),
+                         paths.goal_partition_dir("p0000") / "p0000-00000.parquet")
+    con = connect(tmp_path)
+    assert {"quarantine", "quarantined_inputs", "goal_clips"} <= set(view_sources(paths))
+    assert "clips" not in view_sources(paths)  # only goal shards exist
+    assert con.execute("SELECT step, count(*) FROM quarantine GROUP BY 1 ORDER BY 1").fetchall() == [
+        ("clips", 1), ("goals", 2)]
+    assert con.execute("SELECT input, steps FROM quarantined_inputs ORDER BY input").fetchall() == [
+        ("trials/t1@frame 3 (trial)", ["goals"]), ("videos/a.vtt", ["clips", "goals"])]
+    assert con.execute("SELECT task, max(success_frame) FROM goal_clips GROUP BY 1").fetchall() == [
+        ("collect_wood", 17)]

@@ -101,8 +101,12 @@ class StoragePaths:
     def goal_embeddings_table(self) -> Path:
         return self.data_root / "embeddings" / "goal_clips.parquet"
 
+    @property
+    def clip_embeddings_dir(self) -> Path:
+        return self.data_root / "embeddings" / "clips"
+
     def clip_embeddings_table(self, partition: str) -> Path:
-        return self.data_root / "embeddings" / "clips" / f"{partition}.parquet"
+        return self.clip_embeddings_dir / f"{partition}.parquet"
 
     @property
     def dagster_home(self) -> Path:

@@ -7,7 +7,7 @@ import dagster as dg
 import numpy as np
 
 from goalcraft.data.embeddings import NormStats, embed_shards, embedding_matrix
-from goalcraft.models.clip_tokenizer import tokenize
+from goalcraft.models.baseline import encode_instructions
 from goalcraft.models.mineclip import load_mineclip
 from goalcraft.models.prior import PRIOR_CONFIGS
 from goalcraft.resources import CorpusResource, StorageResource, TrainingResource
@@ -92,7 +92,6 @@ def build_training_assets(video_clips: dg.AssetsDefinition, goal_embeddings_key:
     def steve1_prior(context: dg.AssetExecutionContext, storage: StorageResource,
                      training: TrainingResource) -> dg.MaterializeResult:
         import pyarrow.parquet as pq
-        import torch
 
         paths = storage.paths
         goals = pq.read_table(paths.goal_embeddings_table)
@@ -100,8 +99,7 @@ def build_training_assets(video_clips: dg.AssetsDefinition, goal_embeddings_key:
             raise dg.Failure(f"only {goals.num_rows} goal clips: too few to train the prior")
         goal = embedding_matrix(goals)
         model = load_mineclip(paths.goal_space_dir / "best")
-        with torch.inference_mode():
-            text = model.encode_text(tokenize(goals.column("instruction").to_pylist())).float().numpy()
+        text = encode_instructions(model, goals.column("instruction").to_pylist()).numpy()
         dim = goal.shape[1]
         base = PRIOR_CONFIGS["steve1"]
         config = type(base)(**{**base.__dict__, "input_dim": dim, "hidden_dim": dim, "latent_dim": dim})

@@ -33,7 +33,6 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from goalcraft.config import CLIP_FRAMES
 from goalcraft.data.clip_stage import OrderedWorker, clip_meta, open_video
@@ -203,23 +202,6 @@ def goal_clips(source: str, source_id: str, video_path: str, items: Sequence[tup
             yield ClipSample(key, decoded.frames, moment.instruction, meta)
 
 
-def _goal_index(clip_index: pa.Table, metas: dict[str, dict]) -> pa.Table:
-    rows = []
-    for row in clip_index.to_pylist():
-        meta = metas[row["key"]]
-        rows.append({
-            **row,
-            "video_path": meta["video_path"],
-            "miner": meta["miner"],
-            "task": meta["task"],
-            "instruction": meta["instruction"],
-            "confidence": meta["confidence"],
-            "success_time": meta["success_time"],
-            "success_frame": meta["success_frame"],
-        })
-    return pa.Table.from_pylist(rows, schema=GOAL_INDEX_SCHEMA)
-
-
 def _in_partition(record: QuarantineRecord, partition: str) -> QuarantineRecord:
     return QuarantineRecord(record.input, record.stage, record.reason, record.detail, record.source_id, partition)
 
@@ -235,12 +217,12 @@ def write_partition_goals(partition: str, moments: Sequence[GoalMoment], corpus_
     """
     report = GoalReport(partition=partition, decoder=decoder.name, moments_seen=len(moments))
     quarantined: list[QuarantineRecord] = [_in_partition(r, partition) for r in quarantine]
-    metas: dict[str, dict] = {}
     by_miner: Counter[str] = Counter()
     started = time.perf_counter()
     groups = _grouped(moments)
     report.sources_seen = len({(source, source_id) for (source, source_id, _), _ in groups})
-    with ClipShardWriter(out_dir, partition, target_bytes=shard_target_bytes, jpeg_quality=jpeg_quality) as writer:
+    with ClipShardWriter(out_dir, partition, target_bytes=shard_target_bytes, jpeg_quality=jpeg_quality,
+                         index_schema=GOAL_INDEX_SCHEMA) as writer:
 
         def write_goal(sample: ClipSample) -> None:
             report.bytes += writer.write(sample)
@@ -261,7 +243,6 @@ def write_partition_goals(partition: str, moments: Sequence[GoalMoment], corpus_
                         quarantined.append(rec)
                         worker.submit(writer.note_failure, rec.reason)
                     else:
-                        metas[item.key] = item.meta
                         by_miner[item.meta["miner"]] += 1
                         worker.submit(write_goal, item)
         except BaseException:
@@ -269,11 +250,6 @@ def write_partition_goals(partition: str, moments: Sequence[GoalMoment], corpus_
             raise
         worker.finish()
         shards = writer.close()
-    # The shard writer indexes clips; a goal index adds what each goal is (same file, same rows).
-    for stats in shards:
-        index_path = out_dir / f"{stats.shard}.parquet"
-        if stats.clips_written and index_path.exists():
-            write_parquet_atomic(_goal_index(pq.read_table(index_path), metas), index_path)
     report.shards = [s.shard for s in shards if s.clips_written]
     report.by_miner = dict(sorted(by_miner.items()))
     report.failures = dict(sorted(Counter(q.reason for q in quarantined).items()))

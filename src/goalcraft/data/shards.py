@@ -108,9 +108,18 @@ class ClipShardWriter:
 
     Each closed shard gets its parquet index and stats record. Sources (videos, trials) and
     failures are attributed to the shard that is open while they are processed.
+
+    ``index_schema`` may extend :data:`INDEX_SCHEMA` with more columns (the goal stage adds what
+    each goal is); each extra column is filled from the sample's metadata field of the same name.
     """
 
-    def __init__(self, out_dir: Path, name: str, *, target_bytes: int, jpeg_quality: int = 90) -> None:
+    def __init__(self, out_dir: Path, name: str, *, target_bytes: int, jpeg_quality: int = 90,
+                 index_schema: pa.Schema = INDEX_SCHEMA) -> None:
+        missing = [f.name for f in INDEX_SCHEMA if f.name not in index_schema.names]
+        if missing:
+            raise ValueError(f"index_schema lacks the clip index columns {missing}")
+        self.index_schema = index_schema
+        self._extra_columns = [n for n in index_schema.names if n not in INDEX_SCHEMA.names]
         self.out_dir = out_dir
         self.name = name
         self.target_bytes = target_bytes
@@ -170,19 +179,20 @@ class ClipShardWriter:
         self._flush_pending(self._stats)
         self._stats.clips_written += 1
         self._stats.bytes += size
-        self._rows.append(
-            {
-                "key": sample.key,
-                "shard": self._stats.shard,
-                "source": sample.meta.get("source", ""),
-                "source_id": sample.meta.get("source_id", ""),
-                "caption": sample.caption,
-                "window_start": float(sample.meta["window_start"]),
-                "window_end": float(sample.meta["window_end"]),
-                "frame_timestamps": [float(t) for t in sample.meta["frame_timestamps"]],
-                "bytes": size,
-            }
-        )
+        row: dict[str, Any] = {
+            "key": sample.key,
+            "shard": self._stats.shard,
+            "source": sample.meta.get("source", ""),
+            "source_id": sample.meta.get("source_id", ""),
+            "caption": sample.caption,
+            "window_start": float(sample.meta["window_start"]),
+            "window_end": float(sample.meta["window_end"]),
+            "frame_timestamps": [float(t) for t in sample.meta["frame_timestamps"]],
+            "bytes": size,
+        }
+        for name in self._extra_columns:
+            row[name] = sample.meta[name]
+        self._rows.append(row)
         if self._stats.bytes >= self.target_bytes:
             self._close_shard()
         return size
@@ -196,7 +206,7 @@ class ClipShardWriter:
         os.replace(self._tmp_path, self.out_dir / f"{self._stats.shard}.tar")
         stats = self._stats
         stats.seconds = round(time.perf_counter() - self._started, 3)
-        write_parquet_atomic(pa.Table.from_pylist(self._rows, schema=INDEX_SCHEMA), self.out_dir / f"{stats.shard}.parquet")
+        write_parquet_atomic(pa.Table.from_pylist(self._rows, schema=self.index_schema), self.out_dir / f"{stats.shard}.parquet")
         write_json_atomic(asdict(stats), self.out_dir / f"{stats.shard}_stats.json")
         self.closed_shards.append(stats)
         self._tar = None

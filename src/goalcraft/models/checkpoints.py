@@ -23,7 +23,7 @@ import tempfile
 import typing
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Callable, TypeVar
 
 import torch
 from torch import nn
@@ -198,12 +198,14 @@ def save_model_dir(
     out_dir: str | os.PathLike[str],
     *,
     model_type: str | None = None,
+    write_extra: Callable[[Path], None] | None = None,
 ) -> Path:
     """Write ``module``'s weights and ``config`` (a dataclass) to ``out_dir`` atomically.
 
     The folder is staged beside ``out_dir`` and swapped into place whole, so a reader sees the old
     folder or the new one, never a mix. ``model_type`` defaults to the config class's
-    ``model_type`` attribute, else the module's class name.
+    ``model_type`` attribute, else the module's class name. ``write_extra(staged_dir)`` adds more
+    files (an adapter folder, say) before the swap.
     """
     from safetensors.torch import save_file
 
@@ -223,6 +225,8 @@ def save_model_dir(
         (staged / CONFIG_FILE).write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         for name in (WEIGHTS_FILE, CONFIG_FILE):
             _fsync(staged / name)
+        if write_extra is not None:
+            write_extra(staged)
         commit_directory(staged, out_dir)
     finally:
         if staged.exists():

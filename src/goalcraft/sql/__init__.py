@@ -4,10 +4,16 @@
 root; the views read the files as they are (nothing is copied or loaded ahead):
 
     manifest, trials               the ingest tables
-    quarantine                     every rejected input, ingest and clip stage, with stage and reason
+    quarantine                     every rejected input with its stage and reason, and the ``step``
+                                   (ingest, clips, goals) whose records hold it
+    quarantined_inputs             the same, one row per input and reason, with the steps that hit it
     clips                          one row per clip (the shards' parquet indexes)
     clip_shard_stats               one row per shard (the ``<shard>_stats.json`` records)
     clip_partitions                one row per materialized partition (``partition.json``)
+    goal_clips, goal_clip_shard_stats, goal_clip_partitions
+                                   the same three for the goal clips
+    goal_embeddings                one row per goal clip: provenance and its 512-d embedding
+    clip_embeddings                one row per clip of every embedded partition
 """
 
 from __future__ import annotations
@@ -23,29 +29,56 @@ def _quote(path: Path | str) -> str:
     return "'" + str(path).replace("'", "''") + "'"
 
 
+_SHARD_STATS_COLUMNS = (
+    "columns = {shard: 'VARCHAR', partition: 'VARCHAR', videos_seen: 'BIGINT', trials_seen: 'BIGINT', "
+    "clips_written: 'BIGINT', failures: 'MAP(VARCHAR, BIGINT)', bytes: 'BIGINT', seconds: 'DOUBLE'}"
+)
+
+
+def _parquet_list(files: list[Path]) -> str:
+    return "[" + ", ".join(_quote(p) for p in files) + "]"
+
+
+def _partitioned_views(views: dict[str, str], root: Path, prefix: str) -> None:
+    """``<prefix>s``, ``<prefix>_shard_stats``, ``<prefix>_partitions`` for one shard stage folder."""
+    if any(root.glob("p*/p*-*.parquet")):
+        views[f"{prefix}s"] = f"SELECT * FROM read_parquet({_quote(root / 'p*' / 'p*-*.parquet')})"
+    if any(root.glob("p*/*_stats.json")):
+        views[f"{prefix}_shard_stats"] = (
+            f"SELECT * FROM read_json({_quote(root / 'p*' / '*_stats.json')}, {_SHARD_STATS_COLUMNS})")
+    if any(root.glob("p*/partition.json")):
+        views[f"{prefix}_partitions"] = f"SELECT * FROM read_json_auto({_quote(root / 'p*' / 'partition.json')})"
+
+
 def view_sources(paths: StoragePaths) -> dict[str, str]:
     """View name → the SQL that reads it, for the outputs present on disk."""
-    clips = paths.clips_dir
     views: dict[str, str] = {}
     if paths.manifest_table.is_file():
         views["manifest"] = f"SELECT * FROM read_parquet({_quote(paths.manifest_table)})"
     if paths.trials_table.is_file():
         views["trials"] = f"SELECT * FROM read_parquet({_quote(paths.trials_table)})"
-    quarantine_files = [p for p in (paths.manifest_quarantine_table, paths.trials_quarantine_table) if p.is_file()]
-    quarantine_files += sorted(clips.glob("p*/quarantine.parquet"))
-    if quarantine_files:
-        files = ", ".join(_quote(p) for p in quarantine_files)
-        views["quarantine"] = f"SELECT * FROM read_parquet([{files}], union_by_name = true)"
-    if any(clips.glob("p*/p*-*.parquet")):
-        views["clips"] = f"SELECT * FROM read_parquet({_quote(clips / 'p*' / 'p*-*.parquet')})"
-    if any(clips.glob("p*/*_stats.json")):
-        views["clip_shard_stats"] = (
-            f"SELECT * FROM read_json({_quote(clips / 'p*' / '*_stats.json')}, "
-            "columns = {shard: 'VARCHAR', partition: 'VARCHAR', videos_seen: 'BIGINT', trials_seen: 'BIGINT', "
-            "clips_written: 'BIGINT', failures: 'MAP(VARCHAR, BIGINT)', bytes: 'BIGINT', seconds: 'DOUBLE'})"
-        )
-    if any(clips.glob("p*/partition.json")):
-        views["clip_partitions"] = f"SELECT * FROM read_json_auto({_quote(clips / 'p*' / 'partition.json')})"
+    # Each step records the inputs it could not use. The clip and goal steps both read transcripts,
+    # so a bad transcript is in both: ``step`` says which wrote the row, ``quarantined_inputs`` has one
+    # row per (input, stage, reason) with the steps that hit it.
+    steps = {
+        "ingest": [p for p in (paths.manifest_quarantine_table, paths.trials_quarantine_table) if p.is_file()],
+        "clips": sorted(paths.clips_dir.glob("p*/quarantine.parquet")),
+        "goals": sorted(paths.goals_dir.glob("p*/quarantine.parquet")),
+    }
+    parts = [f"SELECT *, '{step}' AS step FROM read_parquet({_parquet_list(files)}, union_by_name = true)"
+             for step, files in steps.items() if files]
+    if parts:
+        views["quarantine"] = " UNION ALL BY NAME ".join(parts)
+        views["quarantined_inputs"] = (
+            "SELECT input, stage, reason, any_value(source_id) AS source_id, any_value(detail) AS detail, "
+            "list(DISTINCT step ORDER BY step) AS steps FROM quarantine GROUP BY input, stage, reason")
+    _partitioned_views(views, paths.clips_dir, "clip")
+    _partitioned_views(views, paths.goals_dir, "goal_clip")
+    if paths.goal_embeddings_table.is_file():
+        views["goal_embeddings"] = f"SELECT * FROM read_parquet({_quote(paths.goal_embeddings_table)})"
+    clip_embedding_files = sorted(paths.clip_embeddings_dir.glob("p*.parquet"))
+    if clip_embedding_files:
+        views["clip_embeddings"] = f"SELECT * FROM read_parquet({_parquet_list(clip_embedding_files)})"
     return views
 
 
