@@ -11,9 +11,11 @@ from goalcraft.data.shards import ClipSample, ClipShardWriter
 class MeanColourEncoder:
     """Embeds a clip as its mean RGB per frame, tiled to 48-d: an answer computable by hand."""
 
-    def goal_embedding(self, frames: torch.Tensor) -> torch.Tensor:
-        per_frame = frames.float().mean(dim=(2, 3))  # [B, 16, 3]
-        return per_frame.reshape(len(frames), -1)  # [B, 48]
+    def encode_frames(self, frames: torch.Tensor) -> torch.Tensor:
+        return frames.float().mean(dim=(2, 3))  # [B, 16, 3]
+
+    def goal_embedding_of_frame_features(self, frame_features: torch.Tensor) -> torch.Tensor:
+        return frame_features.reshape(len(frame_features), -1)  # [B, 48]
 
 
 def _shards(tmp_path, n=5):
@@ -40,6 +42,24 @@ def test_embed_shards_joins_index_and_keeps_raw_scale(tmp_path):
     expected = np.array([20 * i + 10 for i in range(5)], np.float32)
     np.testing.assert_allclose(matrix[:, 0], expected, atol=1.0)
     np.testing.assert_allclose(table.column("norm").to_numpy(), np.linalg.norm(matrix, axis=1), rtol=1e-6)
+
+
+def test_frame_features_column_holds_each_clips_per_frame_features(tmp_path):
+    import duckdb
+
+    from goalcraft.data.embeddings import frame_feature_tensor
+
+    shards = _shards(tmp_path)
+    table = embed_shards(MeanColourEncoder(), shards, batch_size=3, frame_features=True)
+    feats = frame_feature_tensor(table)
+    assert feats.shape == (5, 16, 3)
+    np.testing.assert_allclose(feats[:, 5, 1], [20 * i + 10 for i in range(5)], atol=1.0)
+    np.testing.assert_array_equal(feats.reshape(5, -1), embedding_matrix(table))  # pooled = flattened here
+    con = duckdb.connect()
+    con.register("goal_table", table)
+    row = con.execute("SELECT frame_features[16][3] AS v FROM goal_table WHERE key = 'v2-00000'").fetchone()
+    assert abs(row[0] - 50) <= 1.0
+    assert "frame_features" not in embed_shards(MeanColourEncoder(), shards).column_names
 
 
 def _table(matrix):

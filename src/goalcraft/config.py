@@ -102,6 +102,35 @@ class PriorTrainingConfig(dg.Config):
     seed: int = 0
 
 
+class PredictorSettings(dg.Config):
+    """The goal predictor (issue: instruction → text states → 32 query tokens → aligner → z_goal).
+
+    ``preset`` names a ``goalcraft.models.predictor.PREDICTOR_CONFIGS`` entry; ``backbone`` overrides
+    its backbone folder (a local transformers folder, or ``minilm`` for the packaged MiniLM).
+    ``launcher``: ``inprocess`` runs training inside the Dagster step (CPU, one GPU); ``torchrun``
+    starts ``nproc_per_node`` DDP workers through Dagster Pipes.
+    """
+
+    preset: str = "minilm-demo"
+    backbone: Optional[str] = None
+    aligner: str = "mlp"  # "mlp" (variant A) or "attention" (variant B)
+    lora_r: int = 8
+    lora_alpha: int = 16
+    stage1_epochs: int = 12
+    stage1_batch_size: int = 16
+    stage1_lr: float = 3e-4
+    stage2_epochs: int = 60
+    stage2_batch_size: int = 32
+    stage2_lr: float = 1e-3
+    val_fraction: float = 0.15
+    test_fraction: float = 0.15
+    seed: int = 0
+    device: str = "cpu"
+    precision: str = "fp32"  # "bf16" on GPUs
+    launcher: str = "inprocess"  # or "torchrun"
+    nproc_per_node: int = 1
+
+
 class GoalcraftConfig(dg.Config):
     paths: PathsConfig = PathsConfig()
     partitions: PartitionsConfig = PartitionsConfig()
@@ -109,6 +138,7 @@ class GoalcraftConfig(dg.Config):
     success: SuccessConfig = SuccessConfig()
     goal_space: GoalSpaceConfig = GoalSpaceConfig()
     prior: PriorTrainingConfig = PriorTrainingConfig()
+    predictor: PredictorSettings = PredictorSettings()
     source: str = "defaults"
 
 
@@ -118,7 +148,7 @@ class ConfigError(ValueError):
 
 _SECTIONS: dict[str, type[dg.Config]] = {
     "paths": PathsConfig, "partitions": PartitionsConfig, "clips": ClipsConfig, "success": SuccessConfig,
-    "goal_space": GoalSpaceConfig, "prior": PriorTrainingConfig,
+    "goal_space": GoalSpaceConfig, "prior": PriorTrainingConfig, "predictor": PredictorSettings,
 }
 
 

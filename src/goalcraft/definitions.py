@@ -29,7 +29,7 @@ def build_resources(config: GoalcraftConfig) -> dict[str, dg.ConfigurableResourc
                                  trials_dir=config.paths.trials_dir),
         "clip_stage": ClipStageResource(clips=config.clips),
         "mining": MiningResource(success=config.success),
-        "training": TrainingResource(goal_space=config.goal_space, prior=config.prior),
+        "training": TrainingResource(goal_space=config.goal_space, prior=config.prior, predictor=config.predictor),
     }
 
 

@@ -18,7 +18,8 @@ from goalcraft.storage import StoragePaths, write_parquet_atomic
 NORM_STATS_FILE = "norm_stats.json"
 
 
-def _embed(paths: StoragePaths, training: TrainingResource, shards: list[Path], log) -> pa.Table:
+def _embed(paths: StoragePaths, training: TrainingResource, shards: list[Path], log,
+           frame_features: bool = False) -> pa.Table:
     model = load_mineclip(paths.goal_space_dir / "best")
     device = training.goal_space.device
     total = [0]
@@ -29,7 +30,7 @@ def _embed(paths: StoragePaths, training: TrainingResource, shards: list[Path], 
             total[0] = done
 
     return embed_shards(model.to(device), shards, batch_size=training.goal_space.embed_batch_size,
-                        device=device, progress=progress)
+                        device=device, progress=progress, frame_features=frame_features)
 
 
 def _reference(paths: StoragePaths) -> NormStats | None:
@@ -51,13 +52,15 @@ def build_embedding_assets(partitions_def: dg.PartitionsDefinition, video_clips:
         deps=[goal_clips, goal_space_key],
         description=(
             "One row per goal clip: key, source, miner, task, instruction, confidence, its goal-space "
-            "embedding (512 float32, raw MineCLIP scale as STEVE-1 expects) and its L2 norm."
+            "embedding (512 float32, raw MineCLIP scale as STEVE-1 expects), its L2 norm, and the 16 "
+            "per-frame features the goal embedding is pooled from (the goal predictor's video targets)."
         ),
     )
     def goal_embeddings(context: dg.AssetExecutionContext, storage: StorageResource,
                         training: TrainingResource) -> dg.MaterializeResult:
         paths = storage.paths
-        table = _embed(paths, training, paths.goal_shards(), context.log.info)
+        # Per-frame features too: the goal predictor's video Q-Former reads them (stage 1 targets).
+        table = _embed(paths, training, paths.goal_shards(), context.log.info, frame_features=True)
         write_parquet_atomic(table, paths.goal_embeddings_table)
         norms = table.column("norm").to_numpy() if table.num_rows else []
         return dg.MaterializeResult(metadata={

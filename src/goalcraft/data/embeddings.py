@@ -21,9 +21,12 @@ from goalcraft.data.shards import iter_shard, read_clip, read_index
 
 
 class GoalEncoder(Protocol):
-    """What embedding needs of a model: MineCLIP's goal_embedding over uint8 [B, 16, H, W, 3]."""
+    """What embedding needs of a model: MineCLIP's per-frame features of uint8 [B, 16, H, W, 3] and
+    the goal embedding pooled from them."""
 
-    def goal_embedding(self, frames: torch.Tensor) -> torch.Tensor: ...
+    def encode_frames(self, frames: torch.Tensor) -> torch.Tensor: ...
+
+    def goal_embedding_of_frame_features(self, frame_features: torch.Tensor) -> torch.Tensor: ...
 
 
 def _batches(shards: Sequence[Path], batch_size: int) -> Iterator[tuple[list[str], np.ndarray]]:
@@ -43,28 +46,37 @@ def _batches(shards: Sequence[Path], batch_size: int) -> Iterator[tuple[list[str
 
 @torch.inference_mode()
 def embed_shards(model: GoalEncoder, shards: Sequence[Path], *, batch_size: int = 32, device: str = "cpu",
-                 progress: Callable[[int], None] | None = None) -> pa.Table:
+                 progress: Callable[[int], None] | None = None, frame_features: bool = False) -> pa.Table:
     """Embed every clip of ``shards`` (in shard order) and join each shard's index columns.
 
-    On CUDA the encoder runs under bf16 autocast; embeddings are stored as float32.
+    On CUDA the encoder runs under bf16 autocast; embeddings are stored as float32. With
+    ``frame_features`` the table also holds each clip's per-frame features ``[16, D]`` (what the goal
+    predictor's video Q-Former reads), computed in the same pass.
     """
     rows: dict[str, np.ndarray] = {}
+    frames_by_key: dict[str, np.ndarray] = {}
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.startswith("cuda") else nullcontext()
     done = 0
     for keys, frames in _batches(shards, batch_size):
         with autocast:
-            emb = model.goal_embedding(torch.from_numpy(frames).to(device))
+            per_frame = model.encode_frames(torch.from_numpy(frames).to(device))
+            emb = model.goal_embedding_of_frame_features(per_frame)
         for key, vec in zip(keys, emb.float().cpu().numpy()):
             rows[key] = vec
+        if frame_features:
+            for key, feats in zip(keys, per_frame.float().cpu().numpy()):
+                frames_by_key[key] = feats
         done += len(keys)
         if progress:
             progress(done)
     index = pa.concat_tables([read_index(s.with_suffix(".parquet")) for s in shards]) if shards else None
-    return embedding_table(index, rows)
+    return embedding_table(index, rows, frames_by_key if frame_features else None)
 
 
-def embedding_table(index: pa.Table | None, embeddings: dict[str, np.ndarray]) -> pa.Table:
-    """Index rows (minus per-frame columns) plus ``embedding`` and ``norm``, in index order."""
+def embedding_table(index: pa.Table | None, embeddings: dict[str, np.ndarray],
+                    frame_features: dict[str, np.ndarray] | None = None) -> pa.Table:
+    """Index rows (minus per-frame columns) plus ``embedding`` and ``norm`` (and ``frame_features``,
+    ``FLOAT[D][T]`` in DuckDB, when given), in index order."""
     if index is None or index.num_rows == 0:
         return pa.table({"key": pa.array([], pa.string()), "embedding": pa.array([], pa.list_(pa.float32())),
                          "norm": pa.array([], pa.float32())})
@@ -77,7 +89,19 @@ def embedding_table(index: pa.Table | None, embeddings: dict[str, np.ndarray]) -
     table = index.drop_columns([c for c in ("frame_timestamps", "bytes") if c in index.column_names])
     flat = pa.array(matrix.reshape(-1), pa.float32())
     table = table.append_column("embedding", pa.FixedSizeListArray.from_arrays(flat, dim))
-    return table.append_column("norm", pa.array(np.linalg.norm(matrix, axis=1), pa.float32()))
+    table = table.append_column("norm", pa.array(np.linalg.norm(matrix, axis=1), pa.float32()))
+    if frame_features is not None:
+        stacked = np.stack([frame_features[k] for k in keys]).astype(np.float32)  # [N, T, D]
+        inner = pa.FixedSizeListArray.from_arrays(pa.array(stacked.reshape(-1), pa.float32()), stacked.shape[2])
+        table = table.append_column("frame_features", pa.FixedSizeListArray.from_arrays(inner, stacked.shape[1]))
+    return table
+
+
+def frame_feature_tensor(table: pa.Table) -> np.ndarray:
+    """``frame_features`` of an embedding table as float32 ``[N, T, D]``."""
+    column = table.column("frame_features").combine_chunks()
+    t, d = column.type.list_size, column.type.value_type.list_size
+    return column.flatten().flatten().to_numpy(zero_copy_only=False).reshape(-1, t, d).astype(np.float32)
 
 
 def embedding_matrix(table: pa.Table) -> np.ndarray:

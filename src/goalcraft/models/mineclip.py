@@ -505,7 +505,11 @@ class MineCLIP(nn.Module):
 
     def goal_embedding(self, frames: Tensor) -> Tensor:
         """The goal embedding of ``config.goal_space``: ``encode_video``, or its video-adapted form."""
-        video = self.encode_video(frames)
+        return self.goal_embedding_of_frame_features(self.encode_frames(frames))
+
+    def goal_embedding_of_frame_features(self, frame_features: Tensor) -> Tensor:
+        """:meth:`goal_embedding` from :meth:`encode_frames`' output ``[B, T, D]`` (when both are wanted)."""
+        video = self.temporal_encoder(frame_features)
         return self.adapt_video(video) if self.config.goal_space == "post_adapter" else video
 
     def encode_text(self, tokens: Tensor) -> Tensor:

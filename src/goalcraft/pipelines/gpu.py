@@ -1,0 +1,419 @@
+"""GPU execution: how the training assets (the goal predictor and its aligner) reach a GPU.
+
+One typed setting, :class:`GpuExecution`, decides where GPU steps run:
+
+* ``inprocess`` (the default): the step runs inside the run worker, on whatever device it has. A
+  CPU laptop trains with exactly the same asset code.
+* ``k8s``: dagster-k8s's ``k8s_job_executor`` runs every step as its own Kubernetes Job. GPU assets
+  carry a ``dagster-k8s/config`` op tag that asks for ``nvidia.com/gpu`` limits, a GPU node
+  selector, GPU tolerations, a larger ``/dev/shm`` (PyTorch DataLoader workers) and, optionally, a
+  CUDA image; CPU steps keep the run's image and land on ordinary nodes.
+* ``ray``: dagster-ray's ``ray_executor`` submits every step as a Ray job. GPU assets carry a
+  ``dagster-ray/config`` op tag with ``num_gpus`` (and ``num_cpus``/``memory``).
+
+Whatever the target, GPU assets also carry a Dagster *pool* (``@dg.asset(pool=...)``); the instance
+caps how many steps of that pool run at once (``concurrency: pools:`` in ``dagster.yaml``, or
+``dagster instance concurrency set <pool> <limit>``), so a burst of partitions cannot queue more
+GPU pods or Ray jobs than the cluster has GPUs.
+
+dagster-k8s and dagster-ray are optional extras (``goalcraft[k8s]``, ``goalcraft[ray]``): nothing
+here imports them until :func:`executor_for` is asked for their executor. Tag and config key names
+below are those the installed packages read (``dagster_k8s.job.USER_DEFINED_K8S_CONFIG_KEY``,
+``dagster_ray.configs.USER_DEFINED_RAY_KEY``); tests/test_gpu_config.py checks them against the
+packages' own parsers and schemas. docs/gpu-execution.md is the user's guide.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+import dagster as dg
+import yaml
+from pydantic import Field, model_validator
+
+# Tag keys read by the executors (verified against dagster-k8s 0.29.27 and dagster-ray 0.4.8).
+K8S_CONFIG_TAG = "dagster-k8s/config"
+RAY_CONFIG_TAG = "dagster-ray/config"
+# goalcraft's own marker tags: how many GPUs a step wants, whatever executor runs it.
+GPU_COUNT_TAG = "goalcraft/gpus"
+NPROC_TAG = "goalcraft/nproc_per_node"
+# The Kubernetes extended resource the NVIDIA device plugin advertises.
+K8S_GPU_RESOURCE = "nvidia.com/gpu"
+# Set in the step's environment on k8s and Ray: how many DDP workers the step should start.
+NPROC_ENV_VAR = "GOALCRAFT_NPROC_PER_NODE"
+
+_TOLERATION_OPERATORS = ("Exists", "Equal")
+_TOLERATION_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
+_POOL_NAME = re.compile(r"^[A-Za-z0-9_\-./]+$")
+
+
+class Toleration(dg.Config):
+    """A Kubernetes toleration (``spec.tolerations[]`` of the step pod)."""
+
+    key: Optional[str] = None
+    operator: str = "Exists"  # Exists | Equal
+    value: Optional[str] = None
+    effect: Optional[str] = None  # NoSchedule | PreferNoSchedule | NoExecute; None: all effects
+    toleration_seconds: Optional[int] = None
+
+    @model_validator(mode="after")
+    def _check(self) -> "Toleration":
+        if self.operator not in _TOLERATION_OPERATORS:
+            raise ValueError(f"toleration operator must be one of {_TOLERATION_OPERATORS}, got {self.operator!r}")
+        if self.effect is not None and self.effect not in _TOLERATION_EFFECTS:
+            raise ValueError(f"toleration effect must be one of {_TOLERATION_EFFECTS}, got {self.effect!r}")
+        if self.operator == "Exists" and self.value is not None:
+            raise ValueError("a toleration with operator 'Exists' takes no value")
+        if self.operator == "Equal" and self.key is None:
+            raise ValueError("a toleration with operator 'Equal' needs a key")
+        return self
+
+    def to_k8s(self) -> dict[str, Any]:
+        """The toleration in dagster-k8s's (snake_case) form of ``V1Toleration``."""
+        out: dict[str, Any] = {"operator": self.operator}
+        for name in ("key", "value", "effect", "toleration_seconds"):
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = value
+        return out
+
+
+def _default_tolerations() -> list[Toleration]:
+    # GKE, EKS and AKS GPU node pools taint their nodes nvidia.com/gpu:NoSchedule.
+    return [Toleration(key=K8S_GPU_RESOURCE, operator="Exists", effect="NoSchedule")]
+
+
+class GpuExecution(dg.Config):
+    """Where GPU steps run (a ``[gpu]`` section of goalcraft.toml once wired into GoalcraftConfig).
+
+    ``cpu``/``memory``/``shm_size`` are Kubernetes quantities ("8", "500m", "32Gi"); for Ray they
+    are converted to ``num_cpus`` and bytes. ``pool_limit`` is how many steps of ``pool`` may run at
+    once across the deployment (usually: GPUs in the cluster // ``gpus_per_step``).
+    """
+
+    target: Literal["inprocess", "k8s", "ray"] = "inprocess"
+    pool: str = "gpu"
+    pool_limit: int = 1
+    gpus_per_step: int = 1
+    # DDP workers per step (torchrun --nproc_per_node); at most gpus_per_step when GPUs are asked for.
+    nproc_per_node: int = 1
+    cpu: Optional[str] = None
+    memory: Optional[str] = None
+    # --- Kubernetes ---
+    # Image for GPU steps only (a CUDA build of torch); None: the run's image.
+    image: Optional[str] = None
+    namespace: Optional[str] = None
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    tolerations: list[Toleration] = Field(default_factory=_default_tolerations)
+    # Memory-backed /dev/shm for DataLoader workers; None keeps the container runtime's 64 MiB.
+    shm_size: Optional[str] = "8Gi"
+    # Run launcher settings (the Helm chart's names for a release called "dagster").
+    # The ConfigMap holding the instance's dagster.yaml (<release>-instance), and the service account
+    # the run and step pods use.
+    instance_config_map: str = "dagster-instance"
+    service_account_name: str = "dagster"
+    # --- Ray ---
+    # Ray job-submission address (the dashboard, e.g. http://ray-head:8265); None: $RAY_ADDRESS.
+    ray_address: Optional[str] = None
+    # Ray runtime_env for every step (pip, working_dir, env_vars, ...).
+    ray_runtime_env: dict[str, Any] = Field(default_factory=dict)
+    # Custom Ray resources a GPU step asks for, e.g. {"accelerator_type:A100": 0.001}.
+    ray_resources: dict[str, float] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check(self) -> "GpuExecution":
+        if not self.pool or not _POOL_NAME.match(self.pool):
+            raise ValueError(f"pool must be a non-empty name of letters, digits and _-./, got {self.pool!r}")
+        if self.pool_limit < 1:
+            raise ValueError(f"pool_limit must be at least 1, got {self.pool_limit}")
+        if self.gpus_per_step < 0:
+            raise ValueError(f"gpus_per_step must be >= 0, got {self.gpus_per_step}")
+        if self.nproc_per_node < 1:
+            raise ValueError(f"nproc_per_node must be at least 1, got {self.nproc_per_node}")
+        if self.gpus_per_step and self.nproc_per_node > self.gpus_per_step:
+            raise ValueError(f"nproc_per_node ({self.nproc_per_node}) exceeds gpus_per_step ({self.gpus_per_step}): "
+                             "each DDP worker needs its own GPU")
+        for name in ("cpu", "memory", "shm_size"):
+            value = getattr(self, name)
+            if value is not None and parse_quantity(value) <= 0:
+                raise ValueError(f"{name} must be a positive Kubernetes quantity, got {value!r}")
+        return self
+
+
+# --------------------------------------------------------------------------------------------------
+# Kubernetes quantities
+
+_QUANTITY = re.compile(r"^([+]?[0-9.]+(?:[eE][+-]?[0-9]+)?)(Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E)?$")
+_SUFFIX = {
+    None: Decimal(1), "n": Decimal("1e-9"), "u": Decimal("1e-6"), "m": Decimal("1e-3"),
+    "k": Decimal(10) ** 3, "M": Decimal(10) ** 6, "G": Decimal(10) ** 9, "T": Decimal(10) ** 12,
+    "P": Decimal(10) ** 15, "E": Decimal(10) ** 18,
+    "Ki": Decimal(2) ** 10, "Mi": Decimal(2) ** 20, "Gi": Decimal(2) ** 30, "Ti": Decimal(2) ** 40,
+    "Pi": Decimal(2) ** 50, "Ei": Decimal(2) ** 60,
+}
+
+
+def parse_quantity(quantity: str | int | float) -> Decimal:
+    """A Kubernetes resource quantity ("500m", "8", "32Gi", "1e3") as a number (cores, bytes)."""
+    text = str(quantity).strip()
+    match = _QUANTITY.match(text)
+    if not match:
+        raise ValueError(f"not a Kubernetes quantity: {quantity!r}")
+    try:
+        number = Decimal(match.group(1))
+    except InvalidOperation as exc:
+        raise ValueError(f"not a Kubernetes quantity: {quantity!r}") from exc
+    return number * _SUFFIX[match.group(2)]
+
+
+# --------------------------------------------------------------------------------------------------
+# Per-step configuration (op tags)
+
+
+def k8s_step_config(execution: GpuExecution) -> dict[str, Any]:
+    """The ``dagster-k8s/config`` value of a GPU step (container resources, scheduling, /dev/shm)."""
+    limits: dict[str, str] = {}
+    requests: dict[str, str] = {}
+    if execution.gpus_per_step:
+        # Extended resources are only given as limits; Kubernetes sets the request equal to it.
+        limits[K8S_GPU_RESOURCE] = str(execution.gpus_per_step)
+    if execution.cpu is not None:
+        requests["cpu"] = limits["cpu"] = execution.cpu
+    if execution.memory is not None:
+        requests["memory"] = limits["memory"] = execution.memory
+    container: dict[str, Any] = {
+        "env": [{"name": NPROC_ENV_VAR, "value": str(execution.nproc_per_node)}],
+    }
+    resources: dict[str, Any] = {}
+    if limits:
+        resources["limits"] = limits
+    if requests:
+        resources["requests"] = requests
+    if resources:
+        container["resources"] = resources
+    if execution.image:
+        container["image"] = execution.image
+    pod: dict[str, Any] = {}
+    if execution.node_selector:
+        pod["node_selector"] = dict(execution.node_selector)
+    if execution.tolerations:
+        pod["tolerations"] = [t.to_k8s() for t in execution.tolerations]
+    if execution.shm_size:
+        container["volume_mounts"] = [{"name": "dshm", "mount_path": "/dev/shm"}]
+        pod["volumes"] = [{"name": "dshm", "empty_dir": {"medium": "Memory", "size_limit": execution.shm_size}}]
+    config: dict[str, Any] = {"container_config": container}
+    if pod:
+        config["pod_spec_config"] = pod
+    return config
+
+
+def ray_step_config(execution: GpuExecution) -> dict[str, Any]:
+    """The ``dagster-ray/config`` value of a GPU step (dagster-ray's ``RayExecutionConfig`` fields).
+
+    ``runtime_env`` is left to the executor: a step tag's runtime_env *replaces* the executor's.
+    """
+    config: dict[str, Any] = {}
+    if execution.gpus_per_step:
+        config["num_gpus"] = float(execution.gpus_per_step)
+    if execution.cpu is not None:
+        config["num_cpus"] = float(parse_quantity(execution.cpu))
+    if execution.memory is not None:
+        config["memory"] = int(parse_quantity(execution.memory))
+    if execution.ray_resources:
+        config["resources"] = {k: float(v) for k, v in execution.ray_resources.items()}
+    return config
+
+
+def gpu_pool(execution: GpuExecution) -> str:
+    """The Dagster pool GPU assets run in (``@dg.asset(pool=gpu_pool(execution))``)."""
+    return execution.pool
+
+
+def gpu_asset_tags(execution: GpuExecution) -> dict[str, str]:
+    """Op tags for a GPU asset (``@dg.asset(op_tags=...)``): the executor tag of ``execution.target``.
+
+    In-process there is nothing for an executor to read; the goalcraft marker tags are always set.
+    Values are JSON strings, the form the executors parse.
+    """
+    tags = {GPU_COUNT_TAG: str(execution.gpus_per_step), NPROC_TAG: str(execution.nproc_per_node)}
+    if execution.target == "k8s":
+        tags[K8S_CONFIG_TAG] = json.dumps(k8s_step_config(execution), sort_keys=True)
+    elif execution.target == "ray":
+        tags[RAY_CONFIG_TAG] = json.dumps(ray_step_config(execution), sort_keys=True)
+    return tags
+
+
+def gpu_asset_kwargs(execution: GpuExecution) -> dict[str, Any]:
+    """``@dg.asset(**gpu_asset_kwargs(execution))``: the pool and the op tags together."""
+    return {"pool": gpu_pool(execution), "op_tags": gpu_asset_tags(execution)}
+
+
+# --------------------------------------------------------------------------------------------------
+# Executors
+
+
+def k8s_executor_config(execution: GpuExecution) -> dict[str, Any]:
+    """Config of ``dagster_k8s.k8s_job_executor`` (the ``execution: config:`` of a run).
+
+    GPU requests stay on the GPU steps' tags, so CPU steps are not scheduled on GPU nodes.
+    """
+    config: dict[str, Any] = {"labels": {"app.kubernetes.io/part-of": "goalcraft"}}
+    if execution.namespace:
+        config["job_namespace"] = execution.namespace
+    return config
+
+
+def ray_executor_config(execution: GpuExecution) -> dict[str, Any]:
+    """Config of ``dagster_ray.ray_executor`` (fields nest under ``ray``, as its schema demands).
+
+    ``num_gpus`` is deliberately not set here: dagster-ray lets an executor-level value override
+    every step's tag, which would hand each CPU step a GPU too.
+    """
+    ray: dict[str, Any] = {}
+    if execution.ray_address:
+        ray["address"] = execution.ray_address
+    if execution.ray_runtime_env:
+        ray["runtime_env"] = dict(execution.ray_runtime_env)
+    ray["env_vars"] = [f"{NPROC_ENV_VAR}={execution.nproc_per_node}"]
+    return {"ray": ray}
+
+
+def _missing_extra(extra: str, package: str, exc: ImportError) -> ImportError:
+    return ImportError(f"GPU target {extra!r} needs {package}: pip install 'goalcraft[{extra}]' ({exc})")
+
+
+def executor_for(execution: GpuExecution) -> dg.ExecutorDefinition:
+    """The executor that runs GPU steps for ``execution.target``.
+
+    ``inprocess``: Dagster's in-process executor; ``k8s``: ``k8s_job_executor`` configured with
+    :func:`k8s_executor_config`; ``ray``: dagster-ray's ``ray_executor`` configured with
+    :func:`ray_executor_config`. The optional packages are imported only here.
+    """
+    if execution.target == "inprocess":
+        return dg.in_process_executor
+    if execution.target == "k8s":
+        try:
+            from dagster_k8s import k8s_job_executor
+        except ImportError as exc:
+            raise _missing_extra("k8s", "dagster-k8s", exc) from exc
+        return k8s_job_executor.configured(k8s_executor_config(execution), name="gpu_k8s")
+    if execution.target == "ray":
+        try:
+            from dagster_ray import ray_executor
+        except ImportError as exc:
+            raise _missing_extra("ray", "dagster-ray", exc) from exc
+        return ray_executor.configured(ray_executor_config(execution), name="gpu_ray")
+    raise ValueError(f"unknown GPU target {execution.target!r}")
+
+
+# --------------------------------------------------------------------------------------------------
+# Deployment files
+
+DAGSTER_YAML = "dagster.yaml"
+HELM_VALUES_YAML = "helm-values.yaml"
+RUN_CONFIG_YAML = "run-config.yaml"
+POOL_LIMITS_SH = "pool-limits.sh"
+
+
+def concurrency_config(execution: GpuExecution) -> dict[str, Any]:
+    """The ``concurrency`` section of dagster.yaml.
+
+    Dagster 1.13's instance schema has no per-pool limits in dagster.yaml (only
+    ``pools.default_limit``, applied to every pool without an explicit limit); the explicit limit
+    for the GPU pool is set in the instance's storage by ``dagster instance concurrency set``
+    (:func:`pool_limit_commands`). ``granularity: op`` makes each GPU *step* hold a slot.
+    """
+    return {"pools": {"granularity": "op", "default_limit": execution.pool_limit}}
+
+
+def pool_limit_commands(execution: GpuExecution) -> list[list[str]]:
+    """The Dagster CLI calls that set the GPU pool's limit on a running instance."""
+    return [["dagster", "instance", "concurrency", "set", execution.pool, str(execution.pool_limit)]]
+
+
+def _k8s_run_launcher(execution: GpuExecution) -> dict[str, Any]:
+    config: dict[str, Any] = {
+        "instance_config_map": execution.instance_config_map,
+        "service_account_name": execution.service_account_name,
+        "load_incluster_config": True,
+    }
+    if execution.namespace:
+        config["job_namespace"] = execution.namespace
+    return {"module": "dagster_k8s", "class": "K8sRunLauncher", "config": config}
+
+
+def _ray_run_launcher(execution: GpuExecution) -> dict[str, Any]:
+    address: Any = execution.ray_address or {"env": "RAY_ADDRESS"}
+    return {"module": "dagster_ray", "class": "RayRunLauncher", "config": {"ray": {"address": address}}}
+
+
+def _helm_values(execution: GpuExecution) -> dict[str, Any]:
+    """Values for the Dagster Helm chart (its ``concurrency`` and ``runLauncher`` keys)."""
+    launcher: dict[str, Any] = {}
+    if execution.namespace:
+        launcher["jobNamespace"] = execution.namespace
+    return {
+        "runLauncher": {"type": "K8sRunLauncher", "config": {"k8sRunLauncher": launcher}},
+        "concurrency": {"enabled": True,
+                        "pools": {"granularity": "op", "defaultLimit": execution.pool_limit}},
+    }
+
+
+def render_deployment_config(execution: GpuExecution) -> dict[str, Any]:
+    """The files a user deploys, by file name: YAML documents as mappings, the shell script as text.
+
+    * ``dagster.yaml``: the instance fragment (run launcher for k8s/ray, the pool's concurrency);
+    * ``run-config.yaml`` (k8s, ray): the executor config, for runs launched with the plain
+      ``k8s_job_executor``/``ray_executor`` (code built with :func:`executor_for` carries it);
+    * ``helm-values.yaml`` (k8s): the same settings as Dagster Helm chart values;
+    * ``pool-limits.sh``: sets the GPU pool's limit on the instance.
+    """
+    files: dict[str, Any] = {}
+    instance: dict[str, Any] = {}
+    if execution.target == "k8s":
+        instance["run_launcher"] = _k8s_run_launcher(execution)
+        files[RUN_CONFIG_YAML] = {"execution": {"config": k8s_executor_config(execution)}}
+        files[HELM_VALUES_YAML] = _helm_values(execution)
+    elif execution.target == "ray":
+        instance["run_launcher"] = _ray_run_launcher(execution)
+        files[RUN_CONFIG_YAML] = {"execution": {"config": ray_executor_config(execution)}}
+    instance["concurrency"] = concurrency_config(execution)
+    files[DAGSTER_YAML] = instance
+    commands = "\n".join(" ".join(cmd) for cmd in pool_limit_commands(execution))
+    files[POOL_LIMITS_SH] = (
+        "#!/bin/sh\n"
+        f"# Caps the '{execution.pool}' pool (goalcraft's GPU steps) at {execution.pool_limit} at once.\n"
+        "# Run once where DAGSTER_HOME points at the deployment's instance (e.g. in the daemon pod).\n"
+        "set -e\n"
+        f"{commands}\n"
+    )
+    return dict(sorted(files.items()))
+
+
+def _atomic_write_text(text: str, path: Path, mode: int | None = None) -> None:
+    from goalcraft.storage import atomic_path
+
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+        if mode is not None:
+            os.chmod(tmp, mode)
+
+
+def write_deployment_config(execution: GpuExecution, out_dir: str | os.PathLike[str]) -> list[Path]:
+    """Write :func:`render_deployment_config` into ``out_dir``, each file atomically; returns the paths."""
+    out = Path(out_dir)
+    written = []
+    header = f"# Generated by goalcraft for GPU target {execution.target!r}; regenerate, do not edit.\n"
+    for name, content in render_deployment_config(execution).items():
+        path = out / name
+        if isinstance(content, str):
+            _atomic_write_text(content, path, mode=0o755)
+        else:
+            _atomic_write_text(header + yaml.safe_dump(content, sort_keys=False), path)
+        written.append(path)
+    return written

@@ -1,0 +1,639 @@
+"""Train the goal predictor (:mod:`goalcraft.models.predictor`) in two stages, and compare it with the
+MineCLIP text → prior baseline.
+
+**Stage 1** (:func:`train_stage1`): the text side learns to predict the visual tokens of the goal clip.
+For a batch of (instruction, goal clip) pairs the video side encodes the clip's per-frame features into
+visual tokens ``V`` (the Q-Former with its learned queries); the text side predicts tokens ``P`` from the
+instruction. Loss = video–text contrastive (InfoNCE between ``llama_proj(mean V)`` and the mean text
+state, pairs of the same task are not negatives) + 0.5 x MSE(``P``, ``V`` detached). The backbone is
+frozen except for LoRA adapters (peft); everything else but the aligner trains.
+
+**Stage 2** (:func:`train_stage2`): with the stage-1 predictor frozen, the aligner maps predicted tokens
+to the goal embedding of the clip: MSE + 0.1 x (1 − cosine). Tokens are computed once per distinct
+instruction (the frozen predictor is deterministic in eval mode), so stage 2 is cheap. After training
+the output scale is calibrated so predicted norms match the raw goal embeddings (policy scale).
+
+Splits (:func:`assign_splits`) are by goal-clip key hash: ``train`` / ``val`` (model selection) /
+``test`` (the baseline comparison, :func:`compare_with_baseline`), so a clip stays on its side whatever
+the sharding, and both models are compared on clips neither saw.
+
+Both stages write, under their ``out_dir``::
+
+    best/              the best validation checkpoint (save_goal_predictor: config.json,
+                       model.safetensors, adapter/ for LoRA)
+    last/              the last complete epoch, plus state.pt (optimizer, RNG, history) for resuming
+    history.json       per-epoch metrics, best epoch, settings
+    tensorboard/       the same curves as TensorBoard scalars
+
+A run resumes from ``last/`` (same data and settings, else :class:`PredictorTrainingError`) and gives
+the weights an uninterrupted run would. Under ``torch.distributed`` (torchrun) each rank takes its slice
+of every global batch and the model is wrapped in DistributedDataParallel; rank 0 writes files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from goalcraft.data.embeddings import embedding_matrix, frame_feature_tensor
+from goalcraft.models.backbones import BackboneSpec, load_text_backbone, mean_pool
+from goalcraft.models.predictor import (
+    GoalPredictor,
+    PredictorConfig,
+    apply_lora,
+    load_goal_predictor,
+    save_goal_predictor,
+)
+from goalcraft.storage import write_json_atomic
+from goalcraft.training.data import split_score
+from goalcraft.training.goal_space import contrastive_loss
+
+BEST_DIR, LAST_DIR, STATE_FILE, HISTORY_FILE, TENSORBOARD_DIR = "best", "last", "state.pt", "history.json", "tensorboard"
+SPLIT_SALT = "goalcraft-predictor-split-v1"
+STATE_FORMAT = 1
+
+
+class PredictorTrainingError(ValueError):
+    """Training inputs or settings that cannot work, or a resume that does not match its run."""
+
+
+# -- data ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PredictorExamples:
+    """One row per goal clip: instruction, task, goal embedding ``[N, 512]``, frame features ``[N, T, D]``."""
+
+    keys: list[str]
+    instructions: list[str]
+    tasks: list[str]
+    goals: np.ndarray
+    frames: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        n = len(self.keys)
+        if not (len(self.instructions) == len(self.tasks) == self.goals.shape[0] == n):
+            raise PredictorTrainingError("keys, instructions, tasks and goals differ in length")
+        if self.frames is not None and self.frames.shape[0] != n:
+            raise PredictorTrainingError("frame features and goals differ in length")
+        if not np.isfinite(self.goals).all() or (self.frames is not None and not np.isfinite(self.frames).all()):
+            raise PredictorTrainingError("goal embeddings or frame features hold NaN or infinite values")
+
+    @classmethod
+    def from_table(cls, table: pa.Table) -> PredictorExamples:
+        """From the goal-embeddings table (``goal_embeddings`` asset); ``frame_features`` when present."""
+        frames = frame_feature_tensor(table) if "frame_features" in table.column_names else None
+        tasks = [t or i for t, i in zip(table.column("task").to_pylist(), table.column("instruction").to_pylist())]
+        return cls(table.column("key").to_pylist(), table.column("instruction").to_pylist(), tasks,
+                   embedding_matrix(table), frames)
+
+    def fingerprint(self) -> str:
+        h = hashlib.sha256()
+        h.update(json.dumps([self.keys, self.instructions, self.tasks]).encode())
+        h.update(np.ascontiguousarray(self.goals, np.float32).tobytes())
+        if self.frames is not None:
+            h.update(np.ascontiguousarray(self.frames, np.float32).tobytes())
+        return h.hexdigest()
+
+
+def assign_splits(keys: Sequence[str], *, val_fraction: float = 0.15, test_fraction: float = 0.15) -> dict[str, np.ndarray]:
+    """Row indices of ``train`` / ``val`` / ``test`` from each key's hash score (stable per clip)."""
+    if not (0 < val_fraction and 0 < test_fraction and val_fraction + test_fraction < 1):
+        raise PredictorTrainingError(f"val_fraction {val_fraction} and test_fraction {test_fraction} must be "
+                                     "positive and sum below 1")
+    scores = np.array([split_score(k, SPLIT_SALT) for k in keys])
+    test = scores < test_fraction
+    val = ~test & (scores < test_fraction + val_fraction)
+    splits = {"train": np.flatnonzero(~test & ~val), "val": np.flatnonzero(val), "test": np.flatnonzero(test)}
+    empty = [name for name, idx in splits.items() if idx.size == 0]
+    if empty:
+        raise PredictorTrainingError(f"{len(keys)} goal clips leave the {', '.join(empty)} split(s) empty; "
+                                     "mine more goal clips or change the split fractions")
+    return splits
+
+
+def instruction_for(examples: PredictorExamples, i: int, variants: Mapping[str, Sequence[str]] | None,
+                    rng: np.random.Generator | None) -> str:
+    """Row ``i``'s instruction, or (training with ``variants``) a seeded pick among its task's phrasings."""
+    options = list(variants.get(examples.tasks[i], ())) if variants else []
+    if rng is None or not options:
+        return examples.instructions[i]
+    options = [examples.instructions[i], *[o for o in options if o != examples.instructions[i]]]
+    return options[int(rng.integers(len(options)))]
+
+
+# -- settings and results ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Stage1Settings:
+    epochs: int = 12
+    batch_size: int = 16
+    lr: float = 3e-4
+    weight_decay: float = 0.01
+    lora_r: int = 8
+    lora_alpha: int = 16
+    temperature: float = 0.07
+    mse_weight: float = 0.5
+    seed: int = 0
+    device: str = "cpu"
+    precision: str = "fp32"
+    checkpoint_every: int = 1  # epochs between last/ checkpoints (the final epoch always writes)
+
+
+@dataclass(frozen=True)
+class Stage2Settings:
+    epochs: int = 60
+    batch_size: int = 32
+    lr: float = 1e-4
+    weight_decay: float = 0.01
+    cos_weight: float = 0.1
+    seed: int = 0
+    device: str = "cpu"
+    precision: str = "fp32"
+    checkpoint_every: int = 10
+
+
+@dataclass
+class StageResult:
+    history: list[dict[str, float]]
+    best_epoch: int
+    best_val_loss: float
+    best_dir: Path
+    resumed_from_epoch: int
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _check_settings(s: Stage1Settings | Stage2Settings) -> None:
+    if s.epochs < 1 or s.batch_size < 1 or s.checkpoint_every < 1:
+        raise PredictorTrainingError(f"epochs, batch_size and checkpoint_every must be >= 1, got {s.epochs}, "
+                                     f"{s.batch_size}, {s.checkpoint_every}")
+    if not (s.lr > 0 and math.isfinite(s.lr)):
+        raise PredictorTrainingError(f"lr must be positive, got {s.lr}")
+    if s.precision not in ("fp32", "bf16"):
+        raise PredictorTrainingError(f"precision must be 'fp32' or 'bf16', got {s.precision!r}")
+
+
+# -- distributed -----------------------------------------------------------------------------------
+
+
+def dist_info() -> tuple[int, int]:
+    """(rank, world size): (0, 1) unless torch.distributed is initialized."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+def _barrier() -> None:
+    if dist_info()[1] > 1:
+        torch.distributed.barrier()
+
+
+def _wrap(module: nn.Module, device: torch.device) -> nn.Module:
+    if dist_info()[1] == 1:
+        return module
+    from torch.nn.parallel import DistributedDataParallel
+
+    ids = [device.index] if device.type == "cuda" else None
+    return DistributedDataParallel(module, device_ids=ids, find_unused_parameters=True)
+
+
+def _autocast(device: torch.device, precision: str):
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return nullcontext()
+
+
+# -- the two objectives (nn.Modules so DDP can wrap them) -------------------------------------------
+
+
+class Stage1Objective(nn.Module):
+    """Contrastive + ``mse_weight`` x goal-prediction MSE for one batch."""
+
+    def __init__(self, model: GoalPredictor, temperature: float, mse_weight: float) -> None:
+        super().__init__()
+        self.model, self.temperature, self.mse_weight = model, temperature, mse_weight
+
+    def forward(self, instructions: list[str], frames: Tensor, classes: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        states, mask = self.model.encode_text(instructions)
+        video = self.model.encode_video(frames)
+        predicted = self.model.predict_tokens(states, mask)
+        v = F.normalize(self.model.video_text_embedding(video).float(), dim=-1)
+        t = F.normalize(mean_pool(states, mask).float(), dim=-1)
+        # One text column per task in the batch (its first row's phrasing): rows of one task are
+        # positives of that column, never each other's negatives.
+        first = torch.stack([torch.nonzero(classes == c)[0, 0] for c in range(int(classes.max()) + 1)])
+        contrastive = contrastive_loss(v @ t[first].t() / self.temperature, classes)
+        mse = F.mse_loss(predicted.float(), video.detach().float())
+        return contrastive + self.mse_weight * mse, contrastive, mse
+
+
+def goal_loss(pred: Tensor, goal: Tensor, cos_weight: float, std: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    """Stage 2's loss: MSE + ``cos_weight`` x (1 − cosine); returns (loss, mse, mean cosine).
+
+    With ``std`` the MSE is measured in units of the training goals' per-dimension spread (the goals'
+    shared component would otherwise drown the differences between tasks); the cosine is on raw vectors.
+    """
+    mse = F.mse_loss(pred / std, goal / std) if std is not None else F.mse_loss(pred, goal)
+    cos = F.cosine_similarity(pred, goal, dim=-1).mean()
+    return mse + cos_weight * (1 - cos), mse, cos
+
+
+class Stage2Objective(nn.Module):
+    def __init__(self, model: GoalPredictor, cos_weight: float) -> None:
+        super().__init__()
+        self.model, self.cos_weight = model, cos_weight
+
+    def forward(self, tokens: Tensor, goal: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        scale = self.model.goal_std * self.model.output_scale
+        return goal_loss(self.model.align(tokens).float(), goal, self.cos_weight, scale)
+
+
+# -- shared loop machinery -----------------------------------------------------------------------------
+
+
+class _Run:
+    """The files of one stage: best/, last/ (+ state.pt), history.json, tensorboard/; rank 0 writes."""
+
+    def __init__(self, out_dir: Path, fingerprint: dict[str, Any], resume: bool) -> None:
+        self.out_dir = Path(out_dir)
+        self.fingerprint = fingerprint
+        self.rank = dist_info()[0]
+        if not resume and self.rank == 0:
+            for name in (BEST_DIR, LAST_DIR, TENSORBOARD_DIR):
+                shutil.rmtree(self.out_dir / name, ignore_errors=True)
+            (self.out_dir / HISTORY_FILE).unlink(missing_ok=True)
+        _barrier()
+        self._tb = None
+
+    def load_state(self) -> dict[str, Any] | None:
+        path = self.out_dir / LAST_DIR / STATE_FILE
+        if not path.is_file():
+            return None
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if state.get("format") != STATE_FORMAT or state.get("fingerprint") != self.fingerprint:
+            raise PredictorTrainingError(
+                f"{path} was written by a run with other data or settings; pass resume=False or use another out_dir")
+        return state
+
+    def save(self, model: GoalPredictor, epoch: int, state: dict[str, Any], improved: bool, last: bool) -> None:
+        """``best/`` when ``improved``; ``last/`` (+ state) when ``last``; history every epoch."""
+        if self.rank != 0:
+            return
+        if improved:
+            save_goal_predictor(model, self.out_dir / BEST_DIR)
+        if not last:
+            write_json_atomic({"history": state["history"], "best_epoch": state["best_epoch"],
+                               "best_val_loss": state["best_val_loss"], "settings": self.fingerprint},
+                              self.out_dir / HISTORY_FILE)
+            return
+
+        def write_state(staged: Path) -> None:
+            torch.save({"format": STATE_FORMAT, "fingerprint": self.fingerprint, "epoch": epoch, **state},
+                       staged / STATE_FILE)
+
+        save_goal_predictor(model, self.out_dir / LAST_DIR, write_extra=write_state)
+        write_json_atomic({"history": state["history"], "best_epoch": state["best_epoch"],
+                           "best_val_loss": state["best_val_loss"], "settings": self.fingerprint},
+                          self.out_dir / HISTORY_FILE)
+
+    def log_scalars(self, metrics: Mapping[str, float], epoch: int) -> None:
+        if self.rank != 0:
+            return
+        if self._tb is None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._tb = SummaryWriter(str(self.out_dir / TENSORBOARD_DIR))
+        for name, value in metrics.items():
+            if name != "epoch":
+                self._tb.add_scalar(name.replace("_", "/", 1), value, epoch)
+        self._tb.flush()
+
+    def close(self) -> None:
+        if self._tb is not None:
+            self._tb.close()
+
+
+def _trainable_state(model: nn.Module) -> dict[str, Tensor]:
+    names = {n for n, p in model.named_parameters() if p.requires_grad}
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()
+            if k in names or k.endswith("output_scale")}
+
+
+def _load_trainable(model: nn.Module, state: Mapping[str, Tensor]) -> None:
+    own = model.state_dict()
+    missing = sorted(set(_trainable_state(model)) - set(state))
+    if missing:
+        raise PredictorTrainingError(f"resume state lacks trainable weights {missing[:5]}")
+    with torch.no_grad():
+        for k, v in state.items():
+            own[k].copy_(v)
+
+
+def _to_cpu(obj: Any) -> Any:
+    if isinstance(obj, Tensor):
+        return obj.detach().cpu()
+    if isinstance(obj, dict):
+        return {k: _to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_to_cpu(v) for v in obj)
+    return obj
+
+
+def _rank_slice(idx: np.ndarray) -> np.ndarray:
+    rank, world = dist_info()
+    return idx[rank::world]
+
+
+def _class_index(tasks: Sequence[str]) -> Tensor:
+    order = {t: i for i, t in enumerate(dict.fromkeys(tasks))}
+    return torch.tensor([order[t] for t in tasks])
+
+
+# -- stage 1 -----------------------------------------------------------------------------------------
+
+
+def build_predictor(config: PredictorConfig, settings: Stage1Settings, *, seed: int) -> GoalPredictor:
+    """A fresh predictor with its backbone (LoRA-wrapped, only the adapters trainable); seeded init."""
+    backbone = load_text_backbone(config.backbone)
+    for p in backbone.parameters():
+        p.requires_grad_(False)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        apply_lora(backbone, r=settings.lora_r, alpha=settings.lora_alpha)
+        model = GoalPredictor(config, backbone)
+    for p in model.aligner.parameters():  # stage 2 trains the aligner
+        p.requires_grad_(False)
+    return model
+
+
+def train_stage1(examples: PredictorExamples, splits: Mapping[str, np.ndarray], config: PredictorConfig,
+                 out_dir: Path, settings: Stage1Settings = Stage1Settings(), *, resume: bool = True,
+                 variants: Mapping[str, Sequence[str]] | None = None,
+                 log: Callable[[dict], None] | None = None) -> StageResult:
+    """Stage 1 (see the module docstring). Needs ``examples.frames``."""
+    _check_settings(settings)
+    if examples.frames is None:
+        raise PredictorTrainingError("stage 1 needs the goal clips' frame features (goal_embeddings table "
+                                     "with a frame_features column)")
+    if examples.frames.shape[2] != config.frame_dim:
+        raise PredictorTrainingError(f"frame features are {examples.frames.shape[2]}-d, the config expects "
+                                     f"{config.frame_dim}")
+    device = torch.device(settings.device)
+    run = _Run(out_dir, {"stage": 1, "config": asdict(config), "settings": _settings_key(settings),
+                         "data": examples.fingerprint(), "splits": _split_digest(splits),
+                         "variants": json.dumps(variants, sort_keys=True) if variants else ""}, resume)
+    model = build_predictor(config, settings, seed=settings.seed).to(device)
+    objective = Stage1Objective(model, settings.temperature, settings.mse_weight)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
+    frames = torch.from_numpy(examples.frames)
+    train_idx, val_idx = np.asarray(splits["train"]), np.asarray(splits["val"])
+
+    def evaluate() -> dict[str, float]:
+        model.eval()
+        sums = {"loss": 0.0, "contrastive": 0.0, "mse": 0.0}
+        with torch.no_grad(), _autocast(device, settings.precision):
+            for start in range(0, len(val_idx), settings.batch_size):
+                idx = val_idx[start:start + settings.batch_size]
+                out = objective([examples.instructions[i] for i in idx], frames[idx].to(device),
+                                _class_index([examples.tasks[i] for i in idx]).to(device))
+                for k, v in zip(sums, out):
+                    sums[k] += float(v.detach()) * len(idx)
+        return {f"val_{k}": v / len(val_idx) for k, v in sums.items()}
+
+    def step(epoch: int, rng: np.random.Generator) -> dict[str, float]:
+        model.train()
+        wrapped = _wrap(objective, device)
+        order = rng.permutation(train_idx)
+        sums, seen = {"loss": 0.0, "contrastive": 0.0, "mse": 0.0}, 0
+        for start in range(0, len(order), settings.batch_size):
+            batch = order[start:start + settings.batch_size]
+            texts = [instruction_for(examples, i, variants, rng) for i in batch]  # every rank draws alike
+            mine = _rank_slice(np.arange(len(batch)))
+            idx = batch[mine]
+            if len(batch) < 2:  # a contrastive batch needs a negative
+                continue
+            with _autocast(device, settings.precision):
+                out = wrapped([texts[j] for j in mine], frames[idx].to(device),
+                              _class_index([examples.tasks[i] for i in idx]).to(device))
+            optimizer.zero_grad(set_to_none=True)
+            out[0].backward()
+            optimizer.step()
+            for k, v in zip(sums, out):
+                sums[k] += float(v.detach()) * len(idx)
+            seen += len(idx)
+        return {f"train_{k}": v / max(seen, 1) for k, v in sums.items()}
+
+    result = _loop(run, model, optimizer, settings.epochs, settings.seed, settings.checkpoint_every, step,
+                   evaluate, log)
+    run.close()
+    return result
+
+
+def _settings_key(settings: Stage1Settings | Stage2Settings) -> dict[str, Any]:
+    """The settings a resumed run must share (where it runs and how often it checkpoints may change)."""
+    return {k: v for k, v in asdict(settings).items() if k not in ("device", "checkpoint_every")}
+
+
+def _split_digest(splits: Mapping[str, np.ndarray]) -> str:
+    return hashlib.sha256(json.dumps({k: np.asarray(v).tolist() for k, v in sorted(splits.items())}).encode()).hexdigest()
+
+
+def _loop(run: _Run, model: GoalPredictor, optimizer: torch.optim.Optimizer, epochs: int, seed: int,
+          checkpoint_every: int,
+          train_epoch: Callable[[int, np.random.Generator], dict[str, float]],
+          evaluate: Callable[[], dict[str, float]], log: Callable[[dict], None] | None) -> StageResult:
+    """Epochs with resume, best-validation selection and logging, shared by both stages.
+
+    Epoch ``e``'s shuffling and phrasing draws come from ``default_rng([seed, e])``, so a resumed run
+    sees exactly the batches an uninterrupted one would."""
+    state = run.load_state()
+    if state is not None:
+        _load_trainable(model, state["trainable"])
+        optimizer.load_state_dict(state["optimizer"])
+        start, history = int(state["epoch"]), [dict(h) for h in state["history"]]
+        best_epoch, best_val = int(state["best_epoch"]), float(state["best_val_loss"])
+    else:
+        start, history, best_epoch, best_val = 0, [], 0, math.inf
+    for epoch in range(start + 1, epochs + 1):
+        with torch.random.fork_rng(devices=[]):  # dropout draws: seeded per epoch, global RNG untouched
+            torch.manual_seed(seed * 100_003 + epoch)
+            train = train_epoch(epoch, np.random.default_rng([seed, epoch]))
+        val = evaluate()
+        metrics = {"epoch": epoch, **train, **val}
+        if not all(math.isfinite(v) for v in metrics.values()):
+            raise PredictorTrainingError(f"training diverged at epoch {epoch}: {metrics}")
+        history.append(metrics)
+        improved = val["val_loss"] < best_val
+        if improved:
+            best_epoch, best_val = epoch, val["val_loss"]
+        run.save(model, epoch, {"trainable": _trainable_state(model), "optimizer": _to_cpu(optimizer.state_dict()),
+                                "history": history, "best_epoch": best_epoch, "best_val_loss": best_val}, improved,
+                 last=epoch % checkpoint_every == 0 or epoch == epochs)
+        run.log_scalars(metrics, epoch)
+        _barrier()
+        if log is not None:
+            log({**metrics, "best_epoch": best_epoch, "best_val_loss": best_val, "improved": improved})
+    return StageResult(history, best_epoch, best_val, run.out_dir / BEST_DIR, start)
+
+
+# -- stage 2 -----------------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def instruction_tokens(model: GoalPredictor, instructions: Sequence[str], *, batch_size: int = 64) -> dict[str, Tensor]:
+    """Predicted visual tokens (CPU) of each distinct instruction, from the model in eval mode."""
+    model.eval()
+    unique = list(dict.fromkeys(instructions))
+    out: dict[str, Tensor] = {}
+    for start in range(0, len(unique), batch_size):
+        texts = unique[start:start + batch_size]
+        states, mask = model.encode_text(texts)
+        for text, tokens in zip(texts, model.predict_tokens(states, mask).float().cpu()):
+            out[text] = tokens
+    return out
+
+
+def train_stage2(examples: PredictorExamples, splits: Mapping[str, np.ndarray], stage1_dir: Path, out_dir: Path,
+                 settings: Stage2Settings = Stage2Settings(), *, aligner: str | None = None, resume: bool = True,
+                 variants: Mapping[str, Sequence[str]] | None = None,
+                 log: Callable[[dict], None] | None = None) -> StageResult:
+    """Stage 2 (see the module docstring): the aligner on the frozen stage-1 predictor in ``stage1_dir``.
+
+    ``aligner`` ("mlp" = A, "attention" = B) overrides the stage-1 config's choice; the aligner is
+    freshly initialised from ``settings.seed`` either way.
+    """
+    _check_settings(settings)
+    device = torch.device(settings.device)
+    model = load_goal_predictor(stage1_dir)
+    if aligner is not None and aligner != model.config.aligner:
+        model = _with_aligner(model, aligner)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(settings.seed)
+        for module in model.aligner.modules():
+            if hasattr(module, "reset_parameters"):
+                module.reset_parameters()
+        for name, p in model.aligner.named_parameters():
+            if name.endswith("query"):  # attention-pooling query (variant B)
+                nn.init.normal_(p, std=0.02)
+    model.output_scale.fill_(1.0)
+    goals = torch.from_numpy(examples.goals)
+    train_goals = goals[np.asarray(splits["train"])]
+    model.set_goal_statistics(train_goals.mean(0), train_goals.std(0) if len(train_goals) > 1 else torch.ones(1))
+    for name, p in model.named_parameters():
+        p.requires_grad_(name.startswith("aligner."))
+    model.to(device)
+    phrasings = list(examples.instructions)
+    for options in (variants or {}).values():
+        phrasings += list(options)
+    tokens = instruction_tokens(model, phrasings)
+    run = _Run(out_dir, {"stage": 2, "config": asdict(model.config), "settings": _settings_key(settings),
+                         "data": examples.fingerprint(), "splits": _split_digest(splits),
+                         "stage1": _dir_digest(stage1_dir),
+                         "variants": json.dumps(variants, sort_keys=True) if variants else ""}, resume)
+    objective = Stage2Objective(model, settings.cos_weight)
+    optimizer = torch.optim.AdamW(model.aligner.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    train_idx, val_idx = np.asarray(splits["train"]), np.asarray(splits["val"])
+
+    def batch_tokens(texts: Sequence[str]) -> Tensor:
+        return torch.stack([tokens[t] for t in texts]).to(device)
+
+    def evaluate() -> dict[str, float]:
+        model.eval()
+        with torch.no_grad():
+            pred = model.align(batch_tokens([examples.instructions[i] for i in val_idx])).float()
+            loss, mse, cos = goal_loss(pred, goals[val_idx].to(device), settings.cos_weight,
+                                       model.goal_std * model.output_scale)
+        return {"val_loss": float(loss), "val_mse": float(mse), "val_cosine": float(cos)}
+
+    def step(epoch: int, rng: np.random.Generator) -> dict[str, float]:
+        model.train()
+        wrapped = _wrap(objective, device)
+        order = rng.permutation(train_idx)
+        sums, seen = {"loss": 0.0, "mse": 0.0, "cosine": 0.0}, 0
+        for start in range(0, len(order), settings.batch_size):
+            batch = order[start:start + settings.batch_size]
+            texts = [instruction_for(examples, i, variants, rng) for i in batch]
+            mine = _rank_slice(np.arange(len(batch)))
+            with _autocast(device, settings.precision):
+                out = wrapped(batch_tokens([texts[j] for j in mine]), goals[batch[mine]].to(device))
+            optimizer.zero_grad(set_to_none=True)
+            out[0].backward()
+            optimizer.step()
+            for k, v in zip(sums, out):
+                sums[k] += float(v.detach()) * len(mine)
+            seen += len(mine)
+        return {f"train_{k}": v / max(seen, 1) for k, v in sums.items()}
+
+    result = _loop(run, model, optimizer, settings.epochs, settings.seed, settings.checkpoint_every, step,
+                   evaluate, log)
+    run.close()
+    # Calibrate the best checkpoint's output scale on the training clips, then re-save it.
+    if dist_info()[0] == 0:
+        best = load_goal_predictor(result.best_dir, with_backbone=False)
+        best.set_backbone(model.backbone)  # the frozen stage-1 backbone, adapter included
+        train_texts = [examples.instructions[i] for i in train_idx]
+        with torch.no_grad():
+            pred = best.align(torch.stack([tokens[t] for t in train_texts]))
+        scale = best.calibrate_scale(pred, goals[train_idx])
+        save_goal_predictor(best, result.best_dir)
+        result.extra["output_scale"] = scale
+    _barrier()
+    return result
+
+
+def _with_aligner(model: GoalPredictor, aligner: str) -> GoalPredictor:
+    from goalcraft.models.predictor import build_aligner
+
+    model.config = model.config.replace(aligner=aligner)
+    model.aligner = build_aligner(model.config)
+    return model
+
+
+def _dir_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    for name in ("config.json", "model.safetensors"):
+        h.update((Path(path) / name).read_bytes())
+    return h.hexdigest()
+
+
+# -- comparison with the baseline ------------------------------------------------------------------------
+
+
+def goal_metrics(pred: Tensor, goal: Tensor, center: Tensor) -> dict[str, float]:
+    """Mean cosine(pred, goal); the same after subtracting ``center`` (the training goals' mean, so the
+    shared component every goal has does not hide whether the task-specific part is right); the
+    predicted/true median norm ratio."""
+    pred, goal = pred.float(), goal.float()
+    return {
+        "cosine": float(F.cosine_similarity(pred, goal, dim=-1).mean()),
+        "centered_cosine": float(F.cosine_similarity(pred - center, goal - center, dim=-1).mean()),
+        "norm_ratio": float(pred.norm(dim=-1).median() / goal.norm(dim=-1).median()),
+    }
+
+
+def compare_with_baseline(examples: PredictorExamples, splits: Mapping[str, np.ndarray],
+                          predictor: Callable[[list[str]], Tensor], baseline: Callable[[list[str]], Tensor],
+                          split: str = "test") -> dict[str, dict[str, float]]:
+    """:func:`goal_metrics` of both models on ``split`` (instructions → z_goal vs the clips' embeddings)."""
+    idx = np.asarray(splits[split])
+    texts = [examples.instructions[i] for i in idx]
+    goal = torch.from_numpy(examples.goals[idx])
+    center = torch.from_numpy(examples.goals[np.asarray(splits["train"])]).mean(0)
+    return {"predictor": goal_metrics(predictor(texts), goal, center),
+            "baseline": goal_metrics(baseline(texts), goal, center), "n": {"clips": float(len(idx))}}
