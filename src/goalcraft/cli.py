@@ -4,6 +4,11 @@
     goalcraft generate-corpus    only generate the Crafter corpus
     goalcraft ui                 open the Dagster UI on the same instance the demo wrote to
     goalcraft download           fetch the manifest's videos with yt-dlp (the ``download`` extra)
+    goalcraft predict TEXT...    z_goal of instructions from the trained goal predictor, and the nearest
+                                 goal clips (task, source, cosine)
+    goalcraft gpu-config         write the k8s / Ray deployment config for the GPU training assets
+    goalcraft convert-video-llama CKPT OUT
+                                 convert an original Video-LLaMA checkpoint into goalcraft's format
 """
 
 from __future__ import annotations
@@ -119,6 +124,16 @@ def run_demo(config: GoalcraftConfig, *, seed: int = 0, videos: int = 6, trials:
         f"{summary.get('goal_embeddings', {}).get('rows', 0)} goal embeddings, prior best val loss "
         f"{summary.get('steve1_prior', {}).get('best_val_loss', float('nan')):.4f}, {time.perf_counter() - started:.0f}s")
     partitioned("clip_embeddings_job", "clip_embeddings", lambda m: f"{m.get('rows', 0)} clips embedded")
+    say("predictor: stage 1 (text → 32 visual query tokens), stage 2 (aligner → z_goal), baseline comparison")
+    started = time.perf_counter()
+    result = defs.resolve_job_def("predictor_job").execute_in_process(instance=instance, run_config=QUIET_RUN_CONFIG)
+    for name in ("goal_predictor", "goal_aligner"):
+        for mat in result.asset_materializations_for_node(name):
+            summary[name] = {k: v.value for k, v in mat.metadata.items()}
+    al = summary.get("goal_aligner", {})
+    say(f"predictor: held-out cosine to the true goal {al.get('test_cosine', float('nan')):.4f} vs baseline "
+        f"{al.get('baseline_test_cosine', float('nan')):.4f} on {al.get('test_clips', 0)} clips, norm ratio "
+        f"{al.get('test_norm_ratio', float('nan')):.3f}, {time.perf_counter() - started:.0f}s")
     say(f"done: {totals['clips_written']} clips ({totals['bytes'] / 1e6:.1f} MB), {totals['goals_written']} goal clips, "
         f"{totals['quarantined']} "
         f"input(s) quarantined. Outputs in {paths.data_root}; browse them with `goalcraft ui`.")
@@ -168,6 +183,48 @@ def _cmd_download(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _cmd_predict(args: argparse.Namespace) -> int:
+    import pyarrow.parquet as pq
+
+    from goalcraft.data.embeddings import nearest_goal_clips
+    from goalcraft.models.predictor import load_goal_predictor
+
+    config = load_config(args.config)
+    paths = StoragePaths(Path(config.paths.data_root))
+    model_dir = Path(args.model) if args.model else paths.aligner_dir / "best"
+    if not (model_dir / "config.json").is_file():
+        raise SystemExit(f"no trained goal predictor in {model_dir}: run `goalcraft demo` or materialize "
+                         "goal_aligner first")
+    z = load_goal_predictor(model_dir).predict_goal(list(args.instructions))
+    table = pq.read_table(paths.goal_embeddings_table) if paths.goal_embeddings_table.is_file() else None
+    nearest = nearest_goal_clips(z.numpy(), table, args.k) if table is not None else [[] for _ in args.instructions]
+    for text, vec, clips in zip(args.instructions, z, nearest):
+        _say(f"{text!r}: z_goal [{vec.numel()}] norm {vec.norm():.3f} mean {vec.mean():+.4f} std {vec.std():.4f} "
+             f"first {', '.join(f'{x:+.3f}' for x in vec[:4].tolist())} ...")
+        for clip in clips:
+            _say(f"    {clip['cosine']:.4f}  {clip.get('task') or '-':<24} {clip.get('source', ''):<8} {clip['key']}")
+    return 0
+
+
+def _cmd_gpu_config(args: argparse.Namespace) -> int:
+    from goalcraft.pipelines.gpu import write_deployment_config
+
+    config = load_config(args.config)
+    execution = config.gpu.model_copy(update={"target": args.target}) if args.target else config.gpu
+    for path in write_deployment_config(execution, Path(args.out)):
+        _say(f"wrote {path}")
+    return 0
+
+
+def _cmd_convert_video_llama(args: argparse.Namespace) -> int:
+    from goalcraft.models.video_llama import convert_video_llama
+
+    out, report = convert_video_llama(Path(args.checkpoint), Path(args.out))
+    _say(report.summary())
+    _say(f"wrote {out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="goalcraft", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -197,6 +254,23 @@ def build_parser() -> argparse.ArgumentParser:
     dl = sub.add_parser("download", help="download the manifest's videos with yt-dlp (pip install goalcraft[download])")
     dl.add_argument("--limit", type=int, default=None)
     dl.set_defaults(func=_cmd_download)
+
+    pr = sub.add_parser("predict", help="z_goal of instructions and their nearest goal clips")
+    pr.add_argument("instructions", nargs="+")
+    pr.add_argument("--model", default=None, help="predictor folder (default: <data_root>/models/aligner/best)")
+    pr.add_argument("-k", type=int, default=5, help="goal clips to list per instruction")
+    pr.set_defaults(func=_cmd_predict)
+
+    gc = sub.add_parser("gpu-config", help="write dagster.yaml / run config for a k8s or Ray GPU cluster")
+    gc.add_argument("--target", choices=("inprocess", "k8s", "ray"), default=None,
+                    help="override [gpu] target")
+    gc.add_argument("--out", required=True, help="folder to write the files into")
+    gc.set_defaults(func=_cmd_gpu_config)
+
+    cv = sub.add_parser("convert-video-llama", help="convert a Video-LLaMA .pth into a goal-predictor folder")
+    cv.add_argument("checkpoint")
+    cv.add_argument("out")
+    cv.set_defaults(func=_cmd_convert_video_llama)
     return parser
 
 

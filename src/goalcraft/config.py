@@ -20,6 +20,8 @@ from typing import Any, Literal, Optional
 import dagster as dg
 from pydantic import ValidationError
 
+from goalcraft.pipelines.gpu import GpuExecution
+
 CONFIG_ENV_VAR = "GOALCRAFT_CONFIG"
 DEFAULT_CONFIG_NAME = "goalcraft.toml"
 
@@ -116,11 +118,11 @@ class PredictorSettings(dg.Config):
     aligner: str = "mlp"  # "mlp" (variant A) or "attention" (variant B)
     lora_r: int = 8
     lora_alpha: int = 16
-    stage1_epochs: int = 12
+    stage1_epochs: int = 6
     stage1_batch_size: int = 16
     stage1_lr: float = 3e-4
-    stage2_epochs: int = 60
-    stage2_batch_size: int = 32
+    stage2_epochs: int = 150
+    stage2_batch_size: int = 16
     stage2_lr: float = 1e-3
     val_fraction: float = 0.15
     test_fraction: float = 0.15
@@ -139,6 +141,7 @@ class GoalcraftConfig(dg.Config):
     goal_space: GoalSpaceConfig = GoalSpaceConfig()
     prior: PriorTrainingConfig = PriorTrainingConfig()
     predictor: PredictorSettings = PredictorSettings()
+    gpu: GpuExecution = GpuExecution()
     source: str = "defaults"
 
 
@@ -149,6 +152,7 @@ class ConfigError(ValueError):
 _SECTIONS: dict[str, type[dg.Config]] = {
     "paths": PathsConfig, "partitions": PartitionsConfig, "clips": ClipsConfig, "success": SuccessConfig,
     "goal_space": GoalSpaceConfig, "prior": PriorTrainingConfig, "predictor": PredictorSettings,
+    "gpu": GpuExecution,
 }
 
 

@@ -7,6 +7,7 @@ import dagster as dg
 from goalcraft.assets.clips import build_clip_assets
 from goalcraft.assets.embeddings import build_embedding_assets
 from goalcraft.assets.ingest import build_ingest_assets
+from goalcraft.assets.predictor import build_predictor_assets
 from goalcraft.assets.success import build_success_assets
 from goalcraft.assets.training import build_training_assets
 from goalcraft.config import GoalcraftConfig, load_config
@@ -41,10 +42,12 @@ def build_definitions(config: GoalcraftConfig) -> dg.Definitions:
     goal_space_model, steve1_prior = build_training_assets(clip_assets[0], dg.AssetKey("goal_embeddings"))
     embedding_assets, embedding_checks = build_embedding_assets(partitions_def, clip_assets[0], goal_clips,
                                                                 goal_space_model.key)
+    predictor_assets, predictor_checks = build_predictor_assets(dg.AssetKey("goal_embeddings"), config.gpu)
     return dg.Definitions(
-        assets=[*ingest, *clip_assets, goal_clips, goal_space_model, steve1_prior, *embedding_assets],
-        asset_checks=[*clip_checks, *embedding_checks],
-        jobs=build_jobs(),
+        assets=[*ingest, *clip_assets, goal_clips, goal_space_model, steve1_prior, *embedding_assets,
+                *predictor_assets],
+        asset_checks=[*clip_checks, *embedding_checks, *predictor_checks],
+        jobs=build_jobs(config.gpu),
         resources=build_resources(config),
         executor=cpu_executor(),
     )

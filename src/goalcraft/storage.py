@@ -98,6 +98,21 @@ class StoragePaths:
         return self.data_root / "models" / "prior"
 
     @property
+    def predictor_dir(self) -> Path:
+        """Stage 1 of the goal predictor (text → visual query tokens)."""
+        return self.data_root / "models" / "predictor"
+
+    @property
+    def aligner_dir(self) -> Path:
+        """Stage 2: the predictor with its trained aligner (tokens → z_goal): what predict_goal loads."""
+        return self.data_root / "models" / "aligner"
+
+    @property
+    def heldout_prior_dir(self) -> Path:
+        """The baseline prior refitted without the test clips, for the predictor-vs-baseline comparison."""
+        return self.data_root / "models" / "baseline_prior"
+
+    @property
     def goal_embeddings_table(self) -> Path:
         return self.data_root / "embeddings" / "goal_clips.parquet"
 

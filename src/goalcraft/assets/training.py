@@ -9,7 +9,7 @@ import numpy as np
 from goalcraft.data.embeddings import NormStats, embed_shards, embedding_matrix
 from goalcraft.models.baseline import encode_instructions
 from goalcraft.models.mineclip import load_mineclip
-from goalcraft.models.prior import PRIOR_CONFIGS
+from goalcraft.models.prior import prior_config_for
 from goalcraft.resources import CorpusResource, StorageResource, TrainingResource
 from goalcraft.storage import write_json_atomic
 from goalcraft.training.data import caption_to_task, task_caption_map
@@ -100,9 +100,7 @@ def build_training_assets(video_clips: dg.AssetsDefinition, goal_embeddings_key:
         goal = embedding_matrix(goals)
         model = load_mineclip(paths.goal_space_dir / "best")
         text = encode_instructions(model, goals.column("instruction").to_pylist()).numpy()
-        dim = goal.shape[1]
-        base = PRIOR_CONFIGS["steve1"]
-        config = type(base)(**{**base.__dict__, "input_dim": dim, "hidden_dim": dim, "latent_dim": dim})
+        config = prior_config_for(goal.shape[1])
         s = training.prior
         result = train_prior(text, goal, config, paths.prior_dir, epochs=s.epochs, batch_size=s.batch_size,
                              lr=s.lr, beta=s.beta, seed=s.seed)

@@ -148,3 +148,22 @@ def check_embeddings(table: pa.Table, *, dim: int, reference: NormStats | None,
         meta.update({"norm_range_expected": [round(lo, 4), round(hi, 4)], "fraction_outside": round(outside, 4)})
         ok = ok and outside <= max_outside
     return ok, meta
+
+
+def nearest_goal_clips(queries: np.ndarray, table: pa.Table, k: int = 5) -> list[list[dict]]:
+    """For each query embedding ``[B, D]``: the ``k`` goal clips of ``table`` with the highest cosine,
+    as ``{"key", "task", "source", "instruction", "cosine"}``, best first."""
+    if table.num_rows == 0:
+        return [[] for _ in range(len(queries))]
+    matrix = embedding_matrix(table)
+    q = np.asarray(queries, np.float32)
+    if q.ndim != 2 or q.shape[1] != matrix.shape[1]:
+        raise ValueError(f"queries must be [B, {matrix.shape[1]}], got {list(q.shape)}")
+    unit = matrix / np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12)
+    cos = (q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)) @ unit.T
+    columns = {c: table.column(c).to_pylist() for c in ("key", "task", "source", "instruction") if c in table.column_names}
+    out = []
+    for row in cos:
+        best = np.argsort(-row, kind="stable")[:k]
+        out.append([{**{c: values[i] for c, values in columns.items()}, "cosine": float(row[i])} for i in best])
+    return out

@@ -106,6 +106,9 @@ PREDICTOR_CONFIGS: dict[str, PredictorConfig] = {
         qformer_intermediate=128, qformer_encoder_width=48, frame_dim=24, max_frames=16, head_mlp_hidden=64,
         head_layers=1, head_heads=4, goal_dim=24, aligner_hidden=64, dropout=0.0),
 }
+# The tiny sizes on the real MiniLM backbone, at the tiny MineCLIP's 32-d goal space (pipeline tests).
+PREDICTOR_CONFIGS["tiny-minilm"] = PREDICTOR_CONFIGS["tiny"].replace(
+    name="tiny-minilm", text_dim=384, frame_dim=32, goal_dim=32)
 
 
 def build_qformer(config: PredictorConfig) -> nn.Module:
@@ -335,7 +338,15 @@ def load_goal_predictor(model_dir: str | os.PathLike[str], *, backbone: TextBack
     if backbone is None and with_backbone:
         backbone = load_text_backbone(config.backbone)
     if backbone is not None:
+        if backbone.hidden_size != config.text_dim:
+            raise ValueError(f"config {config.name!r} expects {config.text_dim}-d text states, "
+                             f"the backbone gives {backbone.hidden_size}")
         if (model_dir / ADAPTER_DIR).is_dir():
+            if has_lora(backbone):
+                # peft would stack this adapter on the one already there, changing every model that
+                # shares the backbone: a LoRA checkpoint needs a backbone of its own.
+                raise ValueError(f"{model_dir} has a LoRA adapter, and the given backbone already carries "
+                                 "one; pass a freshly loaded backbone")
             backbone = attach_lora_adapter(backbone, model_dir / ADAPTER_DIR)
         model.set_backbone(backbone)
     return model.eval()

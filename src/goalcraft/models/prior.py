@@ -67,6 +67,11 @@ PRIOR_CONFIGS: dict[str, PriorConfig] = {
 }
 
 
+def prior_config_for(dim: int) -> PriorConfig:
+    """STEVE-1's prior layout at embedding width ``dim`` (hidden and latent as wide as the input)."""
+    return PriorConfig(**{**PRIOR_CONFIGS["steve1"].__dict__, "input_dim": dim, "hidden_dim": dim, "latent_dim": dim})
+
+
 def _mlp(in_dim: int, hidden_dim: int, out_dim: int) -> nn.Sequential:
     # Indices 0..6 are the parameter names of the released checkpoint: keep this exact layout.
     return nn.Sequential(

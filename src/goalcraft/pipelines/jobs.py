@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import dagster as dg
 
+from goalcraft.pipelines.gpu import GpuExecution, executor_for
 
-def build_jobs() -> list[dg.UnresolvedAssetJobDefinition]:
+
+def build_jobs(gpu: GpuExecution | None = None) -> list[dg.UnresolvedAssetJobDefinition]:
     # The clip job's partitions are inferred from its assets (the corpus partitions).
     ingest_job = dg.define_asset_job(
         "ingest_job", selection=dg.AssetSelection.groups("ingest"),
@@ -28,4 +30,11 @@ def build_jobs() -> list[dg.UnresolvedAssetJobDefinition]:
         "clip_embeddings_job", selection=dg.AssetSelection.assets("clip_embeddings"),
         description="Embed one partition's clips with the trained goal space.",
     )
-    return [ingest_job, clips_job, goals_job, training_job, clip_embeddings_job]
+    gpu = gpu or GpuExecution()
+    # In-process by default (a laptop, one GPU); the k8s/Ray executor when [gpu] target says so.
+    predictor_job = dg.define_asset_job(
+        "predictor_job", selection=dg.AssetSelection.groups("predictor"), executor_def=executor_for(gpu),
+        tags={"goalcraft/gpu_target": gpu.target},
+        description="Train the goal predictor (stage 1) and its aligner (stage 2); compare with the baseline.",
+    )
+    return [ingest_job, clips_job, goals_job, training_job, clip_embeddings_job, predictor_job]

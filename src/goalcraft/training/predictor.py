@@ -37,6 +37,7 @@ import json
 import math
 import os
 import shutil
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
@@ -61,6 +62,9 @@ from goalcraft.models.predictor import (
 from goalcraft.storage import write_json_atomic
 from goalcraft.training.data import split_score
 from goalcraft.training.goal_space import contrastive_loss
+
+# peft asks transformers for is_gradient_checkpointing, which transformers 5 deprecates; not ours to fix.
+warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
 
 BEST_DIR, LAST_DIR, STATE_FILE, HISTORY_FILE, TENSORBOARD_DIR = "best", "last", "state.pt", "history.json", "tensorboard"
 SPLIT_SALT = "goalcraft-predictor-split-v1"
@@ -141,7 +145,7 @@ def instruction_for(examples: PredictorExamples, i: int, variants: Mapping[str, 
 
 @dataclass(frozen=True)
 class Stage1Settings:
-    epochs: int = 12
+    epochs: int = 6
     batch_size: int = 16
     lr: float = 3e-4
     weight_decay: float = 0.01
@@ -157,9 +161,9 @@ class Stage1Settings:
 
 @dataclass(frozen=True)
 class Stage2Settings:
-    epochs: int = 60
-    batch_size: int = 32
-    lr: float = 1e-4
+    epochs: int = 150
+    batch_size: int = 16
+    lr: float = 1e-3
     weight_decay: float = 0.01
     cos_weight: float = 0.1
     seed: int = 0
@@ -209,7 +213,7 @@ def _wrap(module: nn.Module, device: torch.device) -> nn.Module:
     from torch.nn.parallel import DistributedDataParallel
 
     ids = [device.index] if device.type == "cuda" else None
-    return DistributedDataParallel(module, device_ids=ids, find_unused_parameters=True)
+    return DistributedDataParallel(module, device_ids=ids)
 
 
 def _autocast(device: torch.device, precision: str):
@@ -269,10 +273,19 @@ class Stage2Objective(nn.Module):
 class _Run:
     """The files of one stage: best/, last/ (+ state.pt), history.json, tensorboard/; rank 0 writes."""
 
-    def __init__(self, out_dir: Path, fingerprint: dict[str, Any], resume: bool) -> None:
+    def __init__(self, out_dir: Path, fingerprint: dict[str, Any], resume: bool | str) -> None:
+        """``resume``: True continues ``last/`` (refusing one from other data or settings), False starts
+        afresh, ``"auto"`` continues a matching ``last/`` and otherwise starts afresh (what an asset that is
+        re-materialized after its inputs or settings changed wants)."""
         self.out_dir = Path(out_dir)
         self.fingerprint = fingerprint
         self.rank = dist_info()[0]
+        if resume == "auto":
+            try:
+                self.load_state()
+                resume = True
+            except PredictorTrainingError:
+                resume = False
         if not resume and self.rank == 0:
             for name in (BEST_DIR, LAST_DIR, TENSORBOARD_DIR):
                 shutil.rmtree(self.out_dir / name, ignore_errors=True)
@@ -382,7 +395,7 @@ def build_predictor(config: PredictorConfig, settings: Stage1Settings, *, seed: 
 
 
 def train_stage1(examples: PredictorExamples, splits: Mapping[str, np.ndarray], config: PredictorConfig,
-                 out_dir: Path, settings: Stage1Settings = Stage1Settings(), *, resume: bool = True,
+                 out_dir: Path, settings: Stage1Settings = Stage1Settings(), *, resume: bool | str = True,
                  variants: Mapping[str, Sequence[str]] | None = None,
                  log: Callable[[dict], None] | None = None) -> StageResult:
     """Stage 1 (see the module docstring). Needs ``examples.frames``."""
@@ -399,6 +412,7 @@ def train_stage1(examples: PredictorExamples, splits: Mapping[str, np.ndarray], 
                          "variants": json.dumps(variants, sort_keys=True) if variants else ""}, resume)
     model = build_predictor(config, settings, seed=settings.seed).to(device)
     objective = Stage1Objective(model, settings.temperature, settings.mse_weight)
+    wrapped = _wrap(objective, device)  # once: a DDP per epoch would leave the old one's hooks behind
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
     frames = torch.from_numpy(examples.frames)
@@ -418,7 +432,6 @@ def train_stage1(examples: PredictorExamples, splits: Mapping[str, np.ndarray], 
 
     def step(epoch: int, rng: np.random.Generator) -> dict[str, float]:
         model.train()
-        wrapped = _wrap(objective, device)
         order = rng.permutation(train_idx)
         sums, seen = {"loss": 0.0, "contrastive": 0.0, "mse": 0.0}, 0
         for start in range(0, len(order), settings.batch_size):
@@ -446,8 +459,9 @@ def train_stage1(examples: PredictorExamples, splits: Mapping[str, np.ndarray], 
 
 
 def _settings_key(settings: Stage1Settings | Stage2Settings) -> dict[str, Any]:
-    """The settings a resumed run must share (where it runs and how often it checkpoints may change)."""
-    return {k: v for k, v in asdict(settings).items() if k not in ("device", "checkpoint_every")}
+    """The settings a resumed run must share (where it runs, how often it checkpoints and how many epochs
+    it runs to may change)."""
+    return {k: v for k, v in asdict(settings).items() if k not in ("device", "checkpoint_every", "epochs")}
 
 
 def _split_digest(splits: Mapping[str, np.ndarray]) -> str:
@@ -510,7 +524,7 @@ def instruction_tokens(model: GoalPredictor, instructions: Sequence[str], *, bat
 
 
 def train_stage2(examples: PredictorExamples, splits: Mapping[str, np.ndarray], stage1_dir: Path, out_dir: Path,
-                 settings: Stage2Settings = Stage2Settings(), *, aligner: str | None = None, resume: bool = True,
+                 settings: Stage2Settings = Stage2Settings(), *, aligner: str | None = None, resume: bool | str = True,
                  variants: Mapping[str, Sequence[str]] | None = None,
                  log: Callable[[dict], None] | None = None) -> StageResult:
     """Stage 2 (see the module docstring): the aligner on the frozen stage-1 predictor in ``stage1_dir``.
@@ -547,6 +561,7 @@ def train_stage2(examples: PredictorExamples, splits: Mapping[str, np.ndarray], 
                          "stage1": _dir_digest(stage1_dir),
                          "variants": json.dumps(variants, sort_keys=True) if variants else ""}, resume)
     objective = Stage2Objective(model, settings.cos_weight)
+    wrapped = _wrap(objective, device)
     optimizer = torch.optim.AdamW(model.aligner.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     train_idx, val_idx = np.asarray(splits["train"]), np.asarray(splits["val"])
 
@@ -563,7 +578,6 @@ def train_stage2(examples: PredictorExamples, splits: Mapping[str, np.ndarray], 
 
     def step(epoch: int, rng: np.random.Generator) -> dict[str, float]:
         model.train()
-        wrapped = _wrap(objective, device)
         order = rng.permutation(train_idx)
         sums, seen = {"loss": 0.0, "mse": 0.0, "cosine": 0.0}, 0
         for start in range(0, len(order), settings.batch_size):
@@ -637,3 +651,48 @@ def compare_with_baseline(examples: PredictorExamples, splits: Mapping[str, np.n
     center = torch.from_numpy(examples.goals[np.asarray(splits["train"])]).mean(0)
     return {"predictor": goal_metrics(predictor(texts), goal, center),
             "baseline": goal_metrics(baseline(texts), goal, center), "n": {"clips": float(len(idx))}}
+
+
+def paraphrase_rows(examples: PredictorExamples, idx: Sequence[int],
+                    variants: Mapping[str, Sequence[str]]) -> tuple[list[str], np.ndarray]:
+    """(paraphrase, goal row) for every phrasing of each clip's task other than the clip's own."""
+    texts, rows = [], []
+    for i in idx:
+        for text in variants.get(examples.tasks[i], ()):
+            if text != examples.instructions[i]:
+                texts.append(text)
+                rows.append(i)
+    return texts, np.asarray(rows, dtype=np.int64)
+
+
+def evaluate_against_baseline(examples: PredictorExamples, splits: Mapping[str, np.ndarray],
+                              predictor: Callable[[list[str]], Tensor], baseline: Callable[[list[str]], Tensor],
+                              variants: Mapping[str, Sequence[str]] | None = None,
+                              split: str = "test") -> dict[str, dict[str, float]]:
+    """Both models on the held-out ``split``: with each clip's own instruction, and (given ``variants``)
+    with its task's other phrasings, which neither model was trained on unless passed as variants."""
+    out = compare_with_baseline(examples, splits, predictor, baseline, split)
+    idx = np.asarray(splits[split])
+    texts, rows = paraphrase_rows(examples, idx, variants or {})
+    if texts:
+        goal = torch.from_numpy(examples.goals[rows])
+        center = torch.from_numpy(examples.goals[np.asarray(splits["train"])]).mean(0)
+        out["predictor_paraphrases"] = goal_metrics(predictor(texts), goal, center)
+        out["baseline_paraphrases"] = goal_metrics(baseline(texts), goal, center)
+        out["n"]["paraphrases"] = float(len(texts))
+    return out
+
+
+def fit_baseline_prior(examples: PredictorExamples, splits: Mapping[str, np.ndarray], mineclip: nn.Module,
+                       out_dir: Path, *, epochs: int, batch_size: int, lr: float, beta: float, seed: int):
+    """STEVE-1's prior refitted on the train and val clips only (the comparison's test clips stay unseen):
+    the baseline trained on the same data as the predictor. Returns the best prior."""
+    from goalcraft.models.baseline import encode_instructions
+    from goalcraft.models.prior import prior_config_for
+    from goalcraft.training.prior import train_prior
+
+    idx = np.concatenate([np.asarray(splits["train"]), np.asarray(splits["val"])])
+    text = encode_instructions(mineclip, [examples.instructions[i] for i in idx]).numpy()
+    result = train_prior(text, examples.goals[idx], prior_config_for(examples.goals.shape[1]), Path(out_dir), epochs=epochs, batch_size=batch_size,
+                         lr=lr, beta=beta, seed=seed)
+    return result.best_model
