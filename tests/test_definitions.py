@@ -22,7 +22,8 @@ def test_definitions_load_with_groups_kinds_and_descriptions(tmp_path):
     groups = {key.to_user_string(): graph.get(key).group_name for key in graph.get_all_asset_keys()}
     assert groups == {"corpus_manifest": "ingest", "agent_trials": "ingest", "video_clips": "clips",
                       "goal_clips": "success", "goal_space_model": "training", "steve1_prior": "training",
-                      "goal_embeddings": "embeddings", "clip_embeddings": "embeddings"}
+                      "goal_embeddings": "embeddings", "clip_embeddings": "embeddings",
+                      "goal_predictor": "predictor", "goal_aligner": "predictor"}
     for key in graph.get_all_asset_keys():
         node = graph.get(key)
         assert node.description and len(node.description) > 40
@@ -30,8 +31,13 @@ def test_definitions_load_with_groups_kinds_and_descriptions(tmp_path):
     clips = graph.get(dg.AssetKey("video_clips"))
     assert len(clips.partitions_def.get_partition_keys()) == 256
     assert {(c.asset_key.to_user_string(), c.name) for c in graph.asset_check_keys} == {
-        ("video_clips", "shards_valid"), ("goal_embeddings", "embeddings_sane"), ("clip_embeddings", "embeddings_sane")}
-    assert {j.name for j in defs.resolve_all_job_defs()} >= {"ingest_job", "clips_job", "goals_job", "training_job"}
+        ("video_clips", "shards_valid"), ("goal_embeddings", "embeddings_sane"), ("clip_embeddings", "embeddings_sane"),
+        ("goal_aligner", "scale_matches_goal_space")}
+    assert {j.name for j in defs.resolve_all_job_defs()} >= {"ingest_job", "clips_job", "goals_job", "training_job",
+                                                            "predictor_job"}
+    # The GPU training assets carry the GPU pool (goalcraft.pipelines.gpu), the CPU stages none.
+    assert defs.resolve_assets_def("goal_predictor").op.pool == "gpu"
+    assert defs.resolve_assets_def("video_clips").op.pool is None
 
 
 @pytest.fixture(scope="module")
