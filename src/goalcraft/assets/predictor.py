@@ -21,7 +21,7 @@ from goalcraft.resources import CorpusResource, StorageResource, TrainingResourc
 from goalcraft.training.launch import SPEC_ENV_VAR, StageSpec, run_stage
 from goalcraft.training.predictor import Stage1Settings, Stage2Settings
 
-from goalcraft.assets.training import _history_markdown
+from goalcraft.assets.training import history_markdown
 
 
 def predictor_config(settings: PredictorSettings) -> PredictorConfig:
@@ -75,7 +75,7 @@ def _metadata(summary: dict[str, Any], columns: list[str]) -> dict[str, Any]:
         "epochs": len(history),
         "resumed_from_epoch": summary["resumed_from_epoch"],
         "splits": dg.MetadataValue.json(summary["splits"]),
-        "loss_curve": dg.MetadataValue.md(_history_markdown(history, columns)),
+        "loss_curve": dg.MetadataValue.md(history_markdown(history, columns)),
         "checkpoint": dg.MetadataValue.path(summary["best_dir"]),
     }
 
@@ -161,7 +161,7 @@ def build_predictor_assets(goal_embeddings_key: dg.AssetKey, gpu: GpuExecution) 
             "test_cosine": comparison["predictor"]["cosine"],
             "baseline_test_cosine": comparison["baseline"]["cosine"],
             "test_norm_ratio": comparison["predictor"]["norm_ratio"],
-            "comparison": dg.MetadataValue.md(_history_markdown(rows, ["model", "cosine", "centered_cosine",
+            "comparison": dg.MetadataValue.md(history_markdown(rows, ["model", "cosine", "centered_cosine",
                                                                        "norm_ratio"])),
             "test_clips": int(comparison["n"]["clips"]),
         })

@@ -19,7 +19,7 @@ from goalcraft.training.prior import train_prior
 from goalcraft.assets.embeddings import NORM_STATS_FILE
 
 
-def _history_markdown(rows: list[dict], columns: list[str]) -> str:
+def history_markdown(rows: list[dict], columns: list[str]) -> str:
     head = "| " + " | ".join(columns) + " |\n|" + "---|" * len(columns) + "\n"
     body = "".join("| " + " | ".join(f"{r.get(c, ''):.4g}" if isinstance(r.get(c), float) else str(r.get(c, ""))
                                       for c in columns) + " |\n" for r in rows)
@@ -73,7 +73,7 @@ def build_training_assets(video_clips: dg.AssetsDefinition, goal_embeddings_key:
             "chance_top1": float(best["chance_top1"]),
             "goal_norm_mean": stats.mean,
             "goal_norm_range": [stats.low, stats.high],
-            "history": dg.MetadataValue.md(_history_markdown(
+            "history": dg.MetadataValue.md(history_markdown(
                 history, ["step", "train_loss", "val_loss", "top1", "top5", "chance_top1"])),
             "checkpoint": dg.MetadataValue.path(str(paths.goal_space_dir / "best")),
             "tensorboard": dg.MetadataValue.path(str(paths.goal_space_dir / "tensorboard")),

@@ -432,25 +432,15 @@ def train_stage1(examples: PredictorExamples, splits: Mapping[str, np.ndarray], 
 
     def step(epoch: int, rng: np.random.Generator) -> dict[str, float]:
         model.train()
-        order = rng.permutation(train_idx)
-        sums, seen = {"loss": 0.0, "contrastive": 0.0, "mse": 0.0}, 0
-        for start in range(0, len(order), settings.batch_size):
-            batch = order[start:start + settings.batch_size]
+
+        def inputs(batch: np.ndarray) -> Callable[[np.ndarray], tuple]:
             texts = [instruction_for(examples, i, variants, rng) for i in batch]  # every rank draws alike
-            mine = _rank_slice(np.arange(len(batch)))
-            idx = batch[mine]
-            if len(batch) < 2:  # a contrastive batch needs a negative
-                continue
-            with _autocast(device, settings.precision):
-                out = wrapped([texts[j] for j in mine], frames[idx].to(device),
-                              _class_index([examples.tasks[i] for i in idx]).to(device))
-            optimizer.zero_grad(set_to_none=True)
-            out[0].backward()
-            optimizer.step()
-            for k, v in zip(sums, out):
-                sums[k] += float(v.detach()) * len(idx)
-            seen += len(idx)
-        return {f"train_{k}": v / max(seen, 1) for k, v in sums.items()}
+            return lambda mine: ([texts[j] for j in mine], frames[batch[mine]].to(device),
+                                 _class_index([examples.tasks[i] for i in batch[mine]]).to(device))
+
+        # A contrastive batch needs a negative: a last batch of one clip is skipped.
+        return _train_epoch(wrapped, optimizer, rng.permutation(train_idx), settings, ("loss", "contrastive", "mse"),
+                            inputs, min_batch=2)
 
     result = _loop(run, model, optimizer, settings.epochs, settings.seed, settings.checkpoint_every, step,
                    evaluate, log)
@@ -466,6 +456,36 @@ def _settings_key(settings: Stage1Settings | Stage2Settings) -> dict[str, Any]:
 
 def _split_digest(splits: Mapping[str, np.ndarray]) -> str:
     return hashlib.sha256(json.dumps({k: np.asarray(v).tolist() for k, v in sorted(splits.items())}).encode()).hexdigest()
+
+
+def _train_epoch(wrapped: nn.Module, optimizer: torch.optim.Optimizer, order: np.ndarray,
+                 settings: Stage1Settings | Stage2Settings, names: Sequence[str],
+                 inputs: Callable[[np.ndarray], Callable[[np.ndarray], tuple]], *, min_batch: int = 1
+                 ) -> dict[str, float]:
+    """One epoch over ``order`` in global batches of ``settings.batch_size``: each rank runs the objective
+    (which returns ``names``-ordered losses, the first optimised) on its slice of the batch.
+
+    ``inputs(batch)`` is called for every global batch on every rank, skipped or not, so random draws it
+    makes stay aligned across ranks and epochs; it returns the objective's arguments for a rank's slice.
+    Returns ``train_<name>`` means over the samples this rank saw.
+    """
+    device = torch.device(settings.device)
+    sums, seen = dict.fromkeys(names, 0.0), 0
+    for start in range(0, len(order), settings.batch_size):
+        batch = order[start:start + settings.batch_size]
+        arguments = inputs(batch)
+        if len(batch) < min_batch:
+            continue
+        mine = _rank_slice(np.arange(len(batch)))
+        with _autocast(device, settings.precision):
+            out = wrapped(*arguments(mine))
+        optimizer.zero_grad(set_to_none=True)
+        out[0].backward()
+        optimizer.step()
+        for k, v in zip(names, out):
+            sums[k] += float(v.detach()) * len(mine)
+        seen += len(mine)
+    return {f"train_{k}": v / max(seen, 1) for k, v in sums.items()}
 
 
 def _loop(run: _Run, model: GoalPredictor, optimizer: torch.optim.Optimizer, epochs: int, seed: int,
@@ -578,21 +598,13 @@ def train_stage2(examples: PredictorExamples, splits: Mapping[str, np.ndarray], 
 
     def step(epoch: int, rng: np.random.Generator) -> dict[str, float]:
         model.train()
-        order = rng.permutation(train_idx)
-        sums, seen = {"loss": 0.0, "mse": 0.0, "cosine": 0.0}, 0
-        for start in range(0, len(order), settings.batch_size):
-            batch = order[start:start + settings.batch_size]
+
+        def inputs(batch: np.ndarray) -> Callable[[np.ndarray], tuple]:
             texts = [instruction_for(examples, i, variants, rng) for i in batch]
-            mine = _rank_slice(np.arange(len(batch)))
-            with _autocast(device, settings.precision):
-                out = wrapped(batch_tokens([texts[j] for j in mine]), goals[batch[mine]].to(device))
-            optimizer.zero_grad(set_to_none=True)
-            out[0].backward()
-            optimizer.step()
-            for k, v in zip(sums, out):
-                sums[k] += float(v.detach()) * len(mine)
-            seen += len(mine)
-        return {f"train_{k}": v / max(seen, 1) for k, v in sums.items()}
+            return lambda mine: (batch_tokens([texts[j] for j in mine]), goals[batch[mine]].to(device))
+
+        return _train_epoch(wrapped, optimizer, rng.permutation(train_idx), settings, ("loss", "mse", "cosine"),
+                            inputs)
 
     result = _loop(run, model, optimizer, settings.epochs, settings.seed, settings.checkpoint_every, step,
                    evaluate, log)
