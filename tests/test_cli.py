@@ -138,6 +138,40 @@ def test_goal_predictor_beats_the_mineclip_prior_baseline_on_held_out_goal_clips
     assert cosines == sorted(cosines, reverse=True) and all(-1 <= c <= 1 for c in cosines)
 
 
+def test_demo_evaluates_both_models_and_writes_the_report(demo_run):
+    """The demo's evaluation: tables per run, the named DuckDB comparison agreeing with the parquet, and
+    the HTML report with its heatmaps and frames."""
+    import pyarrow.parquet as pq
+
+    from goalcraft.sql import run_query
+
+    data, output = demo_run
+    (summary_file,) = sorted((data / "evaluation" / "summary").glob("*.parquet"))
+    rows = pq.read_table(summary_file).to_pylist()
+    assert {r["model"] for r in rows} == {"goal_predictor", "mineclip_prior"}
+    assert {r["instruction_set"] for r in rows} == {"steve1", "corpus"}
+    assert {r["mode"] for r in rows if r["model"] == "mineclip_prior"} == {"deterministic", "sampled"}
+    value = {(r["model"], r["instruction_set"], r["metric"]): r for r in rows if r["mode"] == "deterministic"}
+    comparison = {(r["instruction_set"], r["metric"]): r for r in run_query(data, "comparison").to_pylist()}
+    for (iset, metric), r in comparison.items():
+        assert r["goal_predictor_value"] == value[("goal_predictor", iset, metric)]["value"]
+        assert r["mineclip_prior_value"] == value[("mineclip_prior", iset, metric)]["value"]
+    for r in value.values():
+        if r["value"] == r["value"]:  # not NaN
+            assert r["ci_low"] - 1e-9 <= r["value"] <= r["ci_high"] + 1e-9
+    # The user's question on the Crafter tasks: the predictor's goals are less alike across tasks
+    # than the collapsed prior's, and its text side tells tasks apart.
+    corpus = {m: value[(m, "corpus", "goal_similarity")]["value"] for m in ("goal_predictor", "mineclip_prior")}
+    assert corpus["goal_predictor"] < corpus["mineclip_prior"]
+    assert value[("goal_predictor", "corpus", "discriminability")]["value"] > \
+        value[("mineclip_prior", "corpus", "discriminability")]["value"]
+    tasks = pq.read_table(next((data / "evaluation" / "per_task").glob("*.parquet"))).to_pylist()
+    assert any(not t["has_goal_clips"] for t in tasks if t["instruction_set"] == "steve1")  # reported, not hidden
+    report = (data / "evaluation" / "report.html").read_text()
+    assert report.count("class='heat'") == 4 and "data:image/jpeg;base64," in report
+    assert "evaluation: run " in output
+
+
 def test_demo_refuses_a_missing_configured_corpus(tmp_path, monkeypatch):
     cfg = tmp_path / "goalcraft.toml"
     cfg.write_text(f'[paths]\ncorpus_root = "{tmp_path / "nowhere"}"\n')
@@ -185,4 +219,4 @@ def test_ui_serves_the_code_location(demo_run):
         ("corpus_manifest", "ingest"), ("agent_trials", "ingest"), ("video_clips", "clips"),
         ("goal_clips", "success"), ("goal_space_model", "training"), ("steve1_prior", "training"),
         ("goal_embeddings", "embeddings"), ("clip_embeddings", "embeddings"), ("goal_predictor", "predictor"),
-        ("goal_aligner", "predictor")}
+        ("goal_aligner", "predictor"), ("goal_model_evaluation", "evaluation"), ("evaluation_report", "evaluation")}

@@ -23,7 +23,8 @@ def test_definitions_load_with_groups_kinds_and_descriptions(tmp_path):
     assert groups == {"corpus_manifest": "ingest", "agent_trials": "ingest", "video_clips": "clips",
                       "goal_clips": "success", "goal_space_model": "training", "steve1_prior": "training",
                       "goal_embeddings": "embeddings", "clip_embeddings": "embeddings",
-                      "goal_predictor": "predictor", "goal_aligner": "predictor"}
+                      "goal_predictor": "predictor", "goal_aligner": "predictor",
+                      "goal_model_evaluation": "evaluation", "evaluation_report": "evaluation"}
     for key in graph.get_all_asset_keys():
         node = graph.get(key)
         assert node.description and len(node.description) > 40

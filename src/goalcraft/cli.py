@@ -7,6 +7,8 @@
     goalcraft predict TEXT...    z_goal of instructions from the trained goal predictor, and the nearest
                                  goal clips (task, source, cosine)
     goalcraft gpu-config         write the k8s / Ray deployment config for the GPU training assets
+    goalcraft sql NAME|SQL       run a named DuckDB query (comparison, confused_pairs, metric_history) or
+                                 any SQL over the output tables, and print the result
     goalcraft convert-video-llama CKPT OUT
                                  convert an original Video-LLaMA checkpoint into goalcraft's format
 """
@@ -134,6 +136,15 @@ def run_demo(config: GoalcraftConfig, *, seed: int = 0, videos: int = 6, trials:
     say(f"predictor: held-out cosine to the true goal {al.get('test_cosine', float('nan')):.4f} vs baseline "
         f"{al.get('baseline_test_cosine', float('nan')):.4f} on {al.get('test_clips', 0)} clips, norm ratio "
         f"{al.get('test_norm_ratio', float('nan')):.3f}, {time.perf_counter() - started:.0f}s")
+    say("evaluation: goal models on the instruction sets, tables and HTML report")
+    started = time.perf_counter()
+    result = defs.resolve_job_def("evaluation_job").execute_in_process(instance=instance, run_config=QUIET_RUN_CONFIG)
+    for name in ("goal_model_evaluation", "evaluation_report"):
+        for mat in result.asset_materializations_for_node(name):
+            summary[name] = {k: v.value for k, v in mat.metadata.items()}
+    say(f"evaluation: run {summary.get('goal_model_evaluation', {}).get('run_id', '?')}, report "
+        f"{summary.get('evaluation_report', {}).get('report_path', '?')}, {time.perf_counter() - started:.0f}s; "
+        "compare with `goalcraft sql comparison`")
     say(f"done: {totals['clips_written']} clips ({totals['bytes'] / 1e6:.1f} MB), {totals['goals_written']} goal clips, "
         f"{totals['quarantined']} "
         f"input(s) quarantined. Outputs in {paths.data_root}; browse them with `goalcraft ui`.")
@@ -225,6 +236,26 @@ def _cmd_convert_video_llama(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_sql(args: argparse.Namespace) -> int:
+    import duckdb
+
+    from goalcraft.sql import format_table, named_queries, run_query
+
+    if args.list:
+        for name, sql in sorted(named_queries().items()):
+            _say(f"{name}: {sql.splitlines()[0].lstrip('- ')}")
+        return 0
+    if not args.query:
+        raise SystemExit("give a query name or SQL (goalcraft sql --list shows the names)")
+    config = load_config(args.config)
+    try:
+        table = run_query(Path(config.paths.data_root), args.query)
+    except duckdb.Error as exc:
+        raise SystemExit(f"query failed: {exc}")
+    _say(format_table(table, args.max_rows))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="goalcraft", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -266,6 +297,12 @@ def build_parser() -> argparse.ArgumentParser:
                     help="override [gpu] target")
     gc.add_argument("--out", required=True, help="folder to write the files into")
     gc.set_defaults(func=_cmd_gpu_config)
+
+    sq = sub.add_parser("sql", help="run a named DuckDB query or any SQL over the output tables")
+    sq.add_argument("query", nargs="?", help="comparison | confused_pairs | metric_history | any SQL")
+    sq.add_argument("--list", action="store_true", help="list the named queries")
+    sq.add_argument("--max-rows", type=int, default=200)
+    sq.set_defaults(func=_cmd_sql)
 
     cv = sub.add_parser("convert-video-llama", help="convert a Video-LLaMA .pth into a goal-predictor folder")
     cv.add_argument("checkpoint")

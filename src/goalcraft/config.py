@@ -133,6 +133,18 @@ class PredictorSettings(dg.Config):
     nproc_per_node: int = 1
 
 
+class EvaluationConfig(dg.Config):
+    """Evaluation of the goal models (docs/metrics.md). ``instruction_sets``: ``steve1``, ``corpus``
+    (the corpus's tasks.json), or task files / folders relative to corpus_root (MineDojo YAML,
+    MineStudio folders, tasks.json-style files)."""
+
+    instruction_sets: list[str] = ["steve1", "corpus"]
+    n_boot: int = 1000
+    seed: int = 0
+    prior_seeds: list[int] = [0, 1, 2]  # the stochastic prior is also evaluated sampled, per seed
+    examples_per_set: int = 4
+
+
 class GoalcraftConfig(dg.Config):
     paths: PathsConfig = PathsConfig()
     partitions: PartitionsConfig = PartitionsConfig()
@@ -142,6 +154,7 @@ class GoalcraftConfig(dg.Config):
     prior: PriorTrainingConfig = PriorTrainingConfig()
     predictor: PredictorSettings = PredictorSettings()
     gpu: GpuExecution = GpuExecution()
+    evaluation: EvaluationConfig = EvaluationConfig()
     source: str = "defaults"
 
 
@@ -152,7 +165,7 @@ class ConfigError(ValueError):
 _SECTIONS: dict[str, type[dg.Config]] = {
     "paths": PathsConfig, "partitions": PartitionsConfig, "clips": ClipsConfig, "success": SuccessConfig,
     "goal_space": GoalSpaceConfig, "prior": PriorTrainingConfig, "predictor": PredictorSettings,
-    "gpu": GpuExecution,
+    "gpu": GpuExecution, "evaluation": EvaluationConfig,
 }
 
 

@@ -6,6 +6,7 @@ import dagster as dg
 
 from goalcraft.assets.clips import build_clip_assets
 from goalcraft.assets.embeddings import build_embedding_assets
+from goalcraft.assets.evaluation import build_evaluation_assets
 from goalcraft.assets.ingest import build_ingest_assets
 from goalcraft.assets.predictor import build_predictor_assets
 from goalcraft.assets.success import build_success_assets
@@ -30,7 +31,8 @@ def build_resources(config: GoalcraftConfig) -> dict[str, dg.ConfigurableResourc
                                  trials_dir=config.paths.trials_dir),
         "clip_stage": ClipStageResource(clips=config.clips),
         "mining": MiningResource(success=config.success),
-        "training": TrainingResource(goal_space=config.goal_space, prior=config.prior, predictor=config.predictor),
+        "training": TrainingResource(goal_space=config.goal_space, prior=config.prior, predictor=config.predictor,
+                                     evaluation=config.evaluation),
     }
 
 
@@ -43,9 +45,10 @@ def build_definitions(config: GoalcraftConfig) -> dg.Definitions:
     embedding_assets, embedding_checks = build_embedding_assets(partitions_def, clip_assets[0], goal_clips,
                                                                 goal_space_model.key)
     predictor_assets, predictor_checks = build_predictor_assets(dg.AssetKey("goal_embeddings"), config.gpu)
+    evaluation_assets = build_evaluation_assets(predictor_assets[1])
     return dg.Definitions(
         assets=[*ingest, *clip_assets, goal_clips, goal_space_model, steve1_prior, *embedding_assets,
-                *predictor_assets],
+                *predictor_assets, *evaluation_assets],
         asset_checks=[*clip_checks, *embedding_checks, *predictor_checks],
         jobs=build_jobs(config.gpu),
         resources=build_resources(config),

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from goalcraft.config import ClipsConfig, GoalSpaceConfig, PredictorSettings, PriorTrainingConfig, SuccessConfig
+from goalcraft.config import ClipsConfig, EvaluationConfig, GoalSpaceConfig, PredictorSettings, PriorTrainingConfig, SuccessConfig
 from goalcraft.data.clip_stage import ClipStageSettings
 from goalcraft.data.vocabulary import load_keywords
 from goalcraft.storage import StoragePaths
@@ -67,3 +67,4 @@ class TrainingResource(dg.ConfigurableResource):
     goal_space: GoalSpaceConfig = GoalSpaceConfig()
     prior: PriorTrainingConfig = PriorTrainingConfig()
     predictor: PredictorSettings = PredictorSettings()
+    evaluation: EvaluationConfig = EvaluationConfig()

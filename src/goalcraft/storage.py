@@ -113,6 +113,11 @@ class StoragePaths:
         return self.data_root / "models" / "baseline_prior"
 
     @property
+    def evaluation_dir(self) -> Path:
+        """Evaluation tables, one folder per table, one parquet file per run (goalcraft.evaluation.run)."""
+        return self.data_root / "evaluation"
+
+    @property
     def goal_embeddings_table(self) -> Path:
         return self.data_root / "embeddings" / "goal_clips.parquet"
 

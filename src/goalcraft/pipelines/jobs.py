@@ -37,4 +37,16 @@ def build_jobs(gpu: GpuExecution | None = None) -> list[dg.UnresolvedAssetJobDef
         tags={"goalcraft/gpu_target": gpu.target},
         description="Train the goal predictor (stage 1) and its aligner (stage 2); compare with the baseline.",
     )
-    return [ingest_job, clips_job, goals_job, training_job, clip_embeddings_job, predictor_job]
+    evaluation_job = dg.define_asset_job(
+        "evaluation_job", selection=dg.AssetSelection.groups("evaluation"),
+        description="Evaluate the goal models on the instruction sets and write the tables and the HTML report.",
+    )
+    # What the retraining schedule runs: goal space, goal embeddings, prior, predictor, evaluation.
+    retrain_and_evaluate_job = dg.define_asset_job(
+        "retrain_and_evaluate_job",
+        selection=(dg.AssetSelection.assets("goal_space_model", "goal_embeddings", "steve1_prior")
+                   | dg.AssetSelection.groups("predictor", "evaluation")),
+        description="Re-train the goal space, prior, predictor and aligner on the current clips, then evaluate.",
+    )
+    return [ingest_job, clips_job, goals_job, training_job, clip_embeddings_job, predictor_job, evaluation_job,
+            retrain_and_evaluate_job]

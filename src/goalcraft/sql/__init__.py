@@ -14,6 +14,13 @@ root; the views read the files as they are (nothing is copied or loaded ahead):
                                    the same three for the goal clips
     goal_embeddings                one row per goal clip: provenance and its 512-d embedding
     clip_embeddings                one row per clip of every embedded partition
+    eval_runs, eval_summary, eval_per_task, eval_per_pair, eval_per_instruction, eval_examples
+                                   the evaluation tables of every run (goalcraft.evaluation.run)
+
+Named queries live beside this file as ``<name>.sql`` (:func:`named_queries`, :func:`run_query`):
+``comparison`` (the latest run's metrics, models side by side), ``confused_pairs`` (most-confused task
+pairs) and ``metric_history`` (metrics over runs). ``goalcraft sql NAME`` or ``goalcraft sql "SELECT …"``
+prints the result.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
 
 from goalcraft.storage import StoragePaths
 
@@ -79,7 +87,40 @@ def view_sources(paths: StoragePaths) -> dict[str, str]:
     clip_embedding_files = sorted(paths.clip_embeddings_dir.glob("p*.parquet"))
     if clip_embedding_files:
         views["clip_embeddings"] = f"SELECT * FROM read_parquet({_parquet_list(clip_embedding_files)})"
+    for table in ("runs", "summary", "per_task", "per_pair", "per_instruction", "examples"):
+        if any((paths.evaluation_dir / table).glob("*.parquet")):
+            views[f"eval_{table}"] = (f"SELECT * FROM read_parquet({_quote(paths.evaluation_dir / table / '*.parquet')}, "
+                                      "union_by_name = true)")
     return views
+
+
+def named_queries() -> dict[str, str]:
+    """Query name → SQL, from the ``*.sql`` files shipped with goalcraft.sql."""
+    from importlib import resources
+
+    folder = resources.files("goalcraft.sql")
+    return {p.name[:-4]: p.read_text(encoding="utf-8") for p in folder.iterdir() if p.name.endswith(".sql")}
+
+
+def run_query(data_root: Path | str, name_or_sql: str) -> pa.Table:
+    """A named query (see :func:`named_queries`) or any SQL, over the views of :func:`connect`."""
+    sql = named_queries().get(name_or_sql, name_or_sql)
+    return connect(data_root).sql(sql).to_arrow_table()
+
+
+def format_table(table: pa.Table, max_rows: int = 200) -> str:
+    """A plain-text table for the terminal (floats to 4 significant digits)."""
+    def cell(v) -> str:
+        return f"{v:.4g}" if isinstance(v, float) else ("" if v is None else str(v))
+
+    rows = [[cell(v) for v in r.values()] for r in table.slice(0, max_rows).to_pylist()]
+    head = table.column_names
+    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(head)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(head, widths)), "  ".join("-" * w for w in widths)]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
+    if table.num_rows > max_rows:
+        lines.append(f"... {table.num_rows - max_rows} more rows")
+    return "\n".join(lines)
 
 
 def connect(data_root: Path | str) -> duckdb.DuckDBPyConnection:

@@ -1,0 +1,1 @@
+"""Goal-model evaluation: metrics (metrics.py), instruction sets, runs and reports."""

@@ -1,0 +1,91 @@
+"""Instruction sets: tasks with several phrasings each, read from data files the user can extend.
+
+An entry of ``[evaluation] instruction_sets`` is one of
+
+``steve1``                 STEVE-1's 11 evaluation prompts with their paraphrases (packaged data file)
+``corpus``                 the corpus's ``tasks.json`` (the Crafter demo's tasks with paraphrases)
+``<file>.json``            any ``{task: {"instruction": ..., "paraphrases": [...]}}`` file
+``<file>.yaml``            MineDojo task prompts (``programmatic_tasks.yaml``, ``creative_tasks.yaml``)
+``<folder>``               a folder of MineStudio task configs (``text:`` per file)
+
+Paths are relative to the corpus root (or absolute). Only the instruction and its paraphrases are
+phrasings here; a ``tasks.json``'s narration lines describe footage, they are not instructions.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Sequence
+
+from goalcraft.data.task_vocabulary import (
+    STEVE1_PROMPTS_FILE,
+    load_minedojo_tasks,
+    load_minestudio_tasks,
+    normalise_text,
+)
+
+
+@dataclass(frozen=True)
+class InstructionTask:
+    name: str
+    phrasings: tuple[str, ...]  # the instruction first, then its paraphrases
+
+
+@dataclass(frozen=True)
+class InstructionSet:
+    name: str
+    tasks: tuple[InstructionTask, ...]
+
+    def rows(self) -> list[tuple[str, str, bool]]:
+        """(task, phrasing, is_paraphrase) for every phrasing, tasks in file order."""
+        return [(t.name, p, i > 0) for t in self.tasks for i, p in enumerate(t.phrasings)]
+
+
+def _from_mapping(name: str, data: object, where: str) -> InstructionSet:
+    if not isinstance(data, dict) or not data:
+        raise ValueError(f"{where}: expected a non-empty JSON object of tasks")
+    tasks = []
+    for task, spec in data.items():
+        if not isinstance(spec, dict) or not isinstance(spec.get("instruction"), str) or not spec["instruction"].strip():
+            raise ValueError(f"{where}: task {task!r} needs a non-empty \"instruction\" string")
+        paraphrases = spec.get("paraphrases", [])
+        if not isinstance(paraphrases, list) or not all(isinstance(p, str) for p in paraphrases):
+            raise ValueError(f"{where}: task {task!r}: \"paraphrases\" must be a list of strings")
+        phrasings = list(dict.fromkeys(normalise_text(p) for p in [spec["instruction"], *paraphrases] if p.strip()))
+        tasks.append(InstructionTask(str(task), tuple(phrasings)))
+    return InstructionSet(name, tuple(tasks))
+
+
+def load_instruction_set(entry: str, corpus_root: Path) -> InstructionSet:
+    """One instruction set (see the module docstring for the accepted entries)."""
+    if entry == "steve1":
+        text = resources.files("goalcraft.data").joinpath(STEVE1_PROMPTS_FILE).read_text(encoding="utf-8")
+        return _from_mapping("steve1", json.loads(text), STEVE1_PROMPTS_FILE)
+    path = Path(corpus_root) / ("tasks.json" if entry == "corpus" else entry)
+    name = "corpus" if entry == "corpus" else path.stem
+    if path.is_dir():
+        tasks = load_minestudio_tasks(path)
+        return InstructionSet(f"minestudio:{path.name}", tuple(InstructionTask(t.name, (t.instruction,)) for t in tasks))
+    if not path.is_file():
+        raise ValueError(f"instruction set {entry!r}: {path} not found")
+    if path.suffix.lower() in (".yaml", ".yml"):
+        tasks = load_minedojo_tasks(path)
+        return InstructionSet(f"minedojo:{path.stem}", tuple(InstructionTask(t.name, (t.instruction,)) for t in tasks))
+    if path.suffix.lower() != ".json":
+        raise ValueError(f"instruction set {entry!r}: expected a .json or .yaml file or a MineStudio folder")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"instruction set {entry!r}: {path} is not valid JSON ({exc})") from exc
+    return _from_mapping(name, data, str(path))
+
+
+def load_instruction_sets(entries: Sequence[str], corpus_root: Path) -> list[InstructionSet]:
+    sets = [load_instruction_set(e, corpus_root) for e in entries]
+    names = [s.name for s in sets]
+    if len(set(names)) != len(names):
+        raise ValueError(f"instruction sets with the same name: {names}")
+    return sets
