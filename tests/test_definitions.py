@@ -36,6 +36,11 @@ def test_definitions_load_with_groups_kinds_and_descriptions(tmp_path):
         ("goal_aligner", "scale_matches_goal_space")}
     assert {j.name for j in defs.resolve_all_job_defs()} >= {"ingest_job", "clips_job", "goals_job", "training_job",
                                                             "predictor_job"}
+    # Automation exists and is off by default.
+    assert [s.name for s in defs.schedules] == ["retrain_and_evaluate_schedule"]
+    assert [s.name for s in defs.sensors] == ["new_inputs_sensor"]
+    assert defs.schedules[0].default_status == dg.DefaultScheduleStatus.STOPPED
+    assert defs.sensors[0].default_status == dg.DefaultSensorStatus.STOPPED
     # The GPU training assets carry the GPU pool (goalcraft.pipelines.gpu), the CPU stages none.
     assert defs.resolve_assets_def("goal_predictor").op.pool == "gpu"
     assert defs.resolve_assets_def("video_clips").op.pool is None

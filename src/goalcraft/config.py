@@ -21,6 +21,7 @@ import dagster as dg
 from pydantic import ValidationError
 
 from goalcraft.pipelines.gpu import GpuExecution
+from goalcraft.pipelines.schedules import AutomationConfig
 
 CONFIG_ENV_VAR = "GOALCRAFT_CONFIG"
 DEFAULT_CONFIG_NAME = "goalcraft.toml"
@@ -155,6 +156,7 @@ class GoalcraftConfig(dg.Config):
     predictor: PredictorSettings = PredictorSettings()
     gpu: GpuExecution = GpuExecution()
     evaluation: EvaluationConfig = EvaluationConfig()
+    automation: AutomationConfig = AutomationConfig()
     source: str = "defaults"
 
 
@@ -166,6 +168,7 @@ _SECTIONS: dict[str, type[dg.Config]] = {
     "paths": PathsConfig, "partitions": PartitionsConfig, "clips": ClipsConfig, "success": SuccessConfig,
     "goal_space": GoalSpaceConfig, "prior": PriorTrainingConfig, "predictor": PredictorSettings,
     "gpu": GpuExecution, "evaluation": EvaluationConfig,
+    "automation": AutomationConfig,
 }
 
 

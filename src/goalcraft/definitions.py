@@ -14,6 +14,8 @@ from goalcraft.assets.training import build_training_assets
 from goalcraft.config import GoalcraftConfig, load_config
 from goalcraft.pipelines.executors import cpu_executor
 from goalcraft.pipelines.jobs import build_jobs
+from goalcraft.pipelines.schedules import build_retraining_schedule
+from goalcraft.pipelines.sensors import build_new_inputs_sensor
 from goalcraft.pipelines.partitions import corpus_partitions
 from goalcraft.resources import (
     ClipStageResource,
@@ -46,11 +48,20 @@ def build_definitions(config: GoalcraftConfig) -> dg.Definitions:
                                                                 goal_space_model.key)
     predictor_assets, predictor_checks = build_predictor_assets(dg.AssetKey("goal_embeddings"), config.gpu)
     evaluation_assets = build_evaluation_assets(predictor_assets[1])
+    jobs = build_jobs(config.gpu)
+    by_name = {job.name: job for job in jobs}
+    # Both off by default (docs/automation.md): turn them on in the UI or with `dagster schedule|sensor start`.
+    schedules = [build_retraining_schedule(automation=config.automation)]
+    sensors = [build_new_inputs_sensor(
+        config.paths.corpus_path, config.paths.manifests, config.paths.trials_dir, config.partitions.count,
+        ingest_job=by_name["ingest_job"], clips_job=by_name["clips_job"], automation=config.automation)]
     return dg.Definitions(
         assets=[*ingest, *clip_assets, goal_clips, goal_space_model, steve1_prior, *embedding_assets,
                 *predictor_assets, *evaluation_assets],
         asset_checks=[*clip_checks, *embedding_checks, *predictor_checks],
-        jobs=build_jobs(config.gpu),
+        jobs=jobs,
+        schedules=schedules,
+        sensors=sensors,
         resources=build_resources(config),
         executor=cpu_executor(),
     )
