@@ -58,5 +58,7 @@ def test_minedojo_and_minestudio_texts(tmp_path):
 def test_real_minedojo_and_minestudio_files():
     minedojo = load_instruction_set(str(SHARED / "minedojo" / "programmatic_tasks.yaml"), Path("/"))
     assert len(minedojo.tasks) > 1000
+    creative = load_instruction_set(str(SHARED / "minedojo" / "creative_tasks.yaml"), Path("/"))
+    assert creative.name == "minedojo:creative_tasks" and len(creative.tasks) > 1000
     minestudio = load_instruction_set(str(SHARED / "minestudio" / "simple"), Path("/"))
     assert len(minestudio.tasks) > 10 and all(t.phrasings[0] for t in minestudio.tasks)
