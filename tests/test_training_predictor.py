@@ -164,3 +164,16 @@ def test_comparison_and_paraphrase_rows(data, stage2):
     assert out["predictor"]["cosine"] > out["baseline"]["cosine"]
     texts, rows = paraphrase_rows(examples, splits["test"], VARIANTS)
     assert len(texts) == 2 * len(splits["test"]) and all(t in VARIANTS[examples.tasks[r]] for t, r in zip(texts, rows))
+
+
+def test_bf16_autocast_path_trains(data, tmp_path):
+    """The bf16 path GPUs use, exercised with CPU autocast: finite losses, float32 checkpoints."""
+    examples, splits = data
+    s1 = train_stage1(examples, splits, CONFIG, tmp_path / "s1",
+                      Stage1Settings(**{**S1.__dict__, "epochs": 1, "precision": "bf16"}), resume=False)
+    assert all(np.isfinite(v) for v in s1.history[0].values())
+    s2 = train_stage2(examples, splits, s1.best_dir, tmp_path / "s2",
+                      Stage2Settings(**{**S2.__dict__, "epochs": 2, "precision": "bf16"}), resume=False)
+    assert all(np.isfinite(v) for h in s2.history for v in h.values())
+    weights = load_file(str(tmp_path / "s2" / "best" / "model.safetensors"))
+    assert {v.dtype for v in weights.values()} == {torch.float32}
