@@ -42,7 +42,10 @@ def test_predict_goal_decodes_the_prior_mean_or_seeded_samples(tiny):
     with torch.inference_mode():
         expected = prior.decode(torch.zeros(5, 8), encode_instructions(mineclip, INSTRUCTIONS))
     torch.testing.assert_close(z, expected)
-    assert torch.equal(z[0], z[4])  # same instruction, same goal
+    # Same instruction, same goal, to float32 rounding: a BLAS kernel may round a row differently by its
+    # position in the batch (3.6e-7 on AVX-512 MKL), which is no property of the model.
+    torch.testing.assert_close(z[0], z[4], rtol=1e-6, atol=1e-6)
+    assert not torch.equal(z[0], z[1])
     a = model.predict_goal(INSTRUCTIONS, deterministic=False, seed=3)
     assert torch.equal(a, model.predict_goal(INSTRUCTIONS, deterministic=False, seed=3))
     assert not torch.equal(a, model.predict_goal(INSTRUCTIONS, deterministic=False, seed=4))

@@ -247,8 +247,11 @@ def test_unreadable_manifest_raises(corpus: Path, name: str, content: bytes) -> 
 
 
 def test_missing_manifest_or_root_raises(tmp_path: Path, corpus: Path) -> None:
-    with pytest.raises(ManifestError, match="cannot read"):
+    with pytest.raises(ManifestError, match=r"nope.jsonl' not found .*\[paths\] manifests = \[\]"):
         read_manifest(corpus / "nope.jsonl", corpus)
+    (corpus / "a_folder.jsonl").mkdir()
+    with pytest.raises(ManifestError, match="cannot read"):
+        read_manifest(corpus / "a_folder.jsonl", corpus)
     (corpus / "m.jsonl").write_text("", encoding="utf-8")
     with pytest.raises(ManifestError, match="not a directory"):
         read_manifest(corpus / "m.jsonl", tmp_path / "no_root")

@@ -292,3 +292,15 @@ def test_an_unreadable_rated_video_is_quarantined(rating_corpus):
     assert moments == []
     assert [(q.stage, q.reason, q.input) for q in quarantined] == [
         ("decode", "video_empty", "eval_video/combat_spider/combat_spider_5.mp4")]
+
+
+def test_mining_notes_say_why_a_partition_can_give_no_goal_clips():
+    from goalcraft.data.mining import NOTHING_TO_MINE, mining_notes
+
+    assert mining_notes(trials=0, videos=5, tasks=0, ratings=False) == [NOTHING_TO_MINE]
+    assert mining_notes(trials=0, videos=0, tasks=0, ratings=False) == [NOTHING_TO_MINE]
+    assert mining_notes(trials=2, videos=3, tasks=0, ratings=False) == [
+        "no task vocabulary: the transcripts of 3 video(s) are not mined for goal clips"]
+    assert mining_notes(trials=0, videos=0, tasks=4, ratings=False) == ["no trials and no videos in this partition"]
+    assert mining_notes(trials=0, videos=5, tasks=4, ratings=False) == []
+    assert mining_notes(trials=0, videos=5, tasks=0, ratings=True) == []  # rating files can name their own tasks

@@ -114,7 +114,8 @@ def run_demo(config: GoalcraftConfig, *, seed: int = 0, videos: int = 6, trials:
     partitioned("clips_job", "video_clips", lambda m: f"{m.get('clips_written', 0)} clips in {m.get('shards', 0)} "
                 f"shard(s), {m.get('quarantined', 0)} quarantined")
     partitioned("goals_job", "goal_clips", lambda m: f"{m.get('goals_written', 0)} goal clips "
-                f"{m.get('by_miner', {})}, {m.get('quarantined', 0)} quarantined")
+                f"{m.get('by_miner', {})}, {m.get('quarantined', 0)} quarantined"
+                + "".join(f" ({note})" for note in m.get("notes") or []))
     say("training: goal space (MineCLIP) on all clips, goal embeddings, STEVE-1 prior")
     started = time.perf_counter()
     result = defs.resolve_job_def("training_job").execute_in_process(instance=instance, run_config=QUIET_RUN_CONFIG)

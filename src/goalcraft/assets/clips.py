@@ -5,35 +5,15 @@
 
 
 import warnings
-from pathlib import Path
 
 import dagster as dg
-import pyarrow.parquet as pq
 
-from goalcraft.assets.ingest import PARTITION_COUNT_KEY
 from goalcraft.data.clip_stage import build_clip_partition
 from goalcraft.data.manifest import VideoRecord
 from goalcraft.data.shards import verify_partition
-from goalcraft.data.tables import table_records
+from goalcraft.data.tables import read_partition_rows
 from goalcraft.data.trials import TrialRecord
 from goalcraft.resources import ClipStageResource, CorpusResource, StorageResource
-
-
-class StalePartitioningError(RuntimeError):
-    pass
-
-
-def read_partition_rows(table_path: Path, partition: str, count: int, cls: type) -> list:
-    """The rows of one partition from an ingest table, refusing a table split for another count."""
-    table = pq.read_table(table_path)
-    written = int((table.schema.metadata or {}).get(PARTITION_COUNT_KEY, b"0"))
-    if written != count:
-        raise StalePartitioningError(
-            f"{table_path} was split into {written} partitions but the clip partitions number {count}: "
-            "re-materialize the ingest assets after changing [partitions] count"
-        )
-    mask = [p == partition for p in table.column("partition").to_pylist()]
-    return table_records(table.filter(mask), cls)
 
 
 def build_clip_assets(partitions_def: dg.PartitionsDefinition, ingest: list[dg.AssetsDefinition],

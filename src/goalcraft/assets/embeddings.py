@@ -11,6 +11,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from goalcraft.data.embeddings import NormStats, check_embeddings, embed_shards
+from goalcraft.data.goal_stage import GOAL_INDEX_SCHEMA
+from goalcraft.data.shards import INDEX_SCHEMA
 from goalcraft.models.mineclip import load_mineclip
 from goalcraft.resources import StorageResource, TrainingResource
 from goalcraft.storage import StoragePaths, write_parquet_atomic
@@ -19,7 +21,7 @@ NORM_STATS_FILE = "norm_stats.json"
 
 
 def _embed(paths: StoragePaths, training: TrainingResource, shards: list[Path], log,
-           frame_features: bool = False) -> pa.Table:
+           frame_features: bool = False, index_schema: pa.Schema = INDEX_SCHEMA) -> pa.Table:
     model = load_mineclip(paths.goal_space_dir / "best")
     device = training.goal_space.device
     total = [0]
@@ -30,7 +32,8 @@ def _embed(paths: StoragePaths, training: TrainingResource, shards: list[Path], 
             total[0] = done
 
     return embed_shards(model.to(device), shards, batch_size=training.goal_space.embed_batch_size,
-                        device=device, progress=progress, frame_features=frame_features)
+                        device=device, progress=progress, frame_features=frame_features,
+                        index_schema=index_schema)
 
 
 def _reference(paths: StoragePaths) -> NormStats | None:
@@ -60,7 +63,10 @@ def build_embedding_assets(partitions_def: dg.PartitionsDefinition, video_clips:
                         training: TrainingResource) -> dg.MaterializeResult:
         paths = storage.paths
         # Per-frame features too: the goal predictor's video Q-Former reads them (stage 1 targets).
-        table = _embed(paths, training, paths.goal_shards(), context.log.info, frame_features=True)
+        table = _embed(paths, training, paths.goal_shards(), context.log.info, frame_features=True,
+                       index_schema=GOAL_INDEX_SCHEMA)
+        if table.num_rows == 0:
+            context.log.warning("no goal clips to embed: the goal-embeddings table is empty (see goal_clips' notes)")
         write_parquet_atomic(table, paths.goal_embeddings_table)
         norms = table.column("norm").to_numpy() if table.num_rows else []
         return dg.MaterializeResult(metadata={

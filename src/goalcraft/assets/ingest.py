@@ -10,15 +10,14 @@ from collections import Counter
 import dagster as dg
 import pyarrow as pa
 
-from goalcraft.data.manifest import VideoRecord, read_manifests
+from goalcraft.data.manifest import ManifestError, VideoRecord, read_manifests
 from goalcraft.data.partitioning import partition_of
 from goalcraft.data.quarantine import QuarantineRecord, quarantine_table
-from goalcraft.data.tables import records_table
+from goalcraft.data.tables import PARTITION_COUNT_KEY, records_table
 from goalcraft.data.trials import TrialRecord, scan_trials
 from goalcraft.resources import CorpusResource, StorageResource
 from goalcraft.storage import write_parquet_atomic
 
-PARTITION_COUNT_KEY = b"goalcraft.partition_count"
 
 
 def _with_partitions(table: pa.Table, ids: list[str], count: int) -> pa.Table:
@@ -44,7 +43,10 @@ def build_ingest_assets(partition_count: int) -> list[dg.AssetsDefinition]:
     def corpus_manifest(context: dg.AssetExecutionContext, corpus: CorpusResource,
                         storage: StorageResource) -> dg.MaterializeResult:
         paths = storage.paths
-        records, rejected = read_manifests(corpus.manifest_paths, corpus.root)
+        try:
+            records, rejected = read_manifests(corpus.manifest_paths, corpus.root)
+        except ManifestError as exc:  # a configuration error: one line, not a traceback
+            raise dg.Failure(str(exc)) from None
         table = _with_partitions(records_table(records, VideoRecord), [r.id for r in records], partition_count)
         write_parquet_atomic(table, paths.manifest_table)
         write_parquet_atomic(quarantine_table(rejected), paths.manifest_quarantine_table)

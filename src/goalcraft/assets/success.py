@@ -5,11 +5,11 @@ from pathlib import Path
 
 import dagster as dg
 
-from goalcraft.assets.clips import read_partition_rows
 from goalcraft.data.goal_stage import build_goal_partition
 from goalcraft.data.manifest import VideoRecord
-from goalcraft.data.mining import mine_ratings, mine_transcripts, mine_trials
+from goalcraft.data.mining import mine_ratings, mine_transcripts, mine_trials, mining_notes
 from goalcraft.data.partitioning import partition_of
+from goalcraft.data.tables import read_partition_rows
 from goalcraft.data.task_vocabulary import Task, load_task_files
 from goalcraft.data.trials import TrialRecord
 from goalcraft.resources import ClipStageResource, CorpusResource, MiningResource, StorageResource
@@ -41,7 +41,11 @@ def build_success_assets(partitions_def: dg.PartitionsDefinition, ingest: list[d
         moments, rejects = mine_trials(trials)
         found, bad = mine_transcripts(videos, corpus.root, tasks)
         moments, rejects = moments + found, rejects + bad
-        if settings.ratings_dir and (corpus.root / settings.ratings_dir).is_dir():
+        ratings = bool(settings.ratings_dir and (corpus.root / settings.ratings_dir).is_dir())
+        notes = mining_notes(trials=len(trials), videos=len(videos), tasks=len(tasks), ratings=ratings)
+        for note in notes:
+            context.log.warning(f"partition {partition}: {note}")
+        if ratings:
             files = sorted((corpus.root / settings.ratings_dir).glob("*.json"))
             rated, bad = mine_ratings(files, corpus.root, settings.rating_threshold, tasks=tasks,
                                       decoder=clip_stage.clips.decoder)
@@ -56,6 +60,7 @@ def build_success_assets(partitions_def: dg.PartitionsDefinition, ingest: list[d
             "goals_written": report.goals_written,
             "by_miner": dg.MetadataValue.json(report.by_miner),
             "tasks_in_vocabulary": len(tasks),
+            "notes": dg.MetadataValue.json(notes),
             "quarantined": sum(report.failures.values()),
             "failures_by_reason": dg.MetadataValue.json(report.failures),
             "shards": len(report.shards),

@@ -13,7 +13,7 @@ from goalcraft.models.prior import prior_config_for
 from goalcraft.resources import CorpusResource, StorageResource, TrainingResource
 from goalcraft.storage import write_json_atomic
 from goalcraft.training.data import caption_to_task, task_caption_map
-from goalcraft.training.goal_space import GOAL_SPACE_TRAINING, train_goal_space
+from goalcraft.training.goal_space import GOAL_SPACE_TRAINING, GoalSpaceTrainingError, train_goal_space
 from goalcraft.training.prior import train_prior
 
 from goalcraft.assets.embeddings import NORM_STATS_FILE
@@ -49,14 +49,21 @@ def build_training_assets(video_clips: dg.AssetsDefinition, goal_embeddings_key:
         preset["device"] = settings.device if settings.device != "cpu" else preset.get("device", "cpu")
         shards = paths.clip_shards()
         if not shards:
-            raise dg.Failure("no clip shards: materialize video_clips first")
+            done = sorted(p.name for p in paths.clips_dir.glob("p*") if (p / "partition.json").is_file())
+            raise dg.Failure(
+                f"no clips to train the goal space on: {len(done)} clip partition(s) materialized, 0 clips written"
+                " (the quarantine view says why inputs were rejected)" if done else
+                "no clip shards: materialize video_clips first")
         tasks_json = corpus.root / "tasks.json"
         caption_map = task_caption_map(tasks_json) if tasks_json.is_file() else None
-        result = train_goal_space(
-            shards, model_name, paths.goal_space_dir, seed=settings.seed,
-            caption_map=(lambda c: caption_to_task(c, caption_map)) if caption_map else None,
-            log=lambda r: context.log.info(json.dumps(r)), **preset,
-        )
+        try:
+            result = train_goal_space(
+                shards, model_name, paths.goal_space_dir, seed=settings.seed,
+                caption_map=(lambda c: caption_to_task(c, caption_map)) if caption_map else None,
+                log=lambda r: context.log.info(json.dumps(r)), **preset,
+            )
+        except GoalSpaceTrainingError as exc:
+            raise dg.Failure(str(exc)) from None
         model = load_mineclip(paths.goal_space_dir / "best")
         table = embed_shards(model, shards, batch_size=settings.embed_batch_size, device=preset["device"])
         stats = NormStats.of(table.column("norm").to_numpy())
@@ -96,7 +103,8 @@ def build_training_assets(video_clips: dg.AssetsDefinition, goal_embeddings_key:
         paths = storage.paths
         goals = pq.read_table(paths.goal_embeddings_table)
         if goals.num_rows < 4:
-            raise dg.Failure(f"only {goals.num_rows} goal clips: too few to train the prior")
+            raise dg.Failure(f"only {goals.num_rows} goal clips: too few to train the prior (goal_clips' notes "
+                             "say why a partition gave none)")
         goal = embedding_matrix(goals)
         model = load_mineclip(paths.goal_space_dir / "best")
         text = encode_instructions(model, goals.column("instruction").to_pylist()).numpy()

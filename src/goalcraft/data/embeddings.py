@@ -2,7 +2,7 @@
 
 One row per clip: the shard index columns that identify it, ``embedding`` (512 float32, raw: STEVE-1
 expects MineCLIP-scale vectors, not unit vectors) and its L2 ``norm``. DuckDB reads the tables as
-they are (``embedding`` is a ``FLOAT[512]``).
+they are (``embedding`` is a fixed-size 512 float32 list in the Arrow schema, a ``FLOAT[]`` list in DuckDB).
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from goalcraft.data.shards import iter_shard, read_clip, read_index
+from goalcraft.config import CLIP_FRAMES
+from goalcraft.data.shards import INDEX_SCHEMA, iter_shard, read_clip, read_index
 
 
 class GoalEncoder(Protocol):
@@ -46,12 +47,15 @@ def _batches(shards: Sequence[Path], batch_size: int) -> Iterator[tuple[list[str
 
 @torch.inference_mode()
 def embed_shards(model: GoalEncoder, shards: Sequence[Path], *, batch_size: int = 32, device: str = "cpu",
-                 progress: Callable[[int], None] | None = None, frame_features: bool = False) -> pa.Table:
+                 progress: Callable[[int], None] | None = None, frame_features: bool = False,
+                 index_schema: pa.Schema = INDEX_SCHEMA, dim: int | None = None) -> pa.Table:
     """Embed every clip of ``shards`` (in shard order) and join each shard's index columns.
 
     On CUDA the encoder runs under bf16 autocast; embeddings are stored as float32. With
     ``frame_features`` the table also holds each clip's per-frame features ``[16, D]`` (what the goal
-    predictor's video Q-Former reads), computed in the same pass.
+    predictor's video Q-Former reads), computed in the same pass. With no clips at all the table has
+    zero rows and the same columns and types as a full one (``index_schema``; ``dim``, else the
+    model's ``embed_dim``), so readers and DuckDB views need no special case.
     """
     rows: dict[str, np.ndarray] = {}
     frames_by_key: dict[str, np.ndarray] = {}
@@ -70,13 +74,32 @@ def embed_shards(model: GoalEncoder, shards: Sequence[Path], *, batch_size: int 
         if progress:
             progress(done)
     index = pa.concat_tables([read_index(s.with_suffix(".parquet")) for s in shards]) if shards else None
+    if index is None or index.num_rows == 0:
+        dim = dim or int(getattr(model, "embed_dim", 0)) or None
+        if dim is None:
+            raise ValueError("no clips to embed and no embedding dimension: pass dim")
+        return empty_embedding_table(index.schema if index is not None else index_schema, dim,
+                                     frames=CLIP_FRAMES if frame_features else None)
     return embedding_table(index, rows, frames_by_key if frame_features else None)
+
+
+#: Index columns an embedding table leaves out (per-frame detail the embedding replaces).
+_DROPPED_INDEX_COLUMNS = ("frame_timestamps", "bytes")
+
+
+def empty_embedding_table(index_schema: pa.Schema, dim: int, *, frames: int | None = None) -> pa.Table:
+    """A zero-row embedding table with the columns and types :func:`embedding_table` writes."""
+    fields = [f for f in index_schema if f.name not in _DROPPED_INDEX_COLUMNS]
+    fields += [pa.field("embedding", pa.list_(pa.float32(), dim)), pa.field("norm", pa.float32())]
+    if frames is not None:
+        fields.append(pa.field("frame_features", pa.list_(pa.list_(pa.float32(), dim), frames)))
+    return pa.schema(fields).empty_table()
 
 
 def embedding_table(index: pa.Table | None, embeddings: dict[str, np.ndarray],
                     frame_features: dict[str, np.ndarray] | None = None) -> pa.Table:
     """Index rows (minus per-frame columns) plus ``embedding`` and ``norm`` (and ``frame_features``,
-    ``FLOAT[D][T]`` in DuckDB, when given), in index order."""
+    ``[T][D]`` fixed-size lists, when given), in index order."""
     if index is None or index.num_rows == 0:
         return pa.table({"key": pa.array([], pa.string()), "embedding": pa.array([], pa.list_(pa.float32())),
                          "norm": pa.array([], pa.float32())})
@@ -86,7 +109,7 @@ def embedding_table(index: pa.Table | None, embeddings: dict[str, np.ndarray],
         raise ValueError(f"{len(missing)} indexed clips were not embedded, e.g. {missing[:3]}")
     matrix = np.stack([embeddings[k] for k in keys]).astype(np.float32)
     dim = matrix.shape[1]
-    table = index.drop_columns([c for c in ("frame_timestamps", "bytes") if c in index.column_names])
+    table = index.drop_columns([c for c in _DROPPED_INDEX_COLUMNS if c in index.column_names])
     flat = pa.array(matrix.reshape(-1), pa.float32())
     table = table.append_column("embedding", pa.FixedSizeListArray.from_arrays(flat, dim))
     table = table.append_column("norm", pa.array(np.linalg.norm(matrix, axis=1), pa.float32()))

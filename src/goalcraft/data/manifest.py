@@ -148,6 +148,9 @@ class _Malformed:
 def _read_text(path: Path) -> str:
     try:
         data = path.read_bytes()
+    except FileNotFoundError as exc:
+        raise ManifestError(f"manifest {str(path)!r} not found (a corpus of agent trials only needs "
+                            "[paths] manifests = [])") from exc
     except OSError as exc:
         raise ManifestError(f"cannot read manifest {str(path)!r}: {exc}") from exc
     try:

@@ -72,6 +72,7 @@ __all__ = [
     "mine_ratings",
     "mine_transcripts",
     "mine_trials",
+    "mining_notes",
     "speech_end_times",
 ]
 
@@ -185,6 +186,30 @@ def mine_transcripts(videos: Sequence[VideoRecord], corpus_root: Path, tasks: Se
                         f"{segment.text!r} says {match.phrasing!r}"),
             ))
     return moments, quarantined
+
+
+NOTHING_TO_MINE = (
+    "no trials and no task vocabulary: no goal clips can be mined here (add agent trials, or name task "
+    "files in [success] task_files or set steve1_prompts = true so narrated videos are mined)"
+)
+
+
+def mining_notes(*, trials: int, videos: int, tasks: int, ratings: bool) -> list[str]:
+    """Why a partition's inputs can give few or no goal clips, in words a user can act on.
+
+    ``trials``/``videos`` count the partition's ingested rows, ``tasks`` the task vocabulary,
+    ``ratings`` whether a ratings folder is configured and present.
+    """
+    if ratings:
+        return []
+    if trials == 0 and tasks == 0:
+        return [NOTHING_TO_MINE]
+    notes = []
+    if tasks == 0 and videos:
+        notes.append(f"no task vocabulary: the transcripts of {videos} video(s) are not mined for goal clips")
+    if trials == 0 and videos == 0:
+        notes.append("no trials and no videos in this partition")
+    return notes
 
 
 # --------------------------------------------------------------------------------------------------

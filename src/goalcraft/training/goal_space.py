@@ -61,6 +61,7 @@ from goalcraft.training.data import ClipBatches
 
 __all__ = [
     "GOAL_SPACE_TRAINING",
+    "GoalSpaceTrainingError",
     "GoalSpaceTrainResult",
     "contrastive_loss",
     "evaluate_goal_space",
@@ -85,6 +86,10 @@ GOAL_SPACE_TRAINING: dict[str, dict[str, Any]] = {
 }
 
 STATE_FILE = "trainer_state.pt"
+
+
+class GoalSpaceTrainingError(ValueError):
+    """The clips or settings cannot train a goal space (a user-facing, one-line reason)."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -346,7 +351,8 @@ def train_goal_space(
     val = ClipBatches(shards, batch_size=batch_size, split="val", val_fraction=val_fraction, seed=seed,
                       frames=frames, cache=cache, caption_map=caption_map, decode_workers=decode_workers)
     if len(val) == 0:
-        raise ValueError(f"no validation clips at val_fraction={val_fraction} ({len(train)} training clips)")
+        raise GoalSpaceTrainingError(f"no validation clips at val_fraction={val_fraction} ({len(train)} training "
+                                     "clips): too few clips to train a goal space on")
 
     torch.manual_seed(seed)
     model = MineCLIP(config).to(device)
