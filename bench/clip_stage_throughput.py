@@ -23,7 +23,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from goalcraft.config import ClipsConfig
+from goalcraft.config import ClipsSettings
 from goalcraft.data.clip_stage import ClipStageSettings, build_clip_partition
 from goalcraft.data.decode import get_decoder
 from goalcraft.data.manifest import read_manifests
@@ -102,7 +102,7 @@ def main() -> int:
         else:
             corpus = crafter_corpus(work / "corpus", args.crafter_videos)
             label = f"Crafter demo corpus, {args.crafter_videos} videos (256x160, 10 fps)"
-        settings = ClipStageSettings.from_config(ClipsConfig(decoder=args.decoder))
+        settings = ClipStageSettings.from_config(ClipsSettings(decoder=args.decoder))
         stage_best = raw_best = float("inf")
         clips = 0
         for r in range(args.repeats):

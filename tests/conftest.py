@@ -65,7 +65,7 @@ def synthetic_goal_table(n_per_task: int = 10, *, dim: int = 24, frames: int = 1
             goal = shared + directions[t] + 0.3 * rng.normal(size=dim)
             goals[key] = goal.astype(np.float32)
             feats[key] = (goal[None, :] + 0.3 * rng.normal(size=(frames, dim))).astype(np.float32)
-            rows.append({"key": key, "shard": "p0000-00000", "source": "trial", "source_id": t, "miner": "trial",
+            rows.append({"key": key, "shard": "p0000-00000", "source": "trial", "source_id": key, "miner": "trial",
                          "task": t, "instruction": instruction, "caption": instruction})
     return embedding_table(pa.Table.from_pylist(rows), goals, feats)
 

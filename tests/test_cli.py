@@ -108,7 +108,7 @@ def test_goal_predictor_beats_the_mineclip_prior_baseline_on_held_out_goal_clips
 
     data, output = demo_run
     instance = dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(data / "dagster_home")))
-    event = instance.get_latest_materialization_event(dg.AssetKey("goal_aligner"))
+    event = instance.get_latest_materialization_event(dg.AssetKey("goal_model_comparison"))
     meta = {k: v.value for k, v in event.asset_materialization.metadata.items()}
     assert meta["test_clips"] >= 5
     assert meta["test_cosine"] > meta["baseline_test_cosine"] + 0.001, meta
@@ -216,7 +216,8 @@ def test_ui_serves_the_code_location(demo_run):
             os.killpg(proc.pid, signal.SIGKILL)
     assert nodes, "the UI did not serve the code location within 120 s"
     assert {(n["assetKey"]["path"][0], n["groupName"]) for n in nodes} == {
-        ("corpus_manifest", "ingest"), ("agent_trials", "ingest"), ("video_clips", "clips"),
-        ("goal_clips", "success"), ("goal_space_model", "training"), ("steve1_prior", "training"),
+        ("corpus_manifest", "ingest"), ("agent_trials", "ingest"), ("task_vocabulary", "ingest"), ("video_clips", "clips"),
+        ("goal_clips", "goals"), ("goal_space_model", "training"), ("steve1_prior", "training"),
         ("goal_embeddings", "embeddings"), ("clip_embeddings", "embeddings"), ("goal_predictor", "predictor"),
-        ("goal_aligner", "predictor"), ("goal_model_evaluation", "evaluation"), ("evaluation_report", "evaluation")}
+        ("goal_aligner", "predictor"), ("goal_model_comparison", "evaluation"), ("goal_model_evaluation", "evaluation"),
+        ("evaluation_report", "evaluation")}

@@ -295,7 +295,8 @@ MINESTUDIO = Path(__file__).parent / "fixtures" / "minestudio"
 
 
 def test_minestudio_footage_as_trial_and_as_narrated_video_with_keyword_filter(tmp_path):
-    from goalcraft.config import ClipsConfig
+    from goalcraft.config import ClipsSettings
+    from goalcraft.resources import as_config
 
     corpus = tmp_path / "corpus"
     trial = corpus / "trials" / "build_pillar_0"
@@ -315,7 +316,7 @@ def test_minestudio_footage_as_trial_and_as_narrated_video_with_keyword_filter(t
 
     from goalcraft.resources import ClipStageResource
 
-    settings = ClipStageResource(clips=ClipsConfig(keywords_file="tasks.txt")).settings(corpus)
+    settings = ClipStageResource(clips=as_config(ClipsSettings(keywords_file="tasks.txt"))).settings(corpus)
     assert settings.rules.keywords == ("spider", "build a pillar")
     videos, trials, rejected = _ingest(corpus)
     assert rejected == []

@@ -103,7 +103,7 @@ def instance():
 def test_video_only_corpus_runs_every_stage_and_mines_goals_from_narration(crafter_corpus, tmp_path, instance):
     corpus = _corpus(crafter_corpus, tmp_path / "corpus", videos=True, trials=False)
     data = tmp_path / "data"
-    defs = _defs(corpus, data, success={"task_files": ["tasks.json"], "steve1_prompts": False})
+    defs = _defs(corpus, data, goals={"task_files": ["tasks.json"], "steve1_prompts": False})
     meta = _stages(defs, instance)
     videos, _ = read_manifests([corpus / "manifest.jsonl"], corpus)
     assert meta["corpus_manifest"]["videos"] == len(videos) == 3
@@ -140,12 +140,14 @@ def test_video_only_corpus_runs_every_stage_and_mines_goals_from_narration(craft
 def test_video_only_corpus_without_vocabulary_says_why_it_has_no_goal_clips(crafter_corpus, tmp_path, instance):
     corpus = _corpus(crafter_corpus, tmp_path / "corpus", videos=True, trials=False, tasks=False)
     data = tmp_path / "data"
-    defs = _defs(corpus, data, success={"task_files": [], "steve1_prompts": False})
+    defs = _defs(corpus, data, goals={"task_files": [], "steve1_prompts": False})
     meta = _stages(defs, instance)
     assert meta["video_clips"]["clips_written"] > 0
     assert meta["goal_clips"]["goals_written"] == 0
     assert meta["goal_clips"]["notes"] == [NOTHING_TO_MINE]
     assert "no trials and no task vocabulary" in NOTHING_TO_MINE
+    (note,) = meta["task_vocabulary"]["notes"]  # which stages run without a vocabulary, and how
+    assert meta["task_vocabulary"]["tasks"] == 0 and note.startswith("the task vocabulary is empty: goal_clips")
     con = connect(data)
     assert con.execute("SELECT count(*) FROM goal_clips").fetchone() == (0,)
     # The prior cannot train on nothing, and says so in one line (no traceback of pyarrow).
@@ -191,7 +193,7 @@ def test_missing_manifest_is_one_clear_line_naming_the_setting(crafter_corpus, t
 def test_empty_manifest_runs_every_stage_to_empty_typed_outputs(crafter_corpus, tmp_path, instance):
     corpus = _corpus(crafter_corpus, tmp_path / "corpus", videos=False, trials=False, tasks=False)
     data = tmp_path / "data"
-    defs = _defs(corpus, data, success={"task_files": [], "steve1_prompts": False})
+    defs = _defs(corpus, data, goals={"task_files": [], "steve1_prompts": False})
     meta = _stages(defs, instance)
     assert meta["corpus_manifest"]["videos"] == 0 and meta["agent_trials"]["trials"] == 0
     assert meta["video_clips"]["clips_written"] == 0 and meta["video_clips"]["shards"] == 0

@@ -20,11 +20,13 @@ def test_definitions_load_with_groups_kinds_and_descriptions(tmp_path):
     defs = build_definitions(make_config(tmp_path, tmp_path / "corpus", count=256))
     graph = defs.resolve_asset_graph()
     groups = {key.to_user_string(): graph.get(key).group_name for key in graph.get_all_asset_keys()}
-    assert groups == {"corpus_manifest": "ingest", "agent_trials": "ingest", "video_clips": "clips",
-                      "goal_clips": "success", "goal_space_model": "training", "steve1_prior": "training",
+    assert groups == {"corpus_manifest": "ingest", "agent_trials": "ingest", "task_vocabulary": "ingest",
+                      "video_clips": "clips",
+                      "goal_clips": "goals", "goal_space_model": "training", "steve1_prior": "training",
                       "goal_embeddings": "embeddings", "clip_embeddings": "embeddings",
                       "goal_predictor": "predictor", "goal_aligner": "predictor",
-                      "goal_model_evaluation": "evaluation", "evaluation_report": "evaluation"}
+                      "goal_model_comparison": "evaluation", "goal_model_evaluation": "evaluation",
+                      "evaluation_report": "evaluation"}
     for key in graph.get_all_asset_keys():
         node = graph.get(key)
         assert node.description and len(node.description) > 40
@@ -44,6 +46,31 @@ def test_definitions_load_with_groups_kinds_and_descriptions(tmp_path):
     # The GPU training assets carry the GPU pool (goalcraft.pipelines.gpu), the CPU stages none.
     assert defs.resolve_assets_def("goal_predictor").op.pool == "gpu"
     assert defs.resolve_assets_def("video_clips").op.pool is None
+
+
+def test_every_artefact_an_asset_reads_is_an_upstream_asset(tmp_path):
+    from goalcraft.assets import keys
+    from goalcraft.definitions import STAGES
+
+    defs = build_definitions(make_config(tmp_path, tmp_path / "corpus"))
+    graph = defs.resolve_asset_graph()
+
+    def upstream(name: str) -> set[str]:
+        return {k.to_user_string() for k in graph.get(dg.AssetKey(name)).parent_keys}
+
+    assert upstream("steve1_prior") == {"goal_embeddings", "goal_space_model"}
+    assert upstream("goal_embeddings") == {"goal_clips", "goal_space_model"}
+    assert upstream("goal_aligner") == {"goal_predictor", "goal_embeddings", "task_vocabulary"}
+    assert upstream("goal_clips") == upstream("goal_space_model") - {"video_clips"} | {"corpus_manifest", "agent_trials"}
+    assert upstream("goal_space_model") == {"video_clips", "task_vocabulary"}
+    models = {"goal_aligner", "steve1_prior", "goal_space_model", "goal_embeddings", "task_vocabulary"}
+    assert upstream("goal_model_comparison") == models == upstream("goal_model_evaluation")
+    assert upstream("evaluation_report") == {"goal_model_evaluation", "goal_embeddings", "goal_clips"}
+    # Each stage module is its own Definitions; the key constants name real assets, each once.
+    assert all(isinstance(stage.definitions(make_config(tmp_path, tmp_path / "corpus")), dg.Definitions)
+               for stage in STAGES)
+    named = [v for v in vars(keys).values() if isinstance(v, dg.AssetKey)]
+    assert len(named) == len(set(named)) and set(named) <= set(graph.get_all_asset_keys())
 
 
 @pytest.fixture(scope="module")

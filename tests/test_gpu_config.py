@@ -30,7 +30,7 @@ from goalcraft.pipelines.gpu import (
     POOL_LIMITS_SH,
     RAY_CONFIG_TAG,
     RUN_CONFIG_YAML,
-    GpuExecution,
+    GpuSettings,
     Toleration,
     executor_for,
     gpu_asset_kwargs,
@@ -47,22 +47,22 @@ RAY_SKIP = "dagster-ray is not installed (the goalcraft[ray] extra: pip install 
 A100 = {"cloud.google.com/gke-accelerator": "nvidia-tesla-a100"}
 
 
-def _k8s_execution(**overrides) -> GpuExecution:
+def _k8s_execution(**overrides) -> GpuSettings:
     values = dict(target="k8s", gpus_per_step=2, nproc_per_node=2, cpu="8", memory="32Gi",
                   image="registry.example/goalcraft:cuda", namespace="ml", node_selector=A100, pool_limit=4)
     values.update(overrides)
-    return GpuExecution(**values)
+    return GpuSettings(**values)
 
 
-def _ray_execution(**overrides) -> GpuExecution:
+def _ray_execution(**overrides) -> GpuSettings:
     values = dict(target="ray", gpus_per_step=2, nproc_per_node=2, cpu="4", memory="16Gi",
                   ray_address="http://ray-head:8265", ray_runtime_env={"pip": ["goalcraft[ray]"]},
                   ray_resources={"accelerator_type:A100": 0.001}, pool_limit=3)
     values.update(overrides)
-    return GpuExecution(**values)
+    return GpuSettings(**values)
 
 
-def _job(execution: GpuExecution, executor_def: dg.ExecutorDefinition, name: str = "train_predictor"):
+def _job(execution: GpuSettings, executor_def: dg.ExecutorDefinition, name: str = "train_predictor"):
     """A one-asset job shaped like the lead's predictor job: a GPU asset in group 'predictor'."""
 
     @dg.asset(group_name="predictor", **gpu_asset_kwargs(execution))
@@ -85,7 +85,7 @@ def _step_tags(job_def) -> dict[str, str]:
 
 
 def test_defaults_are_in_process_with_a_one_gpu_pool():
-    execution = GpuExecution()
+    execution = GpuSettings()
     assert execution.target == "inprocess"
     assert gpu_pool(execution) == "gpu" and execution.pool_limit == 1
     assert execution.gpus_per_step == 1 and execution.nproc_per_node == 1
@@ -115,12 +115,16 @@ def test_reads_a_toml_section_and_is_a_dagster_config_schema():
         effect = "NoExecute"
         toleration_seconds = 60
     """)
-    execution = GpuExecution(**raw["gpu"])
+    execution = GpuSettings(**raw["gpu"])
     assert execution.tolerations[1].to_k8s() == {"key": "dedicated", "operator": "Equal", "value": "training",
                                                  "effect": "NoExecute", "toleration_seconds": 60}
-    # As a Dagster Config it has a config schema (what the launchpad shows once wired as a section).
-    fields = GpuExecution.to_config_schema().as_field().config_type.fields
+    # Its derived Dagster config class has the schema the launchpad shows, and its values are GpuSettings.
+    from goalcraft.resources import as_config, dagster_config
+
+    fields = dagster_config(GpuSettings).to_config_schema().as_field().config_type.fields
     assert {"target", "pool", "pool_limit", "gpus_per_step", "tolerations", "ray_address"} <= set(fields)
+    derived = as_config(execution)
+    assert isinstance(derived, GpuSettings) and derived.model_dump() == execution.model_dump()
 
 
 @pytest.mark.parametrize("bad", [
@@ -138,7 +142,7 @@ def test_reads_a_toml_section_and_is_a_dagster_config_schema():
 ])
 def test_rejects_invalid_settings(bad):
     with pytest.raises(ValidationError):
-        GpuExecution(**bad)
+        GpuSettings(**bad)
 
 
 def test_kubernetes_quantities():
@@ -166,7 +170,7 @@ def test_toleration_rules():
 def test_gpu_asset_materializes_in_process_and_goes_through_its_pool(tmp_path):
     """An asset carrying the k8s tags and the pool runs in-process; the instance built from the
     generated (in-process) dagster.yaml gives the pool its limit and the step claims a slot of it."""
-    write_deployment_config(GpuExecution(pool_limit=2), tmp_path)
+    write_deployment_config(GpuSettings(pool_limit=2), tmp_path)
     instance = dg.DagsterInstance.from_config(str(tmp_path))
     try:
         kwargs = gpu_asset_kwargs(_k8s_execution())
@@ -189,7 +193,7 @@ def test_gpu_asset_materializes_in_process_and_goes_through_its_pool(tmp_path):
 
 
 def test_in_process_job_with_the_gpu_executor():
-    asset_def, job_def = _job(GpuExecution(), executor_for(GpuExecution()))
+    asset_def, job_def = _job(GpuSettings(), executor_for(GpuSettings()))
     assert job_def.executor_def is dg.in_process_executor
     assert create_execution_plan(job_def).get_step_by_key("goal_predictor").pool == "gpu"
     assert job_def.execute_in_process().success
@@ -202,13 +206,13 @@ def test_goalcraft_imports_and_runs_in_process_without_the_extras():
         "sys.modules['dagster_ray'] = None\n"
         "import dagster as dg\n"
         "from goalcraft.pipelines import gpu, executors\n"
-        "assert gpu.executor_for(gpu.GpuExecution()) is dg.in_process_executor\n"
+        "assert gpu.executor_for(gpu.GpuSettings()) is dg.in_process_executor\n"
         "assert executors.gpu_executor() is dg.in_process_executor\n"
-        "gpu.render_deployment_config(gpu.GpuExecution(target='k8s'))\n"
-        "gpu.render_deployment_config(gpu.GpuExecution(target='ray'))\n"
+        "gpu.render_deployment_config(gpu.GpuSettings(target='k8s'))\n"
+        "gpu.render_deployment_config(gpu.GpuSettings(target='ray'))\n"
         "for target, extra in (('k8s', 'goalcraft[k8s]'), ('ray', 'goalcraft[ray]')):\n"
         "    try:\n"
-        "        gpu.executor_for(gpu.GpuExecution(target=target))\n"
+        "        gpu.executor_for(gpu.GpuSettings(target=target))\n"
         "    except ImportError as exc:\n"
         "        assert extra in str(exc), exc\n"
         "    else:\n"
@@ -224,7 +228,7 @@ def test_pool_limit_script_runs_through_the_dagster_cli(tmp_path):
     from click.testing import CliRunner
     from dagster._cli import cli
 
-    execution = GpuExecution(pool="gpu-a100", pool_limit=3)
+    execution = GpuSettings(pool="gpu-a100", pool_limit=3)
     write_deployment_config(execution, tmp_path)
     script = (tmp_path / POOL_LIMITS_SH).read_text()
     assert os.access(tmp_path / POOL_LIMITS_SH, os.X_OK) and script.startswith("#!/bin/sh\n")

@@ -28,6 +28,12 @@ def test_corpus_tasks_json_uses_instruction_and_paraphrases_not_narration(tmp_pa
                          "narration": ["got a piece of coal"]}}))
     s = load_instruction_set("corpus", tmp_path)
     assert s.name == "corpus" and s.tasks[0].phrasings == ("mine coal", "collect some coal")
+    # In the pipeline the set comes from the task vocabulary (the configured task files, not STEVE-1's).
+    from goalcraft.data.task_vocabulary import load_task_vocabulary
+
+    vocabulary = load_task_vocabulary(tmp_path, ["tasks.json"], steve1_prompts=True)
+    assert load_instruction_set("corpus", tmp_path / "elsewhere", vocabulary) == s
+    assert load_instruction_set("corpus", tmp_path / "elsewhere").tasks == ()  # no tasks.json: an empty set
     (tmp_path / "bad.json").write_text(json.dumps({"x": {"paraphrases": ["a"]}}))
     with pytest.raises(ValueError, match="instruction"):
         load_instruction_set("bad.json", tmp_path)

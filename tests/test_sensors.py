@@ -18,9 +18,9 @@ from goalcraft.data.partitioning import partition_of
 from goalcraft.data.trials import trial_id_for
 from goalcraft.pipelines.jobs import build_jobs
 from goalcraft.pipelines.partitions import corpus_partitions
-from goalcraft.pipelines.schedules import AutomationConfig
+from goalcraft.config import AutomationSettings, PathsSettings
 from goalcraft.pipelines.sensors import WatchState, build_new_inputs_sensor
-from goalcraft.resources import ClipStageResource, CorpusResource, StorageResource
+from goalcraft.resources import ClipStageResource, CorpusResource, GoalsResource, StorageResource, as_config
 
 COUNT = 8
 VIDEOS = ["vidAlpha001", "vidBravo002", "vidCharlie3", "vidDelta004"]
@@ -58,21 +58,22 @@ class Harness:
         self.instance = instance
         partitions_def = corpus_partitions(COUNT)
         self.ingest = build_ingest_assets(COUNT)
-        clip_assets, clip_checks = build_clip_assets(partitions_def, self.ingest)
+        clip_assets, clip_checks = build_clip_assets(partitions_def)
         jobs = {job.name: job for job in build_jobs() if job.name in ("ingest_job", "clips_job")}
         self.resources = {
             "storage": StorageResource(data_root=str(self.data)),
-            "corpus": CorpusResource(corpus_root=str(self.root), manifests=list(manifests), trials_dir="trials"),
+            "corpus": CorpusResource(paths=as_config(PathsSettings(corpus_root=str(self.root), manifests=list(manifests),
+                                                                   trials_dir="trials"))),
             "clip_stage": ClipStageResource(),
+            "goals": GoalsResource(),
         }
-        self.sensor = build_new_inputs_sensor(self.root, list(manifests), "trials", COUNT,
-                                              ingest_job=jobs["ingest_job"], clips_job=jobs["clips_job"])
+        self.sensor = build_new_inputs_sensor(COUNT, ingest_job=jobs["ingest_job"], clips_job=jobs["clips_job"])
         self.defs = dg.Definitions(assets=[*self.ingest, *clip_assets], asset_checks=clip_checks,
                                    jobs=list(jobs.values()), sensors=[self.sensor], resources=self.resources)
         self.cursor: str | None = None
 
     def tick(self, cursor: str | None = ...):
-        context = dg.build_sensor_context(instance=self.instance, definitions=self.defs,
+        context = dg.build_sensor_context(instance=self.instance, definitions=self.defs, resources=self.resources,
                                           cursor=self.cursor if cursor is ... else cursor)
         data = self.sensor.evaluate_tick(context)
         self.cursor = data.cursor
@@ -129,8 +130,8 @@ def test_sensor_is_stopped_by_default_and_loads(tmp_path, instance):
     assert {j.name for j in h.sensor.jobs} == {"ingest_job", "clips_job"}
     dg.Definitions.validate_loadable(h.defs)
     jobs = {job.name: job for job in build_jobs()}
-    faster = build_new_inputs_sensor(h.root, ["manifest.jsonl"], "trials", COUNT, ingest_job=jobs["ingest_job"],
-                                     clips_job=jobs["clips_job"], automation=AutomationConfig(watch_interval_s=30))
+    faster = build_new_inputs_sensor(COUNT, ingest_job=jobs["ingest_job"], clips_job=jobs["clips_job"],
+                                     automation=AutomationSettings(watch_interval_s=30))
     assert faster.minimum_interval_seconds == 30
 
 

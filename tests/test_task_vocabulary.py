@@ -40,7 +40,9 @@ def test_tasks_json_normalises_and_deduplicates(tmp_path):
     path.write_text(json.dumps({"dig": {"instruction": "  Dig  a hole ", "paraphrases": ["dig a hole!", "DIG deeper"]}}),
                     encoding="utf-8")
     (task,) = load_tasks_json(path)
-    assert task == Task("dig", "Dig a hole", ("dig a hole!", "DIG deeper"), "mine")  # "Dig a hole" = "dig a hole!"
+    # "Dig a hole" = "dig a hole!" as a phrasing; the paraphrases are kept as written (normalised whitespace).
+    assert task == Task("dig", "Dig a hole", ("dig a hole!", "DIG deeper"), "mine",
+                        paraphrases=("dig a hole!", "DIG deeper"))
 
 
 @pytest.mark.parametrize("content, message", [
@@ -248,3 +250,37 @@ def test_load_task_files_reads_each_kind_then_steve1_prompts(tmp_path):
     (tmp_path / "clash.json").write_text(json.dumps({"dirt": {"instruction": "get dirt"}}), encoding="utf-8")
     with pytest.raises(ValueError, match="STEVE-1"):
         load_task_files(tmp_path, ["clash.json"])
+
+
+def test_the_pipeline_vocabulary_is_loaded_once_written_and_read_back_in_order(tmp_path):
+    from goalcraft.data.task_vocabulary import (
+        TaskVocabulary,
+        load_task_vocabulary,
+        read_task_vocabulary,
+        write_task_vocabulary,
+    )
+
+    (tmp_path / "tasks.json").write_text(json.dumps({
+        "zeta_task": {"instruction": "chop a tree", "paraphrases": ["fell a tree"], "narration": ["timber!"]},
+        "alpha_task": {"instruction": "dig dirt"}}))
+    vocabulary = load_task_vocabulary(tmp_path, ["tasks.json"], steve1_prompts=True)
+    assert [t.name for t in vocabulary.corpus_tasks()] == ["zeta_task", "alpha_task"]  # file order, not sorted
+    assert len(vocabulary.tasks) == 2 + 11 and vocabulary.notes == ()
+    zeta = vocabulary.tasks[0]
+    assert (zeta.paraphrases, zeta.narration, zeta.source) == (("fell a tree",), ("timber!",), "tasks")
+    write_task_vocabulary(vocabulary, tmp_path / "out" / "vocabulary.json")
+    back = read_task_vocabulary(tmp_path / "out" / "vocabulary.json")
+    assert back == vocabulary
+    assert TaskVocabulary(back.corpus_tasks()).variants() == {"zeta_task": ["fell a tree"], "alpha_task": []}
+
+
+def test_a_corpus_without_the_default_task_file_runs_with_a_note_but_a_named_file_must_exist(tmp_path):
+    from goalcraft.data.task_vocabulary import load_task_vocabulary
+
+    lenient = load_task_vocabulary(tmp_path, ["tasks.json"], steve1_prompts=True, task_files_set=False)
+    assert [t.source for t in lenient.tasks] == ["steve1"] * 11
+    assert lenient.notes == ("no task file tasks.json under the corpus root (the default [goals] task_files)",)
+    empty = load_task_vocabulary(tmp_path, ["tasks.json"], steve1_prompts=False, task_files_set=False)
+    assert empty.tasks == () and empty.notes[1].startswith("the task vocabulary is empty: goal_clips mines only")
+    with pytest.raises(ValueError, match="task file 'tasks.json' not found"):
+        load_task_vocabulary(tmp_path, ["tasks.json"], steve1_prompts=True, task_files_set=True)

@@ -14,14 +14,13 @@ from goalcraft.training.predictor import (
     PredictorTrainingError,
     Stage1Settings,
     Stage2Settings,
-    assign_splits,
-    compare_with_baseline,
     goal_loss,
-    goal_metrics,
-    paraphrase_rows,
     train_stage1,
     train_stage2,
 )
+
+from goalcraft.data.splits import split_indices, with_split_column
+from goalcraft.evaluation.comparison import compare_with_baseline, goal_metrics, paraphrase_rows
 
 from conftest import SYNTHETIC_TASKS, synthetic_goal_table
 
@@ -33,8 +32,8 @@ VARIANTS = {t: p for t, (_, p) in SYNTHETIC_TASKS.items()}
 
 @pytest.fixture(scope="module")
 def data():
-    examples = PredictorExamples.from_table(synthetic_goal_table(12))
-    return examples, assign_splits(examples.keys, val_fraction=0.2, test_fraction=0.2)
+    table = with_split_column(synthetic_goal_table(12), val_fraction=0.2, test_fraction=0.2)
+    return PredictorExamples.from_table(table), split_indices(table)
 
 
 @pytest.fixture(scope="module")
@@ -49,18 +48,6 @@ def stage2(data, stage1, tmp_path_factory):
     examples, splits = data
     out = tmp_path_factory.mktemp("s2")
     return train_stage2(examples, splits, stage1[0].best_dir, out, S2, resume=False), out
-
-
-def test_splits_are_stable_disjoint_and_by_key(data):
-    examples, splits = data
-    all_idx = np.concatenate(list(splits.values()))
-    assert sorted(all_idx.tolist()) == list(range(len(examples.keys)))
-    # The same key lands on the same side whatever else is in the table.
-    sub = assign_splits(examples.keys[::2], val_fraction=0.2, test_fraction=0.2)
-    side = {examples.keys[i]: name for name, idx in splits.items() for i in idx}
-    assert all(side[examples.keys[::2][i]] == name for name, idx in sub.items() for i in idx)
-    with pytest.raises(PredictorTrainingError, match="empty"):
-        assign_splits(examples.keys[:2])
 
 
 def test_goal_loss_and_metrics_known_answers():

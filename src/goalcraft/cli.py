@@ -127,22 +127,25 @@ def run_demo(config: GoalcraftConfig, *, seed: int = 0, videos: int = 6, trials:
         f"{summary.get('goal_embeddings', {}).get('rows', 0)} goal embeddings, prior best val loss "
         f"{summary.get('steve1_prior', {}).get('best_val_loss', float('nan')):.4f}, {time.perf_counter() - started:.0f}s")
     partitioned("clip_embeddings_job", "clip_embeddings", lambda m: f"{m.get('rows', 0)} clips embedded")
-    say("predictor: stage 1 (text → 32 visual query tokens), stage 2 (aligner → z_goal), baseline comparison")
+    say("predictor: stage 1 (text → 32 visual query tokens), stage 2 (aligner → z_goal)")
     started = time.perf_counter()
     result = defs.resolve_job_def("predictor_job").execute_in_process(instance=instance, run_config=QUIET_RUN_CONFIG)
     for name in ("goal_predictor", "goal_aligner"):
         for mat in result.asset_materializations_for_node(name):
             summary[name] = {k: v.value for k, v in mat.metadata.items()}
-    al = summary.get("goal_aligner", {})
-    say(f"predictor: held-out cosine to the true goal {al.get('test_cosine', float('nan')):.4f} vs baseline "
-        f"{al.get('baseline_test_cosine', float('nan')):.4f} on {al.get('test_clips', 0)} clips, norm ratio "
-        f"{al.get('test_norm_ratio', float('nan')):.3f}, {time.perf_counter() - started:.0f}s")
+    say(f"predictor: best val loss stage 1 {summary.get('goal_predictor', {}).get('best_val_loss', float('nan')):.4f}, "
+        f"stage 2 {summary.get('goal_aligner', {}).get('best_val_loss', float('nan')):.4f}, "
+        f"{time.perf_counter() - started:.0f}s")
     say("evaluation: goal models on the instruction sets, tables and HTML report")
     started = time.perf_counter()
     result = defs.resolve_job_def("evaluation_job").execute_in_process(instance=instance, run_config=QUIET_RUN_CONFIG)
-    for name in ("goal_model_evaluation", "evaluation_report"):
+    for name in ("goal_model_comparison", "goal_model_evaluation", "evaluation_report"):
         for mat in result.asset_materializations_for_node(name):
             summary[name] = {k: v.value for k, v in mat.metadata.items()}
+    cmp = summary.get("goal_model_comparison", {})
+    say(f"evaluation: held-out cosine to the true goal {cmp.get('test_cosine', float('nan')):.4f} (predictor) vs "
+        f"{cmp.get('baseline_test_cosine', float('nan')):.4f} (MineCLIP + prior) on {cmp.get('test_clips', 0)} "
+        f"test-split clips, norm ratio {cmp.get('test_norm_ratio', float('nan')):.3f}")
     say(f"evaluation: run {summary.get('goal_model_evaluation', {}).get('run_id', '?')}, report "
         f"{summary.get('evaluation_report', {}).get('report_path', '?')}, {time.perf_counter() - started:.0f}s; "
         "compare with `goalcraft sql comparison`")
@@ -203,7 +206,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     paths = StoragePaths(Path(config.paths.data_root))
-    model_dir = Path(args.model) if args.model else paths.aligner_dir / "best"
+    model_dir = Path(args.model) if args.model else paths.goal_predictor_dir / "best"
     if not (model_dir / "config.json").is_file():
         raise SystemExit(f"no trained goal predictor in {model_dir}: run `goalcraft demo` or materialize "
                          "goal_aligner first")
@@ -289,7 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     pr = sub.add_parser("predict", help="z_goal of instructions and their nearest goal clips")
     pr.add_argument("instructions", nargs="+")
-    pr.add_argument("--model", default=None, help="predictor folder (default: <data_root>/models/aligner/best)")
+    pr.add_argument("--model", default=None, help="predictor folder (default: <data_root>/models/goal_predictor/best)")
     pr.add_argument("-k", type=int, default=5, help="goal clips to list per instruction")
     pr.set_defaults(func=_cmd_predict)
 

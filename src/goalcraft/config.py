@@ -1,44 +1,55 @@
-"""goalcraft's settings: one TOML file, or the defaults that run the embedded Crafter demo.
+"""goalcraft's settings: one typed tree, read from one TOML file, shared by the CLI, the code and Dagster.
 
 Where the settings come from, first match wins:
 1. the file named by the ``GOALCRAFT_CONFIG`` environment variable;
 2. ``goalcraft.toml`` in the current directory;
 3. built-in defaults: the demo corpus under ``./goalcraft_data``.
 
-Relative paths in a file are taken relative to that file's folder, so a config can live beside its
-corpus. The sections are Dagster ``Config`` models, so the same schema is what the resources show in
-the UI launchpad. docs/configuration.md lists every key.
+Each TOML section is one settings class below (``[predictor.stage1]`` is :class:`Stage1Settings`),
+and the plain functions take those objects. Every default is written once, here; values are
+validated when the file loads (closed sets are literals, sizes and rates must be positive). Dagster
+resources carry the same objects (goalcraft.resources derives their config schema from these
+classes), so a launchpad override reaches assets and sensors alike.
+
+This module imports neither Dagster nor goalcraft's pipelines: the model and data layers may use it.
+Relative paths in a file are taken relative to that file's folder. docs/configuration.md lists every
+key.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import tomllib
+import zoneinfo
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, Literal, Optional
 
-import dagster as dg
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError, model_validator
 
-from goalcraft.pipelines.gpu import GpuExecution
-from goalcraft.pipelines.schedules import AutomationConfig
+from goalcraft.formats import CLIP_FRAMES, CLIP_HEIGHT, CLIP_WIDTH  # noqa: F401  (re-exported)
 
 CONFIG_ENV_VAR = "GOALCRAFT_CONFIG"
 DEFAULT_CONFIG_NAME = "goalcraft.toml"
 
-# MineCLIP and STEVE-1 consume 16 frames of 160x256 (HxW); these are format facts, not settings.
-CLIP_FRAMES = 16
-CLIP_HEIGHT = 160
-CLIP_WIDTH = 256
+Device = Optional[str]  # "cpu", "cuda", "cuda:1"; None: the preset's or the machine's choice
+Precision = Literal["fp32", "bf16"]
 
 
-class PathsConfig(dg.Config):
+class Settings(BaseModel):
+    """Base of every settings section: unknown keys are errors, values are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PathsSettings(Settings):
     """Where the corpus is read from and where every output is written."""
 
     data_root: str = "goalcraft_data"
     # Empty means ``<data_root>/demo_corpus``, where ``goalcraft demo`` generates the Crafter corpus.
     corpus_root: str = ""
-    # Manifest files, relative to corpus_root (JSONL, or JSON lists).
+    # Manifest files, relative to corpus_root (JSONL, or JSON lists). [] for a corpus of trials only.
     manifests: list[str] = ["manifest.jsonl"]
     # Folder of agent trial recordings, relative to corpus_root; one subfolder per trial.
     trials_dir: str = "trials"
@@ -48,17 +59,17 @@ class PathsConfig(dg.Config):
         return Path(self.corpus_root) if self.corpus_root else Path(self.data_root) / "demo_corpus"
 
 
-class PartitionsConfig(dg.Config):
+class PartitionsSettings(Settings):
     # Videos and trials are hashed into this many partitions. For a 730K-video corpus use ~256
     # (~2,850 videos a partition); the demo corpus needs only a few.
-    count: int = 4
+    count: PositiveInt = 4
 
 
-class ClipsConfig(dg.Config):
+class ClipsSettings(Settings):
     """Clip-stage rules (docs/data-formats.md, "Clip windows")."""
 
-    min_window_s: float = 2.0
-    max_window_s: float = 8.0
+    min_window_s: PositiveFloat = 2.0
+    max_window_s: PositiveFloat = 8.0
     overlap: Literal["trim", "merge", "keep"] = "trim"
     # Optional task vocabulary for the keyword filter: a text file (one phrase a line) or a JSON
     # file (a list of phrases, or a tasks.json mapping), relative to corpus_root.
@@ -66,110 +77,301 @@ class ClipsConfig(dg.Config):
     drop_bracketed: bool = True
     # Agent trials have no narration: they are tiled into windows of this length, captioned with
     # their instruction.
-    trial_window_s: float = 3.2
-    shard_target_bytes: int = 1_000_000_000
-    jpeg_quality: int = 90
+    trial_window_s: PositiveFloat = 3.2
+    shard_target_bytes: PositiveInt = 1_000_000_000
+    jpeg_quality: int = Field(90, ge=1, le=100)
     decoder: Literal["auto", "decord", "pyav"] = "auto"
 
+    @model_validator(mode="after")
+    def _window_range(self) -> ClipsSettings:
+        if self.max_window_s < self.min_window_s:
+            raise ValueError(f"max_window_s ({self.max_window_s}) must be >= min_window_s ({self.min_window_s})")
+        return self
 
-class SuccessConfig(dg.Config):
-    """Success mining (docs/data-formats.md, "Goal clips")."""
+
+class GoalsSettings(Settings):
+    """The goal stage: mining success moments and cutting goal clips (docs/data-formats.md, "Goal clips")."""
 
     # Task vocabularies, relative to corpus_root: a tasks.json ({task: {instruction, paraphrases,
-    # narration}}), MineDojo task YAML files, or folders of MineStudio task configs.
+    # narration}}), MineDojo task YAML files, or folders of MineStudio task configs. Loaded once
+    # (goalcraft.data.task_vocabulary.load_task_vocabulary) for every stage that needs tasks.
     task_files: list[str] = ["tasks.json"]
     # Add STEVE-1's 11 evaluation prompts (with paraphrases) to the vocabulary.
     steve1_prompts: bool = True
     # Folder of MineStudio-style VLM rating files (vlm_rating_res/*.json), relative to corpus_root.
     ratings_dir: Optional[str] = None
-    rating_threshold: float = 8.0
+    rating_threshold: float = Field(8.0, ge=0, le=10)
 
 
-class GoalSpaceConfig(dg.Config):
+class GoalSpaceSettings(Settings):
     """Training the MineCLIP goal space on the clip shards, and embedding with it."""
 
     preset: Literal["tiny-cpu", "vitb16-gpu"] = "tiny-cpu"
     seed: int = 0
-    steps: Optional[int] = None  # overrides the preset's step count
-    device: str = "cpu"
-    embed_batch_size: int = 32
+    steps: Optional[PositiveInt] = None  # None: the preset's step count
+    device: Device = None  # None: the preset's device
+    embed_batch_size: PositiveInt = 32
 
 
-class PriorTrainingConfig(dg.Config):
+class PriorSettings(Settings):
     """Training STEVE-1's CVAE prior on (instruction text embedding, goal embedding) pairs."""
 
-    epochs: int = 60
-    batch_size: int = 32
-    lr: float = 1e-3
-    beta: float = 0.01
+    epochs: PositiveInt = 60
+    batch_size: PositiveInt = 32
+    lr: PositiveFloat = 1e-3
+    beta: float = Field(0.01, ge=0)
     seed: int = 0
 
 
-class PredictorSettings(dg.Config):
-    """The goal predictor (issue: instruction → text states → 32 query tokens → aligner → z_goal).
+class TrainRunSettings(Settings):
+    """What every predictor training stage shares: its seed, device and numeric precision."""
+
+    seed: int = 0
+    device: str = "cpu"
+    precision: Precision = "fp32"  # "bf16" on GPUs
+
+
+class Stage1Settings(TrainRunSettings):
+    """``[predictor.stage1]``: text → 32 visual query tokens (InfoNCE + MSE), LoRA on the backbone."""
+
+    epochs: PositiveInt = 6
+    batch_size: PositiveInt = 16
+    lr: PositiveFloat = 3e-4
+    weight_decay: float = Field(0.01, ge=0)
+    lora_r: PositiveInt = 8
+    lora_alpha: PositiveInt = 16
+    temperature: PositiveFloat = 0.07
+    mse_weight: float = Field(0.5, ge=0)
+    checkpoint_every: PositiveInt = 1  # epochs between last/ checkpoints (the final epoch always writes)
+
+
+class Stage2Settings(TrainRunSettings):
+    """``[predictor.stage2]``: the aligner, 32 tokens → z_goal (std-unit MSE + cosine)."""
+
+    epochs: PositiveInt = 150
+    batch_size: PositiveInt = 16
+    lr: PositiveFloat = 1e-3
+    weight_decay: float = Field(0.01, ge=0)
+    cos_weight: float = Field(0.1, ge=0)
+    checkpoint_every: PositiveInt = 10
+
+
+class PredictorSettings(Settings):
+    """The goal predictor (instruction → text states → 32 query tokens → aligner → z_goal).
 
     ``preset`` names a ``goalcraft.models.predictor.PREDICTOR_CONFIGS`` entry; ``backbone`` overrides
     its backbone folder (a local transformers folder, or ``minilm`` for the packaged MiniLM).
-    ``launcher``: ``inprocess`` runs training inside the Dagster step (CPU, one GPU); ``torchrun``
-    starts ``nproc_per_node`` DDP workers through Dagster Pipes.
+    ``launcher``: ``inprocess`` trains inside the Dagster step (CPU, one GPU); ``torchrun`` starts
+    ``[gpu] nproc_per_node`` DDP workers through Dagster Pipes.
     """
 
     preset: str = "minilm-demo"
     backbone: Optional[str] = None
-    aligner: str = "mlp"  # "mlp" (variant A) or "attention" (variant B)
-    lora_r: int = 8
-    lora_alpha: int = 16
-    stage1_epochs: int = 6
-    stage1_batch_size: int = 16
-    stage1_lr: float = 3e-4
-    stage2_epochs: int = 150
-    stage2_batch_size: int = 16
-    stage2_lr: float = 1e-3
-    val_fraction: float = 0.15
-    test_fraction: float = 0.15
-    seed: int = 0
-    device: str = "cpu"
-    precision: str = "fp32"  # "bf16" on GPUs
-    launcher: str = "inprocess"  # or "torchrun"
-    nproc_per_node: int = 1
+    aligner: Literal["mlp", "attention"] = "mlp"  # variant A or B
+    launcher: Literal["inprocess", "torchrun"] = "inprocess"
+    stage1: Stage1Settings = Stage1Settings()
+    stage2: Stage2Settings = Stage2Settings()
 
 
-class EvaluationConfig(dg.Config):
+class SplitSettings(Settings):
+    """The train/val/test split of goal clips, assigned once by source (a video or a trial), so the
+    clips of one source never cross splits. Stored in the goal-embeddings table's ``split`` column."""
+
+    val_fraction: float = Field(0.15, gt=0, lt=1)
+    test_fraction: float = Field(0.15, gt=0, lt=1)
+
+    @model_validator(mode="after")
+    def _sum(self) -> SplitSettings:
+        if self.val_fraction + self.test_fraction >= 1:
+            raise ValueError(f"val_fraction + test_fraction must be below 1, got "
+                             f"{self.val_fraction} + {self.test_fraction}")
+        return self
+
+
+# --------------------------------------------------------------------------------------------------
+# [gpu]
+
+_TOLERATION_OPERATORS = ("Exists", "Equal")
+_TOLERATION_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
+_POOL_NAME = re.compile(r"^[A-Za-z0-9_\-./]+$")
+_QUANTITY = re.compile(r"^([+]?[0-9.]+(?:[eE][+-]?[0-9]+)?)(Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E)?$")
+_SUFFIX = {
+    None: Decimal(1), "n": Decimal("1e-9"), "u": Decimal("1e-6"), "m": Decimal("1e-3"),
+    "k": Decimal(10) ** 3, "M": Decimal(10) ** 6, "G": Decimal(10) ** 9, "T": Decimal(10) ** 12,
+    "P": Decimal(10) ** 15, "E": Decimal(10) ** 18,
+    "Ki": Decimal(2) ** 10, "Mi": Decimal(2) ** 20, "Gi": Decimal(2) ** 30, "Ti": Decimal(2) ** 40,
+    "Pi": Decimal(2) ** 50, "Ei": Decimal(2) ** 60,
+}
+
+
+def parse_quantity(quantity: str | int | float) -> Decimal:
+    """A Kubernetes resource quantity ("500m", "8", "32Gi", "1e3") as a number (cores, bytes)."""
+    text = str(quantity).strip()
+    match = _QUANTITY.match(text)
+    if not match:
+        raise ValueError(f"not a Kubernetes quantity: {quantity!r}")
+    try:
+        number = Decimal(match.group(1))
+    except InvalidOperation as exc:
+        raise ValueError(f"not a Kubernetes quantity: {quantity!r}") from exc
+    return number * _SUFFIX[match.group(2)]
+
+
+class Toleration(Settings):
+    """A Kubernetes toleration (``spec.tolerations[]`` of the step pod)."""
+
+    key: Optional[str] = None
+    operator: str = "Exists"  # Exists | Equal
+    value: Optional[str] = None
+    # NoSchedule | PreferNoSchedule | NoExecute; None: all effects. (Plain strings: Dagster's config
+    # schema has no optional literals.)
+    effect: Optional[str] = None
+    toleration_seconds: Optional[int] = None
+
+    @model_validator(mode="after")
+    def _check(self) -> Toleration:
+        if self.operator not in _TOLERATION_OPERATORS:
+            raise ValueError(f"toleration operator must be one of {_TOLERATION_OPERATORS}, got {self.operator!r}")
+        if self.effect is not None and self.effect not in _TOLERATION_EFFECTS:
+            raise ValueError(f"toleration effect must be one of {_TOLERATION_EFFECTS}, got {self.effect!r}")
+        if self.operator == "Exists" and self.value is not None:
+            raise ValueError("a toleration with operator 'Exists' takes no value")
+        if self.operator == "Equal" and self.key is None:
+            raise ValueError("a toleration with operator 'Equal' needs a key")
+        return self
+
+    def to_k8s(self) -> dict[str, Any]:
+        """The toleration in dagster-k8s's (snake_case) form of ``V1Toleration``."""
+        out: dict[str, Any] = {"operator": self.operator}
+        for name in ("key", "value", "effect", "toleration_seconds"):
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = value
+        return out
+
+
+def _default_tolerations() -> list[Toleration]:
+    # GKE, EKS and AKS GPU node pools taint their nodes nvidia.com/gpu:NoSchedule.
+    return [Toleration(key="nvidia.com/gpu", operator="Exists", effect="NoSchedule")]
+
+
+class GpuSettings(Settings):
+    """``[gpu]``: where GPU steps run (docs/gpu-execution.md; goalcraft.pipelines.gpu applies it).
+
+    ``cpu``/``memory``/``shm_size`` are Kubernetes quantities ("8", "500m", "32Gi"); for Ray they
+    are converted to ``num_cpus`` and bytes. ``pool_limit`` is how many steps of ``pool`` may run at
+    once across the deployment (usually: GPUs in the cluster // ``gpus_per_step``).
+    """
+
+    target: Literal["inprocess", "k8s", "ray"] = "inprocess"
+    pool: str = "gpu"
+    pool_limit: PositiveInt = 1
+    gpus_per_step: int = Field(1, ge=0)
+    # DDP workers per step (torchrun --nproc_per_node); at most gpus_per_step when GPUs are asked for.
+    nproc_per_node: PositiveInt = 1
+    cpu: Optional[str] = None
+    memory: Optional[str] = None
+    # --- Kubernetes ---
+    # Image for GPU steps only (a CUDA build of torch); None: the run's image.
+    image: Optional[str] = None
+    namespace: Optional[str] = None
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    tolerations: list[Toleration] = Field(default_factory=_default_tolerations)
+    # Memory-backed /dev/shm for DataLoader workers; None keeps the container runtime's 64 MiB.
+    shm_size: Optional[str] = "8Gi"
+    # Run launcher settings (the Helm chart's names for a release called "dagster"): the ConfigMap
+    # holding the instance's dagster.yaml (<release>-instance), and the pods' service account.
+    instance_config_map: str = "dagster-instance"
+    service_account_name: str = "dagster"
+    # --- Ray ---
+    # Ray job-submission address (the dashboard, e.g. http://ray-head:8265); None: $RAY_ADDRESS.
+    ray_address: Optional[str] = None
+    # Ray runtime_env for every step (pip, working_dir, env_vars, ...).
+    ray_runtime_env: dict[str, Any] = Field(default_factory=dict)
+    # Custom Ray resources a GPU step asks for, e.g. {"accelerator_type:A100": 0.001}.
+    ray_resources: dict[str, float] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check(self) -> GpuSettings:
+        if not self.pool or not _POOL_NAME.match(self.pool):
+            raise ValueError(f"pool must be a non-empty name of letters, digits and _-./, got {self.pool!r}")
+        if self.gpus_per_step and self.nproc_per_node > self.gpus_per_step:
+            raise ValueError(f"nproc_per_node ({self.nproc_per_node}) exceeds gpus_per_step ({self.gpus_per_step}): "
+                             "each DDP worker needs its own GPU")
+        for name in ("cpu", "memory", "shm_size"):
+            value = getattr(self, name)
+            if value is not None and parse_quantity(value) <= 0:
+                raise ValueError(f"{name} must be a positive Kubernetes quantity, got {value!r}")
+        return self
+
+
+class EvaluationSettings(Settings):
     """Evaluation of the goal models (docs/metrics.md). ``instruction_sets``: ``steve1``, ``corpus``
-    (the corpus's tasks.json), or task files / folders relative to corpus_root (MineDojo YAML,
+    (the corpus's task vocabulary), or task files / folders relative to corpus_root (MineDojo YAML,
     MineStudio folders, tasks.json-style files)."""
 
     instruction_sets: list[str] = ["steve1", "corpus"]
-    n_boot: int = 1000
+    n_boot: PositiveInt = 1000
     seed: int = 0
     prior_seeds: list[int] = [0, 1, 2]  # the stochastic prior is also evaluated sampled, per seed
-    examples_per_set: int = 4
+    examples_per_set: int = Field(4, ge=0)
 
 
-class GoalcraftConfig(dg.Config):
-    paths: PathsConfig = PathsConfig()
-    partitions: PartitionsConfig = PartitionsConfig()
-    clips: ClipsConfig = ClipsConfig()
-    success: SuccessConfig = SuccessConfig()
-    goal_space: GoalSpaceConfig = GoalSpaceConfig()
-    prior: PriorTrainingConfig = PriorTrainingConfig()
+DEFAULT_RETRAIN_CRON = "0 3 * * 0"  # Sundays 03:00
+_CRON_FIELD = re.compile(r"^[0-9A-Za-z*/,\-?#L]+$")
+
+
+class AutomationSettings(Settings):
+    """``[automation]``: when re-training runs, and how often the corpus is watched.
+
+    Both automations stay stopped until turned on (docs/automation.md); these settings only say what
+    they do once running. The cron expression's shape is checked here; Dagster's cron dialect checks
+    it fully when the schedule is built (goalcraft.pipelines.schedules).
+    """
+
+    # Cron expression of the re-train + evaluate schedule (5 fields).
+    retrain_cron: str = DEFAULT_RETRAIN_CRON
+    # IANA timezone the cron expression is read in.
+    timezone: str = "UTC"
+    # Minimum seconds between two evaluations of the new-inputs sensor.
+    watch_interval_s: int = Field(300, ge=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> AutomationSettings:
+        fields = self.retrain_cron.split()
+        if len(fields) != 5 or not all(_CRON_FIELD.match(f) for f in fields):
+            raise ValueError(f"retrain_cron: not a valid cron expression: {self.retrain_cron!r}")
+        try:
+            zoneinfo.ZoneInfo(self.timezone)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"timezone: not an IANA timezone name: {self.timezone!r}") from None
+        return self
+
+
+class GoalcraftConfig(Settings):
+    """The whole settings tree; ``source`` says which file it came from ("defaults" when none)."""
+
+    paths: PathsSettings = PathsSettings()
+    partitions: PartitionsSettings = PartitionsSettings()
+    clips: ClipsSettings = ClipsSettings()
+    goals: GoalsSettings = GoalsSettings()
+    splits: SplitSettings = SplitSettings()
+    goal_space: GoalSpaceSettings = GoalSpaceSettings()
+    prior: PriorSettings = PriorSettings()
     predictor: PredictorSettings = PredictorSettings()
-    gpu: GpuExecution = GpuExecution()
-    evaluation: EvaluationConfig = EvaluationConfig()
-    automation: AutomationConfig = AutomationConfig()
+    gpu: GpuSettings = GpuSettings()
+    evaluation: EvaluationSettings = EvaluationSettings()
+    automation: AutomationSettings = AutomationSettings()
     source: str = "defaults"
+
+
+SECTIONS: tuple[str, ...] = tuple(n for n in GoalcraftConfig.model_fields if n != "source")
+#: Sections renamed since earlier releases, so an old file gets a pointed error.
+_RENAMED = {"success": "goals"}
 
 
 class ConfigError(ValueError):
     """The settings file is unreadable, or holds a key or value goalcraft does not accept."""
-
-
-_SECTIONS: dict[str, type[dg.Config]] = {
-    "paths": PathsConfig, "partitions": PartitionsConfig, "clips": ClipsConfig, "success": SuccessConfig,
-    "goal_space": GoalSpaceConfig, "prior": PriorTrainingConfig, "predictor": PredictorSettings,
-    "gpu": GpuExecution, "evaluation": EvaluationConfig,
-    "automation": AutomationConfig,
-}
 
 
 def _absolute(value: str, base: Path) -> str:
@@ -177,31 +379,44 @@ def _absolute(value: str, base: Path) -> str:
     return str(path if path.is_absolute() else (base / path).resolve())
 
 
+def _describe(exc: ValidationError) -> str:
+    """One line per problem, naming the key path as it is written in TOML."""
+    parts = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "(section)"
+        if err["type"] == "extra_forbidden":
+            parts.append(f"unknown key {where}")
+        else:
+            parts.append(f"{where}: {err['msg']}")
+    return "; ".join(parts)
+
+
 def config_from_dict(raw: dict[str, Any], base: Path, source: str = "defaults") -> GoalcraftConfig:
     """Validate a settings mapping (as read from TOML); relative roots resolve against ``base``."""
-    unknown = sorted(set(raw) - set(_SECTIONS))
+    renamed = sorted(set(raw) & set(_RENAMED))
+    if renamed:
+        raise ConfigError(f"in {source}: section(s) {', '.join(f'[{r}]' for r in renamed)} renamed to "
+                          f"{', '.join(f'[{_RENAMED[r]}]' for r in renamed)}")
+    unknown = sorted(set(raw) - set(SECTIONS))
     if unknown:
-        raise ConfigError(f"unknown section(s) in {source}: {', '.join(unknown)}; known: {', '.join(_SECTIONS)}")
-    sections: dict[str, Any] = {}
-    for name, cls in _SECTIONS.items():
-        values = dict(raw.get(name, {}))
-        extra = sorted(set(values) - set(cls.model_fields))
-        if extra:
-            raise ConfigError(f"unknown key(s) in [{name}] of {source}: {', '.join(extra)}; "
-                              f"known: {', '.join(cls.model_fields)}")
-        if name == "paths":
-            values["data_root"] = _absolute(values.get("data_root", "goalcraft_data"), base)
-            if values.get("corpus_root"):
-                values["corpus_root"] = _absolute(values["corpus_root"], base)
-            if isinstance(values.get("manifests"), str):
-                values["manifests"] = [values["manifests"]]
+        raise ConfigError(f"unknown section(s) in {source}: {', '.join(unknown)}; known: {', '.join(SECTIONS)}")
+    raw = {name: dict(values) if isinstance(values, dict) else values for name, values in raw.items()}
+    paths = raw.setdefault("paths", {})
+    if isinstance(paths, dict):
+        paths["data_root"] = _absolute(paths.get("data_root", PathsSettings.model_fields["data_root"].default), base)
+        if paths.get("corpus_root"):
+            paths["corpus_root"] = _absolute(paths["corpus_root"], base)
+        if isinstance(paths.get("manifests"), str):
+            paths["manifests"] = [paths["manifests"]]
+    for name, values in raw.items():
+        if not isinstance(values, dict):
+            raise ConfigError(f"in {source}: [{name}] must be a table of keys, got {values!r}")
+        cls = GoalcraftConfig.model_fields[name].annotation
         try:
-            sections[name] = cls(**values)
+            cls(**values)
         except ValidationError as exc:
-            raise ConfigError(f"invalid value in [{name}] of {source}: {exc}") from exc
-    if sections["partitions"].count < 1:
-        raise ConfigError(f"[partitions] count must be at least 1 in {source}")
-    return GoalcraftConfig(**sections, source=source)
+            raise ConfigError(f"invalid [{name}] in {source}: {_describe(exc)}") from None
+    return GoalcraftConfig(**raw, source=source)
 
 
 def load_config(path: Path | None = None) -> GoalcraftConfig:

@@ -1,18 +1,59 @@
-"""Dagster resources: the corpus to read, where outputs go, and the clip-stage settings.
+"""Dagster resources: the corpus to read, where outputs go, and each stage's settings.
 
-Each is built from goalcraft.toml by goalcraft.definitions and can be overridden in the UI launchpad.
+The settings classes live in goalcraft.config (no Dagster there); :func:`dagster_config` derives the
+Dagster config schema of each from the class itself, so no field or default is declared twice and a
+resource's value IS the settings object the plain functions take. goalcraft.definitions builds the
+resources from goalcraft.toml; the UI launchpad can override any of them for a run, and the assets
+and the sensor read the same resources.
 """
 
-from __future__ import annotations
-
+import functools
+import typing
 from pathlib import Path
 
 import dagster as dg
+from pydantic import BaseModel, Field, create_model
 
-from goalcraft.config import ClipsConfig, EvaluationConfig, GoalSpaceConfig, PredictorSettings, PriorTrainingConfig, SuccessConfig
+from goalcraft.config import (
+    ClipsSettings,
+    EvaluationSettings,
+    GoalSpaceSettings,
+    GoalsSettings,
+    PathsSettings,
+    PredictorSettings,
+    PriorSettings,
+    SplitSettings,
+)
 from goalcraft.data.clip_stage import ClipStageSettings
 from goalcraft.data.vocabulary import load_keywords
 from goalcraft.storage import StoragePaths
+
+
+def _model_of(annotation: typing.Any) -> type[BaseModel] | None:
+    return annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+
+
+@functools.cache
+def dagster_config(settings: type[BaseModel]) -> type[dg.Config]:
+    """A ``dg.Config`` subclass of a settings class: same fields, defaults and validators; nested
+    settings (and lists of them) become their own derived classes, as Dagster's schema needs."""
+    overrides: dict[str, typing.Any] = {}
+    for name, info in settings.model_fields.items():
+        default = info.get_default(call_default_factory=True)
+        if (nested := _model_of(info.annotation)) is not None:
+            derived = dagster_config(nested)
+            overrides[name] = (derived, Field(default_factory=lambda d=default, c=derived: c(**d.model_dump())))
+        elif typing.get_origin(info.annotation) is list and (nested := _model_of(typing.get_args(info.annotation)[0])):
+            # Dagster wants plain values as list defaults; pydantic validates them into the class.
+            overrides[name] = (list[dagster_config(nested)],
+                               Field(default_factory=lambda d=default: [x.model_dump() for x in d]))
+    return create_model(f"{settings.__name__}Config", __base__=(settings, dg.Config), __doc__=settings.__doc__,
+                        __module__=__name__, **overrides)
+
+
+def as_config(settings: BaseModel) -> dg.Config:
+    """A settings object as the value of a resource field (its :func:`dagster_config` class)."""
+    return dagster_config(type(settings))(**settings.model_dump())
 
 
 class StorageResource(dg.ConfigurableResource):
@@ -26,45 +67,44 @@ class StorageResource(dg.ConfigurableResource):
 
 
 class CorpusResource(dg.ConfigurableResource):
-    """The input corpus: manifests of narrated videos and a folder of agent trials."""
+    """The input corpus: manifests of narrated videos and a folder of agent trials (``[paths]``)."""
 
-    corpus_root: str
-    manifests: list[str] = ["manifest.jsonl"]
-    trials_dir: str = "trials"
+    paths: dagster_config(PathsSettings) = dagster_config(PathsSettings)()  # type: ignore[valid-type]
 
     @property
     def root(self) -> Path:
-        return Path(self.corpus_root)
+        return self.paths.corpus_path
 
     @property
     def manifest_paths(self) -> list[Path]:
-        return [self.root / m for m in self.manifests]
+        return [self.root / m for m in self.paths.manifests]
 
     @property
     def trials_path(self) -> Path:
-        return self.root / self.trials_dir
+        return self.root / self.paths.trials_dir
 
 
 class ClipStageResource(dg.ConfigurableResource):
-    """Window rules, shard size, JPEG quality and decoder for the clip stage."""
+    """Window rules, shard size, JPEG quality and decoder for the clip stage (``[clips]``)."""
 
-    clips: ClipsConfig = ClipsConfig()
+    clips: dagster_config(ClipsSettings) = dagster_config(ClipsSettings)()  # type: ignore[valid-type]
 
     def settings(self, corpus_root: Path) -> ClipStageSettings:
         keywords = load_keywords(corpus_root / self.clips.keywords_file) if self.clips.keywords_file else ()
         return ClipStageSettings.from_config(self.clips, keywords)
 
 
-class MiningResource(dg.ConfigurableResource):
-    """Task vocabularies and rating files for success mining."""
+class GoalsResource(dg.ConfigurableResource):
+    """Task vocabularies and rating files for the goal stage (``[goals]``)."""
 
-    success: SuccessConfig = SuccessConfig()
+    goals: dagster_config(GoalsSettings) = dagster_config(GoalsSettings)()  # type: ignore[valid-type]
 
 
 class TrainingResource(dg.ConfigurableResource):
-    """Goal-space (MineCLIP) and prior training settings, and the device embeddings run on."""
+    """Goal-space, prior and predictor training, the goal-clip split, and the evaluation settings."""
 
-    goal_space: GoalSpaceConfig = GoalSpaceConfig()
-    prior: PriorTrainingConfig = PriorTrainingConfig()
-    predictor: PredictorSettings = PredictorSettings()
-    evaluation: EvaluationConfig = EvaluationConfig()
+    goal_space: dagster_config(GoalSpaceSettings) = dagster_config(GoalSpaceSettings)()  # type: ignore[valid-type]
+    prior: dagster_config(PriorSettings) = dagster_config(PriorSettings)()  # type: ignore[valid-type]
+    predictor: dagster_config(PredictorSettings) = dagster_config(PredictorSettings)()  # type: ignore[valid-type]
+    splits: dagster_config(SplitSettings) = dagster_config(SplitSettings)()  # type: ignore[valid-type]
+    evaluation: dagster_config(EvaluationSettings) = dagster_config(EvaluationSettings)()  # type: ignore[valid-type]

@@ -12,10 +12,16 @@ Layout under the data root::
     clips/<partition>/quarantine.parquet    clip-stage rejects of the partition
     clips/<partition>/partition.json        partition summary, written last
     goals/<partition>/...                   goal clips, same layout as clips/
-    models/goal_space/{best,last}/          the trained MineCLIP goal space (safetensors + config.json)
-    models/prior/{best,last}/               the trained STEVE-1 prior
-    embeddings/goal_clips.parquet           one goal-space embedding per goal clip
+    models/goal_space/{best,last}/          the trained MineCLIP goal space (safetensors + config.json),
+                                            norm_stats.json, tensorboard/
+    models/prior/{best,last}/               the STEVE-1 prior (trained on the train and val splits)
+    models/predictor_stage1/{best,last}/    goal predictor stage 1 (text → 32 query tokens)
+    models/goal_predictor/{best,last}/      the whole goal predictor with its aligner (→ z_goal)
+    embeddings/goal_clips.parquet           one goal-space embedding per goal clip, with its split
     embeddings/clips/<partition>.parquet    one goal-space embedding per clip
+    evaluation/<table>/<run_id>.parquet     evaluation tables, one file per run
+    evaluation/report.html                  the latest HTML report (reports/<run_id>.html: each run's)
+    dagster_home/                           the Dagster instance the CLI and the UI share
 
 A partition folder is built under ``clips/.staging/`` and swapped into place whole, so readers only
 ever see a complete partition (see :func:`commit_directory`).
@@ -98,19 +104,19 @@ class StoragePaths:
         return self.data_root / "models" / "prior"
 
     @property
-    def predictor_dir(self) -> Path:
-        """Stage 1 of the goal predictor (text → visual query tokens)."""
-        return self.data_root / "models" / "predictor"
+    def predictor_stage1_dir(self) -> Path:
+        """Stage 1 of the goal predictor (text → 32 visual query tokens), the start of stage 2."""
+        return self.data_root / "models" / "predictor_stage1"
 
     @property
-    def aligner_dir(self) -> Path:
-        """Stage 2: the predictor with its trained aligner (tokens → z_goal): what predict_goal loads."""
-        return self.data_root / "models" / "aligner"
+    def goal_predictor_dir(self) -> Path:
+        """The whole goal predictor (stage 1 frozen + its trained aligner): what ``predict_goal`` loads."""
+        return self.data_root / "models" / "goal_predictor"
 
     @property
-    def heldout_prior_dir(self) -> Path:
-        """The baseline prior refitted without the test clips, for the predictor-vs-baseline comparison."""
-        return self.data_root / "models" / "baseline_prior"
+    def task_vocabulary_file(self) -> Path:
+        """The task vocabulary of the configured task files (goalcraft.data.task_vocabulary)."""
+        return self.ingest_dir / "task_vocabulary.json"
 
     @property
     def evaluation_dir(self) -> Path:

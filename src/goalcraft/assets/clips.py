@@ -8,15 +8,23 @@ import warnings
 
 import dagster as dg
 
+from goalcraft.assets.keys import INGEST
+from goalcraft.config import GoalcraftConfig
 from goalcraft.data.clip_stage import build_clip_partition
 from goalcraft.data.manifest import VideoRecord
 from goalcraft.data.shards import verify_partition
 from goalcraft.data.tables import read_partition_rows
 from goalcraft.data.trials import TrialRecord
+from goalcraft.pipelines.partitions import corpus_partitions
 from goalcraft.resources import ClipStageResource, CorpusResource, StorageResource
 
 
-def build_clip_assets(partitions_def: dg.PartitionsDefinition, ingest: list[dg.AssetsDefinition],
+def definitions(config: GoalcraftConfig) -> dg.Definitions:
+    assets, checks = build_clip_assets(corpus_partitions(config.partitions.count))
+    return dg.Definitions(assets=assets, asset_checks=checks)
+
+
+def build_clip_assets(partitions_def: dg.PartitionsDefinition,
                       ) -> tuple[list[dg.AssetsDefinition], list[dg.AssetChecksDefinition]]:
     count = len(partitions_def.get_partition_keys())
 
@@ -24,7 +32,7 @@ def build_clip_assets(partitions_def: dg.PartitionsDefinition, ingest: list[dg.A
         group_name="clips",
         kinds={"webdataset", "parquet", "video"},
         partitions_def=partitions_def,
-        deps=ingest,
+        deps=INGEST,
         description=(
             "16-frame clips (160x256, JPEG per frame) in WebDataset shards, one folder per partition: "
             "transcript segments become clip windows, agent trials are tiled and captioned with their "

@@ -10,20 +10,24 @@ import dagster as dg
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from goalcraft.assets.keys import GOAL_CLIPS, GOAL_SPACE_MODEL, VIDEO_CLIPS
+from goalcraft.assets.training import NORM_STATS_FILE, goal_space_device
+from goalcraft.config import GoalcraftConfig
 from goalcraft.data.embeddings import NormStats, check_embeddings, embed_shards
 from goalcraft.data.goal_stage import GOAL_INDEX_SCHEMA
 from goalcraft.data.shards import INDEX_SCHEMA
+from goalcraft.data.splits import SPLITS, with_split_column
+from goalcraft.pipelines.partitions import corpus_partitions
 from goalcraft.models.mineclip import load_mineclip
 from goalcraft.resources import StorageResource, TrainingResource
 from goalcraft.storage import StoragePaths, write_parquet_atomic
 
-NORM_STATS_FILE = "norm_stats.json"
 
 
 def _embed(paths: StoragePaths, training: TrainingResource, shards: list[Path], log,
            frame_features: bool = False, index_schema: pa.Schema = INDEX_SCHEMA) -> pa.Table:
     model = load_mineclip(paths.goal_space_dir / "best")
-    device = training.goal_space.device
+    device = goal_space_device(training.goal_space)
     total = [0]
 
     def progress(done: int) -> None:
@@ -47,16 +51,22 @@ def _check(table, paths: StoragePaths) -> dg.AssetCheckResult:
                                                     for k, v in meta.items()})
 
 
-def build_embedding_assets(partitions_def: dg.PartitionsDefinition, video_clips: dg.AssetsDefinition,
-                           goal_clips: dg.AssetsDefinition, goal_space_key: dg.AssetKey):
+def definitions(config: GoalcraftConfig) -> dg.Definitions:
+    assets, checks = build_embedding_assets(corpus_partitions(config.partitions.count))
+    return dg.Definitions(assets=assets, asset_checks=checks)
+
+
+def build_embedding_assets(partitions_def: dg.PartitionsDefinition,
+                           ) -> tuple[list[dg.AssetsDefinition], list[dg.AssetChecksDefinition]]:
     @dg.asset(
         group_name="embeddings",
         kinds={"pytorch", "parquet"},
-        deps=[goal_clips, goal_space_key],
+        deps=[GOAL_CLIPS, GOAL_SPACE_MODEL],
         description=(
             "One row per goal clip: key, source, miner, task, instruction, confidence, its goal-space "
-            "embedding (512 float32, raw MineCLIP scale as STEVE-1 expects), its L2 norm, and the 16 "
-            "per-frame features the goal embedding is pooled from (the goal predictor's video targets)."
+            "embedding (512 float32, raw MineCLIP scale as STEVE-1 expects), its L2 norm, the 16 "
+            "per-frame features the goal embedding is pooled from (the goal predictor's video targets), "
+            "and its split (train/val/test), assigned here once by source and read by every later step."
         ),
     )
     def goal_embeddings(context: dg.AssetExecutionContext, storage: StorageResource,
@@ -67,13 +77,17 @@ def build_embedding_assets(partitions_def: dg.PartitionsDefinition, video_clips:
                        index_schema=GOAL_INDEX_SCHEMA)
         if table.num_rows == 0:
             context.log.warning("no goal clips to embed: the goal-embeddings table is empty (see goal_clips' notes)")
+        s = training.splits
+        table = with_split_column(table, val_fraction=s.val_fraction, test_fraction=s.test_fraction)
         write_parquet_atomic(table, paths.goal_embeddings_table)
+        split_counts = dict(Counter(table.column("split").to_pylist()))
         norms = table.column("norm").to_numpy() if table.num_rows else []
         return dg.MaterializeResult(metadata={
             "rows": table.num_rows,
             "by_miner": dg.MetadataValue.json(dict(Counter(table.column("miner").to_pylist())) if table.num_rows else {}),
             "tasks": len(set(table.column("task").to_pylist())) if table.num_rows else 0,
             "norm_mean": float(norms.mean()) if len(norms) else 0.0,
+            "splits": dg.MetadataValue.json({name: split_counts.get(name, 0) for name in SPLITS}),
             "table": dg.MetadataValue.path(str(paths.goal_embeddings_table)),
         })
 
@@ -81,7 +95,7 @@ def build_embedding_assets(partitions_def: dg.PartitionsDefinition, video_clips:
         group_name="embeddings",
         kinds={"pytorch", "parquet"},
         partitions_def=partitions_def,
-        deps=[video_clips, goal_space_key],
+        deps=[VIDEO_CLIPS, GOAL_SPACE_MODEL],
         description="One row per clip of the partition: the clip's index columns and its goal-space embedding.",
     )
     def clip_embeddings(context: dg.AssetExecutionContext, storage: StorageResource,

@@ -10,12 +10,15 @@ from collections import Counter
 import dagster as dg
 import pyarrow as pa
 
+from goalcraft.config import GoalcraftConfig
 from goalcraft.data.manifest import ManifestError, VideoRecord, read_manifests
 from goalcraft.data.partitioning import partition_of
 from goalcraft.data.quarantine import QuarantineRecord, quarantine_table
 from goalcraft.data.tables import PARTITION_COUNT_KEY, records_table
 from goalcraft.data.trials import TrialRecord, scan_trials
-from goalcraft.resources import CorpusResource, StorageResource
+from goalcraft.config import GoalsSettings
+from goalcraft.data.task_vocabulary import load_task_vocabulary, write_task_vocabulary
+from goalcraft.resources import CorpusResource, GoalsResource, StorageResource
 from goalcraft.storage import write_parquet_atomic
 
 
@@ -28,6 +31,14 @@ def _with_partitions(table: pa.Table, ids: list[str], count: int) -> pa.Table:
 
 def _failure_metadata(rejected: list[QuarantineRecord]) -> dict[str, int]:
     return {f"rejected: {reason}": n for reason, n in sorted(Counter(r.reason for r in rejected).items())}
+
+
+#: A corpus need not have the default tasks.json; a task file the user names must exist.
+DEFAULT_TASK_FILES = GoalsSettings.model_fields["task_files"].default
+
+
+def definitions(config: GoalcraftConfig) -> dg.Definitions:
+    return dg.Definitions(assets=build_ingest_assets(config.partitions.count))
 
 
 def build_ingest_assets(partition_count: int) -> list[dg.AssetsDefinition]:
@@ -95,4 +106,32 @@ def build_ingest_assets(partition_count: int) -> list[dg.AssetsDefinition]:
             }
         )
 
-    return [corpus_manifest, agent_trials]
+    @dg.asset(
+        group_name="ingest",
+        kinds={"json"},
+        description=(
+            "The task vocabulary every stage reads, loaded once from [goals] task_files (tasks.json, MineDojo "
+            "task YAML, MineStudio task folders) plus STEVE-1's 11 prompts: each task's instruction, "
+            "paraphrases, narration lines and source. Without task files the stages that need none still "
+            "run; the notes say what is skipped."
+        ),
+    )
+    def task_vocabulary(context: dg.AssetExecutionContext, corpus: CorpusResource, goals: GoalsResource,
+                        storage: StorageResource) -> dg.MaterializeResult:
+        settings = goals.goals
+        try:
+            vocabulary = load_task_vocabulary(corpus.root, settings.task_files, steve1_prompts=settings.steve1_prompts,
+                                              task_files_set=settings.task_files != DEFAULT_TASK_FILES)
+        except ValueError as exc:  # a task file the user named is missing or malformed
+            raise dg.Failure(str(exc)) from None
+        write_task_vocabulary(vocabulary, storage.paths.task_vocabulary_file)
+        for note in vocabulary.notes:
+            context.log.warning(note)
+        return dg.MaterializeResult(metadata={
+            "tasks": len(vocabulary.tasks),
+            "by_source": dg.MetadataValue.json(dict(Counter(t.source for t in vocabulary.tasks))),
+            "notes": dg.MetadataValue.json(list(vocabulary.notes)),
+            "path": dg.MetadataValue.path(str(storage.paths.task_vocabulary_file)),
+        })
+
+    return [corpus_manifest, agent_trials, task_vocabulary]

@@ -1,12 +1,18 @@
 """Training stage: the MineCLIP goal space trained on the clip shards, and STEVE-1's prior trained on
-(instruction text embedding, goal-clip embedding) pairs. The loops live in goalcraft.training."""
+(instruction text embedding, goal-clip embedding) pairs of the train and val splits (the test split's
+goal clips stay unseen: this prior is the baseline the evaluation compares the goal predictor with).
+The loops live in goalcraft.training."""
 
 import json
 
 import dagster as dg
 import numpy as np
 
+from goalcraft.assets.keys import GOAL_EMBEDDINGS, TASK_VOCABULARY, VIDEO_CLIPS
+from goalcraft.config import GoalcraftConfig, GoalSpaceSettings
 from goalcraft.data.embeddings import NormStats, embed_shards, embedding_matrix
+from goalcraft.data.splits import require_splits, split_indices
+from goalcraft.data.task_vocabulary import TaskVocabulary, read_task_vocabulary
 from goalcraft.models.baseline import encode_instructions
 from goalcraft.models.mineclip import load_mineclip
 from goalcraft.models.prior import prior_config_for
@@ -16,7 +22,6 @@ from goalcraft.training.data import caption_to_task, task_caption_map
 from goalcraft.training.goal_space import GOAL_SPACE_TRAINING, GoalSpaceTrainingError, train_goal_space
 from goalcraft.training.prior import train_prior
 
-from goalcraft.assets.embeddings import NORM_STATS_FILE
 
 
 def history_markdown(rows: list[dict], columns: list[str]) -> str:
@@ -26,11 +31,23 @@ def history_markdown(rows: list[dict], columns: list[str]) -> str:
     return head + body
 
 
-def build_training_assets(video_clips: dg.AssetsDefinition, goal_embeddings_key: dg.AssetKey) -> list:
+NORM_STATS_FILE = "norm_stats.json"
+
+
+def goal_space_device(settings: GoalSpaceSettings) -> str:
+    """``[goal_space] device``, else the preset's (tiny-cpu: cpu, vitb16-gpu: cuda)."""
+    return settings.device or GOAL_SPACE_TRAINING[settings.preset]["device"]
+
+
+def definitions(config: GoalcraftConfig) -> dg.Definitions:
+    return dg.Definitions(assets=build_training_assets())
+
+
+def build_training_assets() -> list[dg.AssetsDefinition]:
     @dg.asset(
         group_name="training",
         kinds={"pytorch", "safetensors"},
-        deps=[video_clips],
+        deps=[VIDEO_CLIPS, TASK_VOCABULARY],
         description=(
             "The MineCLIP goal space (image ViT, temporal attention pooling, text transformer, reward-head "
             "adapters) trained with video–text InfoNCE on every clip shard. Best-validation and last "
@@ -38,7 +55,7 @@ def build_training_assets(video_clips: dg.AssetsDefinition, goal_embeddings_key:
             "embeddings (used by the embedding checks to flag drift)."
         ),
     )
-    def goal_space_model(context: dg.AssetExecutionContext, storage: StorageResource, corpus: CorpusResource,
+    def goal_space_model(context: dg.AssetExecutionContext, storage: StorageResource,
                          training: TrainingResource) -> dg.MaterializeResult:
         paths = storage.paths
         settings = training.goal_space
@@ -46,7 +63,7 @@ def build_training_assets(video_clips: dg.AssetsDefinition, goal_embeddings_key:
         model_name = preset.pop("model")
         if settings.steps is not None:
             preset["steps"] = settings.steps
-        preset["device"] = settings.device if settings.device != "cpu" else preset.get("device", "cpu")
+        preset["device"] = goal_space_device(settings)
         shards = paths.clip_shards()
         if not shards:
             done = sorted(p.name for p in paths.clips_dir.glob("p*") if (p / "partition.json").is_file())
@@ -54,8 +71,9 @@ def build_training_assets(video_clips: dg.AssetsDefinition, goal_embeddings_key:
                 f"no clips to train the goal space on: {len(done)} clip partition(s) materialized, 0 clips written"
                 " (the quarantine view says why inputs were rejected)" if done else
                 "no clip shards: materialize video_clips first")
-        tasks_json = corpus.root / "tasks.json"
-        caption_map = task_caption_map(tasks_json) if tasks_json.is_file() else None
+        # Narration lines and paraphrases captioned as their task's instruction (goalcraft.training.data).
+        corpus_tasks = TaskVocabulary(read_task_vocabulary(paths.task_vocabulary_file).corpus_tasks())
+        caption_map = task_caption_map(corpus_tasks.to_mapping()) if corpus_tasks.tasks else None
         try:
             result = train_goal_space(
                 shards, model_name, paths.goal_space_dir, seed=settings.seed,
@@ -89,7 +107,7 @@ def build_training_assets(video_clips: dg.AssetsDefinition, goal_embeddings_key:
     @dg.asset(
         group_name="training",
         kinds={"pytorch", "safetensors"},
-        deps=[goal_embeddings_key, goal_space_model],
+        deps=[GOAL_EMBEDDINGS, goal_space_model],
         description=(
             "STEVE-1's prior: an MLP conditional VAE from the goal space's text embedding of an instruction "
             "to a goal embedding, trained on the goal clips (MSE + beta KL, best validation kept). "
@@ -105,6 +123,10 @@ def build_training_assets(video_clips: dg.AssetsDefinition, goal_embeddings_key:
         if goals.num_rows < 4:
             raise dg.Failure(f"only {goals.num_rows} goal clips: too few to train the prior (goal_clips' notes "
                              "say why a partition gave none)")
+        splits = split_indices(goals)
+        require_splits(splits, ("train",))
+        seen = np.sort(np.concatenate([splits["train"], splits["val"]]))
+        goals = goals.take(seen)
         goal = embedding_matrix(goals)
         model = load_mineclip(paths.goal_space_dir / "best")
         text = encode_instructions(model, goals.column("instruction").to_pylist()).numpy()

@@ -18,7 +18,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
-from goalcraft.config import CLIP_FRAMES, CLIP_HEIGHT, CLIP_WIDTH, ClipsConfig
+from goalcraft.config import ClipsSettings
+from goalcraft.formats import CLIP_FRAMES, CLIP_HEIGHT, CLIP_WIDTH
 from goalcraft.data.decode import VideoDecoder, VideoHandle, get_decoder
 from goalcraft.data.manifest import VideoRecord
 from goalcraft.data.quarantine import InputError, QuarantineRecord, quarantine_table
@@ -36,16 +37,21 @@ from goalcraft.storage import (
 )
 
 
+def _clips_default(name: str):
+    """A ``[clips]`` default, so the stage's own types restate none."""
+    return ClipsSettings.model_fields[name].default
+
+
 @dataclass(frozen=True)
 class ClipStageSettings:
     rules: WindowRules = field(default_factory=WindowRules)
-    trial_window_s: float = 3.2
-    shard_target_bytes: int = 1_000_000_000
-    jpeg_quality: int = 90
-    decoder: str = "auto"
+    trial_window_s: float = _clips_default("trial_window_s")
+    shard_target_bytes: int = _clips_default("shard_target_bytes")
+    jpeg_quality: int = _clips_default("jpeg_quality")
+    decoder: str = _clips_default("decoder")
 
     @classmethod
-    def from_config(cls, clips: ClipsConfig, keywords: Sequence[str] = ()) -> ClipStageSettings:
+    def from_config(cls, clips: ClipsSettings, keywords: Sequence[str] = ()) -> ClipStageSettings:
         rules = WindowRules(
             min_window_s=clips.min_window_s,
             max_window_s=clips.max_window_s,
@@ -54,13 +60,8 @@ class ClipStageSettings:
             drop_bracketed=clips.drop_bracketed,
             min_frames=CLIP_FRAMES,
         )
-        return cls(
-            rules=rules,
-            trial_window_s=clips.trial_window_s,
-            shard_target_bytes=clips.shard_target_bytes,
-            jpeg_quality=clips.jpeg_quality,
-            decoder=clips.decoder,
-        )
+        return cls(rules=rules, trial_window_s=clips.trial_window_s, shard_target_bytes=clips.shard_target_bytes,
+                   jpeg_quality=clips.jpeg_quality, decoder=clips.decoder)
 
 
 @dataclass

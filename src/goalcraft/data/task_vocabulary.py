@@ -45,6 +45,10 @@ __all__ = [
     "PhraseMatch",
     "Task",
     "TaskMatcher",
+    "TaskVocabulary",
+    "load_task_vocabulary",
+    "read_task_vocabulary",
+    "write_task_vocabulary",
     "load_minedojo_tasks",
     "load_minestudio_tasks",
     "load_steve1_prompts",
@@ -70,6 +74,10 @@ class Task:
     instruction: str
     phrasings: tuple[str, ...]
     source: str
+    # What a tasks.json says separately (other loaders have only the instruction): paraphrases are
+    # instructions too (training phrasings, synonym tests); narration describes footage.
+    paraphrases: tuple[str, ...] = ()
+    narration: tuple[str, ...] = ()
 
 
 def phrase_words(text: str) -> tuple[str, ...]:
@@ -77,14 +85,16 @@ def phrase_words(text: str) -> tuple[str, ...]:
     return tuple(_WORD.findall(normalise_text(text).casefold().translate(_APOSTROPHES)))
 
 
-def _make_task(name: str, instruction: str, phrasings: Iterable[str], source: str) -> Task:
+def _make_task(name: str, instruction: str, phrasings: Iterable[str], source: str, *,
+               paraphrases: Sequence[str] = (), narration: Sequence[str] = ()) -> Task:
     seen: dict[tuple[str, ...], str] = {}
     for phrase in phrasings:
         phrase = normalise_text(phrase)
         words = phrase_words(phrase)
         if words and words not in seen:
             seen[words] = phrase
-    return Task(name, normalise_text(instruction), tuple(seen.values()), source)
+    return Task(name, normalise_text(instruction), tuple(seen.values()), source,
+                tuple(normalise_text(p) for p in paraphrases), tuple(normalise_text(n) for n in narration))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -129,8 +139,9 @@ def tasks_from_mapping(data: Any, source: str, where: str) -> list[Task]:
             raise ValueError(f"{at}: expected an object, got {type(spec).__name__}")
         instruction = _text_field(at, spec, "instruction", required=True)
         assert instruction is not None
-        phrasings = _text_list(at, spec, "narration") + _text_list(at, spec, "paraphrases") + [instruction]
-        tasks.append(_make_task(name, instruction, phrasings, source))
+        narration, paraphrases = _text_list(at, spec, "narration"), _text_list(at, spec, "paraphrases")
+        tasks.append(_make_task(name, instruction, narration + paraphrases + [instruction],
+                                str(spec.get("source") or source), paraphrases=paraphrases, narration=narration))
     return tasks
 
 
@@ -296,3 +307,72 @@ class TaskMatcher:
         n, ti, pi = -best[0], best[1], best[2]
         task = self.tasks[ti]
         return PhraseMatch(task, task.phrasings[pi], n, len(words))
+
+
+# --------------------------------------------------------------------------------------------------
+# The pipeline's vocabulary: loaded once, written by the task_vocabulary asset, read by every stage
+
+
+@dataclass(frozen=True)
+class TaskVocabulary:
+    """The tasks of the configured task files (and STEVE-1's prompts), with ``notes`` saying what was
+    left out and which stages that affects."""
+
+    tasks: tuple[Task, ...]
+    notes: tuple[str, ...] = ()
+
+    def corpus_tasks(self) -> tuple[Task, ...]:
+        """The tasks of the configured task files (STEVE-1's packaged prompts left out)."""
+        return tuple(t for t in self.tasks if t.source != "steve1")
+
+    def variants(self) -> dict[str, list[str]]:
+        """task → its instruction's paraphrases (training phrasings and synonym tests)."""
+        return {t.name: list(t.paraphrases) for t in self.tasks}
+
+    def to_mapping(self) -> dict[str, dict[str, Any]]:
+        """The tasks.json form ``{task: {instruction, paraphrases, narration, source}}``."""
+        return {t.name: {"instruction": t.instruction, "paraphrases": list(t.paraphrases),
+                         "narration": list(t.narration), "source": t.source} for t in self.tasks}
+
+
+#: Stages that read the vocabulary, and what they do without one.
+WITHOUT_VOCABULARY = ("goal_clips mines only trials and rating files (no transcript matches); goal_space_model "
+                      "keeps captions as they are; the predictor trains on the clips' own instructions; "
+                      "the evaluation's 'corpus' instruction set is empty")
+
+
+def load_task_vocabulary(corpus_root: Path, task_files: Sequence[str], *, steve1_prompts: bool,
+                         task_files_set: bool = True) -> TaskVocabulary:
+    """The configured vocabulary (:func:`load_task_files`). When ``task_files`` is the default
+    (``task_files_set`` false) and a listed file is absent, the corpus simply has none: it is left
+    out with a note, not an error; a file the user named (``task_files_set``) must exist."""
+    notes: list[str] = []
+    present = list(task_files)
+    if not task_files_set:
+        missing = [f for f in task_files if not (Path(corpus_root) / f).exists()]
+        present = [f for f in task_files if f not in missing]
+        if missing:
+            notes.append(f"no task file {', '.join(missing)} under the corpus root (the default [goals] task_files)")
+    tasks = load_task_files(corpus_root, present, steve1_prompts=steve1_prompts)
+    if not tasks:
+        notes.append(f"the task vocabulary is empty: {WITHOUT_VOCABULARY}")
+    return TaskVocabulary(tuple(tasks), tuple(notes))
+
+
+def write_task_vocabulary(vocabulary: TaskVocabulary, path: Path) -> None:
+    """As JSON: ``{"tasks": [{name, instruction, paraphrases, narration, source}, ...], "notes": [...]}``,
+    tasks in vocabulary order (ties in transcript matching go to the task listed first)."""
+    from goalcraft.storage import write_json_atomic
+
+    tasks = [{"name": name, **spec} for name, spec in vocabulary.to_mapping().items()]
+    write_json_atomic({"tasks": tasks, "notes": list(vocabulary.notes)}, path)
+
+
+def read_task_vocabulary(path: Path) -> TaskVocabulary:
+    """What :func:`write_task_vocabulary` wrote."""
+    data = _read_json(Path(path))
+    if not isinstance(data, dict) or not isinstance(data.get("tasks"), list):
+        raise ValueError(f"{path}: not a task vocabulary written by goalcraft")
+    mapping = {entry["name"]: {k: v for k, v in entry.items() if k != "name"} for entry in data["tasks"]}
+    tasks = tasks_from_mapping(mapping, "vocabulary", str(path)) if mapping else []
+    return TaskVocabulary(tuple(tasks), tuple(data.get("notes", ())))

@@ -60,6 +60,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal, Sequence
 
+from goalcraft.config import ClipsSettings
+from goalcraft.formats import CLIP_FRAMES
 from goalcraft.data.transcripts import Segment, normalise_text
 
 __all__ = [
@@ -79,12 +81,12 @@ _BRACKETED_ONLY = re.compile(r"(?:\[[^\[\]]*\]\s*)+")
 class WindowRules:
     """How transcript segments become clip windows (see the module docstring)."""
 
-    min_window_s: float = 2.0
-    max_window_s: float = 8.0
-    overlap: Literal["trim", "merge", "keep"] = "trim"
+    min_window_s: float = ClipsSettings.model_fields["min_window_s"].default
+    max_window_s: float = ClipsSettings.model_fields["max_window_s"].default
+    overlap: Literal["trim", "merge", "keep"] = ClipsSettings.model_fields["overlap"].default
     keywords: tuple[str, ...] = ()
-    drop_bracketed: bool = True
-    min_frames: int = 16
+    drop_bracketed: bool = ClipsSettings.model_fields["drop_bracketed"].default
+    min_frames: int = CLIP_FRAMES
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.min_window_s) and self.min_window_s > 0):

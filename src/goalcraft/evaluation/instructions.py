@@ -3,7 +3,8 @@
 An entry of ``[evaluation] instruction_sets`` is one of
 
 ``steve1``                 STEVE-1's 11 evaluation prompts with their paraphrases (packaged data file)
-``corpus``                 the corpus's ``tasks.json`` (the Crafter demo's tasks with paraphrases)
+``corpus``                 the tasks of the configured task files (the task_vocabulary asset; without
+                           one, the corpus's ``tasks.json``), with their paraphrases
 ``<file>.json``            any ``{task: {"instruction": ..., "paraphrases": [...]}}`` file
 ``<file>.yaml``            MineDojo task prompts (``programmatic_tasks.yaml``, ``creative_tasks.yaml``)
 ``<folder>``               a folder of MineStudio task configs (``text:`` per file)
@@ -22,6 +23,8 @@ from typing import Sequence
 
 from goalcraft.data.task_vocabulary import (
     STEVE1_PROMPTS_FILE,
+    TaskVocabulary,
+    load_task_vocabulary,
     load_minedojo_tasks,
     load_minestudio_tasks,
     normalise_text,
@@ -59,13 +62,18 @@ def _from_mapping(name: str, data: object, where: str) -> InstructionSet:
     return InstructionSet(name, tuple(tasks))
 
 
-def load_instruction_set(entry: str, corpus_root: Path) -> InstructionSet:
+def load_instruction_set(entry: str, corpus_root: Path, vocabulary: TaskVocabulary | None = None) -> InstructionSet:
     """One instruction set (see the module docstring for the accepted entries)."""
+    if entry == "corpus":
+        if vocabulary is None:
+            vocabulary = load_task_vocabulary(corpus_root, ["tasks.json"], steve1_prompts=False, task_files_set=False)
+        mapping = TaskVocabulary(vocabulary.corpus_tasks()).to_mapping()
+        return _from_mapping("corpus", mapping, "the task vocabulary") if mapping else InstructionSet("corpus", ())
     if entry == "steve1":
         text = resources.files("goalcraft.data").joinpath(STEVE1_PROMPTS_FILE).read_text(encoding="utf-8")
         return _from_mapping("steve1", json.loads(text), STEVE1_PROMPTS_FILE)
-    path = Path(corpus_root) / ("tasks.json" if entry == "corpus" else entry)
-    name = "corpus" if entry == "corpus" else path.stem
+    path = Path(corpus_root) / entry
+    name = path.stem
     if path.is_dir():
         tasks = load_minestudio_tasks(path)
         return InstructionSet(f"minestudio:{path.name}", tuple(InstructionTask(t.name, (t.instruction,)) for t in tasks))
@@ -83,8 +91,9 @@ def load_instruction_set(entry: str, corpus_root: Path) -> InstructionSet:
     return _from_mapping(name, data, str(path))
 
 
-def load_instruction_sets(entries: Sequence[str], corpus_root: Path) -> list[InstructionSet]:
-    sets = [load_instruction_set(e, corpus_root) for e in entries]
+def load_instruction_sets(entries: Sequence[str], corpus_root: Path,
+                          vocabulary: TaskVocabulary | None = None) -> list[InstructionSet]:
+    sets = [load_instruction_set(e, corpus_root, vocabulary) for e in entries]
     names = [s.name for s in sets]
     if len(set(names)) != len(names):
         raise ValueError(f"instruction sets with the same name: {names}")

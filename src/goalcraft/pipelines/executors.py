@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import dagster as dg
 
 if TYPE_CHECKING:
-    from goalcraft.pipelines.gpu import GpuExecution
+    from goalcraft.pipelines.gpu import GpuSettings
 
 
 def cpu_executor(max_concurrent: int | None = None) -> dg.ExecutorDefinition:
@@ -18,10 +18,10 @@ def cpu_executor(max_concurrent: int | None = None) -> dg.ExecutorDefinition:
     )
 
 
-def gpu_executor(execution: GpuExecution | None = None) -> dg.ExecutorDefinition:
+def gpu_executor(execution: GpuSettings | None = None) -> dg.ExecutorDefinition:
     """The executor for GPU steps (goalcraft.pipelines.gpu.executor_for): in-process by default, or
     dagster-k8s's ``k8s_job_executor`` / dagster-ray's ``ray_executor`` when the ``[k8s]`` / ``[ray]``
     extra is installed and ``execution.target`` asks for it."""
-    from goalcraft.pipelines.gpu import GpuExecution, executor_for
+    from goalcraft.pipelines.gpu import GpuSettings, executor_for
 
-    return executor_for(execution if execution is not None else GpuExecution())
+    return executor_for(execution if execution is not None else GpuSettings())

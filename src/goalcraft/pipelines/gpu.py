@@ -1,6 +1,6 @@
 """GPU execution: how the training assets (the goal predictor and its aligner) reach a GPU.
 
-One typed setting, :class:`GpuExecution`, decides where GPU steps run:
+One typed setting, :class:`goalcraft.config.GpuSettings` (``[gpu]``), decides where GPU steps run:
 
 * ``inprocess`` (the default): the step runs inside the run worker, on whatever device it has. A
   CPU laptop trains with exactly the same asset code.
@@ -27,14 +27,14 @@ from __future__ import annotations
 
 import json
 import os
-import re
-from decimal import Decimal, InvalidOperation
+
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any
 
 import dagster as dg
 import yaml
-from pydantic import Field, model_validator
+
+from goalcraft.config import GpuSettings, Toleration, parse_quantity
 
 # Tag keys read by the executors (verified against dagster-k8s 0.29.27 and dagster-ray 0.4.8).
 K8S_CONFIG_TAG = "dagster-k8s/config"
@@ -47,135 +47,11 @@ K8S_GPU_RESOURCE = "nvidia.com/gpu"
 # Set in the step's environment on k8s and Ray: how many DDP workers the step should start.
 NPROC_ENV_VAR = "GOALCRAFT_NPROC_PER_NODE"
 
-_TOLERATION_OPERATORS = ("Exists", "Equal")
-_TOLERATION_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
-_POOL_NAME = re.compile(r"^[A-Za-z0-9_\-./]+$")
-
-
-class Toleration(dg.Config):
-    """A Kubernetes toleration (``spec.tolerations[]`` of the step pod)."""
-
-    key: Optional[str] = None
-    operator: str = "Exists"  # Exists | Equal
-    value: Optional[str] = None
-    effect: Optional[str] = None  # NoSchedule | PreferNoSchedule | NoExecute; None: all effects
-    toleration_seconds: Optional[int] = None
-
-    @model_validator(mode="after")
-    def _check(self) -> "Toleration":
-        if self.operator not in _TOLERATION_OPERATORS:
-            raise ValueError(f"toleration operator must be one of {_TOLERATION_OPERATORS}, got {self.operator!r}")
-        if self.effect is not None and self.effect not in _TOLERATION_EFFECTS:
-            raise ValueError(f"toleration effect must be one of {_TOLERATION_EFFECTS}, got {self.effect!r}")
-        if self.operator == "Exists" and self.value is not None:
-            raise ValueError("a toleration with operator 'Exists' takes no value")
-        if self.operator == "Equal" and self.key is None:
-            raise ValueError("a toleration with operator 'Equal' needs a key")
-        return self
-
-    def to_k8s(self) -> dict[str, Any]:
-        """The toleration in dagster-k8s's (snake_case) form of ``V1Toleration``."""
-        out: dict[str, Any] = {"operator": self.operator}
-        for name in ("key", "value", "effect", "toleration_seconds"):
-            value = getattr(self, name)
-            if value is not None:
-                out[name] = value
-        return out
-
-
-def _default_tolerations() -> list[Toleration]:
-    # GKE, EKS and AKS GPU node pools taint their nodes nvidia.com/gpu:NoSchedule.
-    return [Toleration(key=K8S_GPU_RESOURCE, operator="Exists", effect="NoSchedule")]
-
-
-class GpuExecution(dg.Config):
-    """Where GPU steps run (a ``[gpu]`` section of goalcraft.toml once wired into GoalcraftConfig).
-
-    ``cpu``/``memory``/``shm_size`` are Kubernetes quantities ("8", "500m", "32Gi"); for Ray they
-    are converted to ``num_cpus`` and bytes. ``pool_limit`` is how many steps of ``pool`` may run at
-    once across the deployment (usually: GPUs in the cluster // ``gpus_per_step``).
-    """
-
-    target: Literal["inprocess", "k8s", "ray"] = "inprocess"
-    pool: str = "gpu"
-    pool_limit: int = 1
-    gpus_per_step: int = 1
-    # DDP workers per step (torchrun --nproc_per_node); at most gpus_per_step when GPUs are asked for.
-    nproc_per_node: int = 1
-    cpu: Optional[str] = None
-    memory: Optional[str] = None
-    # --- Kubernetes ---
-    # Image for GPU steps only (a CUDA build of torch); None: the run's image.
-    image: Optional[str] = None
-    namespace: Optional[str] = None
-    node_selector: dict[str, str] = Field(default_factory=dict)
-    tolerations: list[Toleration] = Field(default_factory=_default_tolerations)
-    # Memory-backed /dev/shm for DataLoader workers; None keeps the container runtime's 64 MiB.
-    shm_size: Optional[str] = "8Gi"
-    # Run launcher settings (the Helm chart's names for a release called "dagster").
-    # The ConfigMap holding the instance's dagster.yaml (<release>-instance), and the service account
-    # the run and step pods use.
-    instance_config_map: str = "dagster-instance"
-    service_account_name: str = "dagster"
-    # --- Ray ---
-    # Ray job-submission address (the dashboard, e.g. http://ray-head:8265); None: $RAY_ADDRESS.
-    ray_address: Optional[str] = None
-    # Ray runtime_env for every step (pip, working_dir, env_vars, ...).
-    ray_runtime_env: dict[str, Any] = Field(default_factory=dict)
-    # Custom Ray resources a GPU step asks for, e.g. {"accelerator_type:A100": 0.001}.
-    ray_resources: dict[str, float] = Field(default_factory=dict)
-
-    @model_validator(mode="after")
-    def _check(self) -> "GpuExecution":
-        if not self.pool or not _POOL_NAME.match(self.pool):
-            raise ValueError(f"pool must be a non-empty name of letters, digits and _-./, got {self.pool!r}")
-        if self.pool_limit < 1:
-            raise ValueError(f"pool_limit must be at least 1, got {self.pool_limit}")
-        if self.gpus_per_step < 0:
-            raise ValueError(f"gpus_per_step must be >= 0, got {self.gpus_per_step}")
-        if self.nproc_per_node < 1:
-            raise ValueError(f"nproc_per_node must be at least 1, got {self.nproc_per_node}")
-        if self.gpus_per_step and self.nproc_per_node > self.gpus_per_step:
-            raise ValueError(f"nproc_per_node ({self.nproc_per_node}) exceeds gpus_per_step ({self.gpus_per_step}): "
-                             "each DDP worker needs its own GPU")
-        for name in ("cpu", "memory", "shm_size"):
-            value = getattr(self, name)
-            if value is not None and parse_quantity(value) <= 0:
-                raise ValueError(f"{name} must be a positive Kubernetes quantity, got {value!r}")
-        return self
-
-
-# --------------------------------------------------------------------------------------------------
-# Kubernetes quantities
-
-_QUANTITY = re.compile(r"^([+]?[0-9.]+(?:[eE][+-]?[0-9]+)?)(Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E)?$")
-_SUFFIX = {
-    None: Decimal(1), "n": Decimal("1e-9"), "u": Decimal("1e-6"), "m": Decimal("1e-3"),
-    "k": Decimal(10) ** 3, "M": Decimal(10) ** 6, "G": Decimal(10) ** 9, "T": Decimal(10) ** 12,
-    "P": Decimal(10) ** 15, "E": Decimal(10) ** 18,
-    "Ki": Decimal(2) ** 10, "Mi": Decimal(2) ** 20, "Gi": Decimal(2) ** 30, "Ti": Decimal(2) ** 40,
-    "Pi": Decimal(2) ** 50, "Ei": Decimal(2) ** 60,
-}
-
-
-def parse_quantity(quantity: str | int | float) -> Decimal:
-    """A Kubernetes resource quantity ("500m", "8", "32Gi", "1e3") as a number (cores, bytes)."""
-    text = str(quantity).strip()
-    match = _QUANTITY.match(text)
-    if not match:
-        raise ValueError(f"not a Kubernetes quantity: {quantity!r}")
-    try:
-        number = Decimal(match.group(1))
-    except InvalidOperation as exc:
-        raise ValueError(f"not a Kubernetes quantity: {quantity!r}") from exc
-    return number * _SUFFIX[match.group(2)]
-
-
 # --------------------------------------------------------------------------------------------------
 # Per-step configuration (op tags)
 
 
-def k8s_step_config(execution: GpuExecution) -> dict[str, Any]:
+def k8s_step_config(execution: GpuSettings) -> dict[str, Any]:
     """The ``dagster-k8s/config`` value of a GPU step (container resources, scheduling, /dev/shm)."""
     limits: dict[str, str] = {}
     requests: dict[str, str] = {}
@@ -212,7 +88,7 @@ def k8s_step_config(execution: GpuExecution) -> dict[str, Any]:
     return config
 
 
-def ray_step_config(execution: GpuExecution) -> dict[str, Any]:
+def ray_step_config(execution: GpuSettings) -> dict[str, Any]:
     """The ``dagster-ray/config`` value of a GPU step (dagster-ray's ``RayExecutionConfig`` fields).
 
     ``runtime_env`` is left to the executor: a step tag's runtime_env *replaces* the executor's.
@@ -229,12 +105,12 @@ def ray_step_config(execution: GpuExecution) -> dict[str, Any]:
     return config
 
 
-def gpu_pool(execution: GpuExecution) -> str:
+def gpu_pool(execution: GpuSettings) -> str:
     """The Dagster pool GPU assets run in (``@dg.asset(pool=gpu_pool(execution))``)."""
     return execution.pool
 
 
-def gpu_asset_tags(execution: GpuExecution) -> dict[str, str]:
+def gpu_asset_tags(execution: GpuSettings) -> dict[str, str]:
     """Op tags for a GPU asset (``@dg.asset(op_tags=...)``): the executor tag of ``execution.target``.
 
     In-process there is nothing for an executor to read; the goalcraft marker tags are always set.
@@ -248,7 +124,7 @@ def gpu_asset_tags(execution: GpuExecution) -> dict[str, str]:
     return tags
 
 
-def gpu_asset_kwargs(execution: GpuExecution) -> dict[str, Any]:
+def gpu_asset_kwargs(execution: GpuSettings) -> dict[str, Any]:
     """``@dg.asset(**gpu_asset_kwargs(execution))``: the pool and the op tags together."""
     return {"pool": gpu_pool(execution), "op_tags": gpu_asset_tags(execution)}
 
@@ -257,7 +133,7 @@ def gpu_asset_kwargs(execution: GpuExecution) -> dict[str, Any]:
 # Executors
 
 
-def k8s_executor_config(execution: GpuExecution) -> dict[str, Any]:
+def k8s_executor_config(execution: GpuSettings) -> dict[str, Any]:
     """Config of ``dagster_k8s.k8s_job_executor`` (the ``execution: config:`` of a run).
 
     GPU requests stay on the GPU steps' tags, so CPU steps are not scheduled on GPU nodes.
@@ -268,7 +144,7 @@ def k8s_executor_config(execution: GpuExecution) -> dict[str, Any]:
     return config
 
 
-def ray_executor_config(execution: GpuExecution) -> dict[str, Any]:
+def ray_executor_config(execution: GpuSettings) -> dict[str, Any]:
     """Config of ``dagster_ray.ray_executor`` (fields nest under ``ray``, as its schema demands).
 
     ``num_gpus`` is deliberately not set here: dagster-ray lets an executor-level value override
@@ -287,7 +163,7 @@ def _missing_extra(extra: str, package: str, exc: ImportError) -> ImportError:
     return ImportError(f"GPU target {extra!r} needs {package}: pip install 'goalcraft[{extra}]' ({exc})")
 
 
-def executor_for(execution: GpuExecution) -> dg.ExecutorDefinition:
+def executor_for(execution: GpuSettings) -> dg.ExecutorDefinition:
     """The executor that runs GPU steps for ``execution.target``.
 
     ``inprocess``: Dagster's in-process executor; ``k8s``: ``k8s_job_executor`` configured with
@@ -320,7 +196,7 @@ RUN_CONFIG_YAML = "run-config.yaml"
 POOL_LIMITS_SH = "pool-limits.sh"
 
 
-def concurrency_config(execution: GpuExecution) -> dict[str, Any]:
+def concurrency_config(execution: GpuSettings) -> dict[str, Any]:
     """The ``concurrency`` section of dagster.yaml.
 
     Dagster 1.13's instance schema has no per-pool limits in dagster.yaml (only
@@ -331,12 +207,12 @@ def concurrency_config(execution: GpuExecution) -> dict[str, Any]:
     return {"pools": {"granularity": "op", "default_limit": execution.pool_limit}}
 
 
-def pool_limit_commands(execution: GpuExecution) -> list[list[str]]:
+def pool_limit_commands(execution: GpuSettings) -> list[list[str]]:
     """The Dagster CLI calls that set the GPU pool's limit on a running instance."""
     return [["dagster", "instance", "concurrency", "set", execution.pool, str(execution.pool_limit)]]
 
 
-def _k8s_run_launcher(execution: GpuExecution) -> dict[str, Any]:
+def _k8s_run_launcher(execution: GpuSettings) -> dict[str, Any]:
     config: dict[str, Any] = {
         "instance_config_map": execution.instance_config_map,
         "service_account_name": execution.service_account_name,
@@ -347,12 +223,12 @@ def _k8s_run_launcher(execution: GpuExecution) -> dict[str, Any]:
     return {"module": "dagster_k8s", "class": "K8sRunLauncher", "config": config}
 
 
-def _ray_run_launcher(execution: GpuExecution) -> dict[str, Any]:
+def _ray_run_launcher(execution: GpuSettings) -> dict[str, Any]:
     address: Any = execution.ray_address or {"env": "RAY_ADDRESS"}
     return {"module": "dagster_ray", "class": "RayRunLauncher", "config": {"ray": {"address": address}}}
 
 
-def _helm_values(execution: GpuExecution) -> dict[str, Any]:
+def _helm_values(execution: GpuSettings) -> dict[str, Any]:
     """Values for the Dagster Helm chart (its ``concurrency`` and ``runLauncher`` keys)."""
     launcher: dict[str, Any] = {}
     if execution.namespace:
@@ -364,7 +240,7 @@ def _helm_values(execution: GpuExecution) -> dict[str, Any]:
     }
 
 
-def render_deployment_config(execution: GpuExecution) -> dict[str, Any]:
+def render_deployment_config(execution: GpuSettings) -> dict[str, Any]:
     """The files a user deploys, by file name: YAML documents as mappings, the shell script as text.
 
     * ``dagster.yaml``: the instance fragment (run launcher for k8s/ray, the pool's concurrency);
@@ -404,7 +280,7 @@ def _atomic_write_text(text: str, path: Path, mode: int | None = None) -> None:
             os.chmod(tmp, mode)
 
 
-def write_deployment_config(execution: GpuExecution, out_dir: str | os.PathLike[str]) -> list[Path]:
+def write_deployment_config(execution: GpuSettings, out_dir: str | os.PathLike[str]) -> list[Path]:
     """Write :func:`render_deployment_config` into ``out_dir``, each file atomically; returns the paths."""
     out = Path(out_dir)
     written = []

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import dagster as dg
 
-from goalcraft.pipelines.gpu import GpuExecution, executor_for
+from goalcraft.pipelines.gpu import GpuSettings, executor_for
 
 
-def build_jobs(gpu: GpuExecution | None = None) -> list[dg.UnresolvedAssetJobDefinition]:
+def build_jobs(gpu: GpuSettings | None = None) -> list[dg.UnresolvedAssetJobDefinition]:
     # The clip job's partitions are inferred from its assets (the corpus partitions).
     ingest_job = dg.define_asset_job(
         "ingest_job", selection=dg.AssetSelection.groups("ingest"),
@@ -18,7 +18,7 @@ def build_jobs(gpu: GpuExecution | None = None) -> list[dg.UnresolvedAssetJobDef
         description="Cut one partition of videos and trials into 16-frame clip shards.",
     )
     goals_job = dg.define_asset_job(
-        "goals_job", selection=dg.AssetSelection.groups("success"),
+        "goals_job", selection=dg.AssetSelection.groups("goals"),
         description="Mine success moments of one partition and cut its goal clips.",
     )
     training_job = dg.define_asset_job(
@@ -30,7 +30,7 @@ def build_jobs(gpu: GpuExecution | None = None) -> list[dg.UnresolvedAssetJobDef
         "clip_embeddings_job", selection=dg.AssetSelection.assets("clip_embeddings"),
         description="Embed one partition's clips with the trained goal space.",
     )
-    gpu = gpu or GpuExecution()
+    gpu = gpu or GpuSettings()
     # In-process by default (a laptop, one GPU); the k8s/Ray executor when [gpu] target says so.
     predictor_job = dg.define_asset_job(
         "predictor_job", selection=dg.AssetSelection.groups("predictor"), executor_def=executor_for(gpu),

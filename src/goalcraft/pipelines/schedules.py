@@ -1,4 +1,4 @@
-"""Schedules: periodic re-training and evaluation, and the ``[automation]`` settings.
+"""Schedules: periodic re-training and evaluation (``[automation]``: goalcraft.config.AutomationSettings).
 
 :func:`build_retraining_schedule` builds a cron schedule for the job that re-trains the goal space,
 re-embeds, re-trains the predictor and evaluates it (``retrain_and_evaluate_job``). Like every
@@ -19,64 +19,24 @@ from typing import Any
 
 import dagster as dg
 from dagster._utils.schedules import is_valid_cron_string
-from pydantic import field_validator
+
+from goalcraft.config import DEFAULT_RETRAIN_CRON, AutomationSettings
 
 __all__ = [
     "DEFAULT_RETRAIN_CRON",
     "RETRAIN_JOB_NAME",
     "RETRAIN_SCHEDULE_NAME",
     "TRIGGER_TAG",
-    "AutomationConfig",
     "build_retraining_schedule",
     "retrain_run_key",
 ]
 
 RETRAIN_JOB_NAME = "retrain_and_evaluate_job"
 RETRAIN_SCHEDULE_NAME = "retrain_and_evaluate_schedule"
-#: Sunday 03:00 (in ``AutomationConfig.timezone``).
-DEFAULT_RETRAIN_CRON = "0 3 * * 0"
 #: Tag on every run an automation asks for: ``schedule`` or ``sensor``.
 TRIGGER_TAG = "goalcraft/trigger"
 SCHEDULED_TIME_TAG = "goalcraft/scheduled_time"
 AUTOMATION_TAG = "goalcraft/automation"
-
-
-class AutomationConfig(dg.Config):
-    """The ``[automation]`` section: when re-training runs, and how often the corpus is watched.
-
-    Both automations stay stopped until turned on (docs/automation.md); these settings only say what
-    they do once running.
-    """
-
-    # Cron expression of the re-train + evaluate schedule (5 fields; Dagster's cron dialect).
-    retrain_cron: str = DEFAULT_RETRAIN_CRON
-    # IANA timezone the cron expression is read in.
-    timezone: str = "UTC"
-    # Minimum seconds between two evaluations of the new-inputs sensor.
-    watch_interval_s: int = 300
-
-    @field_validator("retrain_cron")
-    @classmethod
-    def _valid_cron(cls, value: str) -> str:
-        if not is_valid_cron_string(value):
-            raise ValueError(f"retrain_cron: not a valid cron expression: {value!r}")
-        return value
-
-    @field_validator("timezone")
-    @classmethod
-    def _valid_timezone(cls, value: str) -> str:
-        try:
-            zoneinfo.ZoneInfo(value)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"timezone: not an IANA timezone name: {value!r}") from None
-        return value
-
-    @field_validator("watch_interval_s")
-    @classmethod
-    def _positive_interval(cls, value: int) -> int:
-        if value < 1:
-            raise ValueError(f"watch_interval_s: must be at least 1 second, got {value}")
-        return value
 
 
 def retrain_run_key(scheduled_time: _dt.datetime, schedule_name: str = RETRAIN_SCHEDULE_NAME) -> str:
@@ -92,24 +52,27 @@ def build_retraining_schedule(
     cron: str | None = None,
     timezone: str | None = None,
     *,
-    automation: AutomationConfig | None = None,
+    automation: AutomationSettings | None = None,
     name: str = RETRAIN_SCHEDULE_NAME,
     run_config: Mapping[str, Any] | None = None,
 ) -> dg.ScheduleDefinition:
     """A schedule that asks for one run of ``job_name`` per cron tick; STOPPED by default.
 
     ``cron`` and ``timezone`` default to ``automation.retrain_cron`` / ``automation.timezone``
-    (``AutomationConfig()`` when not given); explicit arguments win. The job is targeted by name:
+    (``AutomationSettings()`` when not given); explicit arguments win. The job is targeted by name:
     the ``Definitions`` the schedule is added to must define it. ``run_config`` (optional) is sent
     with every run.
     """
-    settings = automation if automation is not None else AutomationConfig()
+    settings = automation if automation is not None else AutomationSettings()
     # Re-validate explicit overrides through the same model (same error messages as the TOML file).
-    settings = AutomationConfig(
+    settings = AutomationSettings(
         retrain_cron=cron if cron is not None else settings.retrain_cron,
         timezone=timezone if timezone is not None else settings.timezone,
         watch_interval_s=settings.watch_interval_s,
     )
+    # The settings check the expression's shape; Dagster's own parser has the last word.
+    if not is_valid_cron_string(settings.retrain_cron):
+        raise ValueError(f"retrain_cron: not a valid cron expression: {settings.retrain_cron!r}")
     fixed_config = dict(run_config) if run_config else None
 
     @dg.schedule(

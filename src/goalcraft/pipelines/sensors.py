@@ -75,7 +75,9 @@ import dagster as dg
 
 from goalcraft.data.partitioning import partition_of
 from goalcraft.data.trials import TRIAL_VIDEO_EXTENSIONS, trial_id_for
-from goalcraft.pipelines.schedules import AUTOMATION_TAG, TRIGGER_TAG, AutomationConfig
+from goalcraft.config import AutomationSettings
+from goalcraft.resources import CorpusResource
+from goalcraft.pipelines.schedules import AUTOMATION_TAG, TRIGGER_TAG
 
 __all__ = [
     "BATCH_TAG",
@@ -388,14 +390,11 @@ def _latest_ingest(instance: dg.DagsterInstance, key: str) -> tuple[str, float |
 
 
 def build_new_inputs_sensor(
-    corpus_root: str | os.PathLike[str],
-    manifests: Sequence[str],
-    trials_dir: str,
     partition_count: int,
     *,
     ingest_job: dg.UnresolvedAssetJobDefinition | dg.JobDefinition,
     clips_job: dg.UnresolvedAssetJobDefinition | dg.JobDefinition,
-    automation: AutomationConfig | None = None,
+    automation: AutomationSettings | None = None,
     minimum_interval_seconds: int | None = None,
     name: str = NEW_INPUTS_SENSOR_NAME,
     clips_asset: str = "video_clips",
@@ -404,16 +403,15 @@ def build_new_inputs_sensor(
 ) -> dg.SensorDefinition:
     """The new-inputs sensor (module docstring); STOPPED by default.
 
-    ``corpus_root``/``manifests``/``trials_dir`` are ``[paths]`` (manifest names and the trials
-    folder relative to the root), ``partition_count`` is ``[partitions] count``. ``ingest_job`` and
-    ``clips_job`` must be the very job objects given to the ``Definitions`` (a sensor targets job
-    definitions, and two definitions of one name conflict). The evaluation interval is
-    ``minimum_interval_seconds``, else ``automation.watch_interval_s`` (default 300 s).
+    What it watches comes from the ``corpus`` resource (``[paths]``: the corpus root, the manifest
+    names and the trials folder), the same resource the ingest assets read. ``partition_count`` is
+    ``[partitions] count``. ``ingest_job`` and ``clips_job`` must be the very job objects given to
+    the ``Definitions`` (a sensor targets job definitions, and two definitions of one name
+    conflict). The evaluation interval is ``minimum_interval_seconds``, else
+    ``automation.watch_interval_s`` (default 300 s).
     """
-    settings = automation if automation is not None else AutomationConfig()
+    settings = automation if automation is not None else AutomationSettings()
     interval = minimum_interval_seconds if minimum_interval_seconds is not None else settings.watch_interval_s
-    manifests = list(manifests)
-    root = Path(corpus_root)
 
     @dg.sensor(
         name=name,
@@ -421,12 +419,13 @@ def build_new_inputs_sensor(
         minimum_interval_seconds=interval,
         default_status=dg.DefaultSensorStatus.STOPPED,
         description=(
-            f"Watches {', '.join(manifests) or 'no manifests'} and {trials_dir}/ under the corpus root for "
-            f"new sources; runs {ingest_job.name} once, then {clips_job.name} for the partitions they "
-            "fall into. Stopped by default: turn it on in the UI or with `dagster sensor start`."
+            "Watches the corpus's manifests and trials folder ([paths]) for new sources; runs "
+            f"{ingest_job.name} once, then {clips_job.name} for the partitions they fall into. "
+            "Stopped by default: turn it on in the UI or with `dagster sensor start`."
         ),
     )
-    def _new_inputs(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+    def _new_inputs(context: dg.SensorEvaluationContext, corpus: CorpusResource) -> dg.SensorResult:
+        root, manifests, trials_dir = corpus.root, list(corpus.paths.manifests), corpus.paths.trials_dir
         previous = WatchState.from_cursor(context.cursor, partition_count)
         first = previous is None
         state, changes = scan_inputs(root, manifests, trials_dir, partition_count, previous,

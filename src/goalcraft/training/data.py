@@ -31,7 +31,6 @@ Design points, each tested in tests/test_training_data.py:
 
 from __future__ import annotations
 
-import hashlib
 from concurrent.futures import ThreadPoolExecutor
 import json
 from dataclasses import dataclass
@@ -44,6 +43,7 @@ import torch
 
 from goalcraft.config import CLIP_FRAMES
 from goalcraft.data.shards import FRAME_FIELDS, decode_jpeg, iter_shard
+from goalcraft.data.splits import SPLIT_SALT, split_score
 
 __all__ = [
     "ClipBatch",
@@ -60,20 +60,9 @@ __all__ = [
 
 Split = Literal["train", "val", "all"]
 
-# Changing the salt reshuffles which clips are held out: never change it for a corpus you compare
-# runs on.
-SPLIT_SALT = "goalcraft/goal-space/split/v1"
-
-
 # --------------------------------------------------------------------------------------------
 # Split and frame selection
 # --------------------------------------------------------------------------------------------
-
-
-def split_score(key: str, salt: str = SPLIT_SALT) -> float:
-    """A number in [0, 1) that depends only on ``key`` (and the salt): SHA-256, first 8 bytes."""
-    digest = hashlib.sha256(f"{salt}\x00{key}".encode("utf-8")).digest()
-    return int.from_bytes(digest[:8], "big") / 2.0**64
 
 
 def split_of(key: str, val_fraction: float, salt: str = SPLIT_SALT) -> Literal["train", "val"]:

@@ -19,6 +19,8 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
+from goalcraft.data.splits import require_splits, split_indices
+
 SPEC_ENV_VAR = "GOALCRAFT_STAGE_SPEC"
 
 
@@ -31,9 +33,7 @@ class StageSpec:
     out_dir: str
     config: dict[str, Any]  # PredictorConfig fields
     settings: dict[str, Any]  # Stage1Settings / Stage2Settings fields
-    val_fraction: float = 0.15
-    test_fraction: float = 0.15
-    tasks_file: str | None = None  # task → paraphrases, used as training phrasings
+    tasks_file: str | None = None  # the task vocabulary file: task → paraphrases, used as training phrasings
     stage1_dir: str | None = None  # stage 2 only
     resume: bool | str = "auto"  # see goalcraft.training.predictor._Run
     extra: dict[str, Any] = field(default_factory=dict)
@@ -46,13 +46,14 @@ class StageSpec:
         return cls(**json.loads(text))
 
 
-def load_variants(tasks_file: str | os.PathLike[str] | None) -> dict[str, list[str]]:
-    """task → its instruction's paraphrases, from a Crafter-style ``tasks.json`` (absent: none)."""
-    if not tasks_file or not Path(tasks_file).is_file():
+def load_variants(vocabulary_file: str | os.PathLike[str] | None) -> dict[str, list[str]]:
+    """task → its instruction's paraphrases, for the tasks of the configured task files, from the
+    task_vocabulary asset's file (absent: none)."""
+    from goalcraft.data.task_vocabulary import TaskVocabulary, read_task_vocabulary
+
+    if not vocabulary_file or not Path(vocabulary_file).is_file():
         return {}
-    data = json.loads(Path(tasks_file).read_text(encoding="utf-8"))
-    return {task: [str(p) for p in entry.get("paraphrases", [])] for task, entry in data.items()
-            if isinstance(entry, dict)}
+    return TaskVocabulary(read_task_vocabulary(Path(vocabulary_file)).corpus_tasks()).variants()
 
 
 def run_stage(spec: StageSpec, log=None) -> dict[str, Any]:
@@ -62,13 +63,14 @@ def run_stage(spec: StageSpec, log=None) -> dict[str, Any]:
         PredictorExamples,
         Stage1Settings,
         Stage2Settings,
-        assign_splits,
         train_stage1,
         train_stage2,
     )
 
-    examples = PredictorExamples.from_table(pq.read_table(spec.goal_table))
-    splits = assign_splits(examples.keys, val_fraction=spec.val_fraction, test_fraction=spec.test_fraction)
+    table = pq.read_table(spec.goal_table)
+    examples = PredictorExamples.from_table(table)
+    splits = split_indices(table)  # assigned once, by source, by the goal_embeddings asset
+    require_splits(splits, ("train", "val"))
     variants = load_variants(spec.tasks_file)
     if spec.stage == 1:
         result = train_stage1(examples, splits, PredictorConfig(**spec.config), Path(spec.out_dir),

@@ -13,9 +13,9 @@ to the goal embedding of the clip: MSE + 0.1 x (1 − cosine). Tokens are comput
 instruction (the frozen predictor is deterministic in eval mode), so stage 2 is cheap. After training
 the output scale is calibrated so predicted norms match the raw goal embeddings (policy scale).
 
-Splits (:func:`assign_splits`) are by goal-clip key hash: ``train`` / ``val`` (model selection) /
-``test`` (the baseline comparison, :func:`compare_with_baseline`), so a clip stays on its side whatever
-the sharding, and both models are compared on clips neither saw.
+Splits come from the goal-embeddings table's ``split`` column (goalcraft.data.splits: assigned once,
+by source): ``train``, ``val`` (model selection) and ``test`` (held out for the evaluation), so the
+clips of one video or trial never cross splits and every model is compared on clips none saw.
 
 Both stages write, under their ``out_dir``::
 
@@ -60,14 +60,13 @@ from goalcraft.models.predictor import (
     save_goal_predictor,
 )
 from goalcraft.storage import write_json_atomic
-from goalcraft.training.data import split_score
+from goalcraft.config import Stage1Settings, Stage2Settings
 from goalcraft.training.goal_space import contrastive_loss
 
 # peft asks transformers for is_gradient_checkpointing, which transformers 5 deprecates; not ours to fix.
 warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
 
 BEST_DIR, LAST_DIR, STATE_FILE, HISTORY_FILE, TENSORBOARD_DIR = "best", "last", "state.pt", "history.json", "tensorboard"
-SPLIT_SALT = "goalcraft-predictor-split-v1"
 STATE_FORMAT = 1
 
 
@@ -114,22 +113,6 @@ class PredictorExamples:
         return h.hexdigest()
 
 
-def assign_splits(keys: Sequence[str], *, val_fraction: float = 0.15, test_fraction: float = 0.15) -> dict[str, np.ndarray]:
-    """Row indices of ``train`` / ``val`` / ``test`` from each key's hash score (stable per clip)."""
-    if not (0 < val_fraction and 0 < test_fraction and val_fraction + test_fraction < 1):
-        raise PredictorTrainingError(f"val_fraction {val_fraction} and test_fraction {test_fraction} must be "
-                                     "positive and sum below 1")
-    scores = np.array([split_score(k, SPLIT_SALT) for k in keys])
-    test = scores < test_fraction
-    val = ~test & (scores < test_fraction + val_fraction)
-    splits = {"train": np.flatnonzero(~test & ~val), "val": np.flatnonzero(val), "test": np.flatnonzero(test)}
-    empty = [name for name, idx in splits.items() if idx.size == 0]
-    if empty:
-        raise PredictorTrainingError(f"{len(keys)} goal clips leave the {', '.join(empty)} split(s) empty; "
-                                     "mine more goal clips or change the split fractions")
-    return splits
-
-
 def instruction_for(examples: PredictorExamples, i: int, variants: Mapping[str, Sequence[str]] | None,
                     rng: np.random.Generator | None) -> str:
     """Row ``i``'s instruction, or (training with ``variants``) a seeded pick among its task's phrasings."""
@@ -141,35 +124,6 @@ def instruction_for(examples: PredictorExamples, i: int, variants: Mapping[str, 
 
 
 # -- settings and results ----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Stage1Settings:
-    epochs: int = 6
-    batch_size: int = 16
-    lr: float = 3e-4
-    weight_decay: float = 0.01
-    lora_r: int = 8
-    lora_alpha: int = 16
-    temperature: float = 0.07
-    mse_weight: float = 0.5
-    seed: int = 0
-    device: str = "cpu"
-    precision: str = "fp32"
-    checkpoint_every: int = 1  # epochs between last/ checkpoints (the final epoch always writes)
-
-
-@dataclass(frozen=True)
-class Stage2Settings:
-    epochs: int = 150
-    batch_size: int = 16
-    lr: float = 1e-3
-    weight_decay: float = 0.01
-    cos_weight: float = 0.1
-    seed: int = 0
-    device: str = "cpu"
-    precision: str = "fp32"
-    checkpoint_every: int = 10
 
 
 @dataclass
@@ -451,7 +405,7 @@ def train_stage1(examples: PredictorExamples, splits: Mapping[str, np.ndarray], 
 def _settings_key(settings: Stage1Settings | Stage2Settings) -> dict[str, Any]:
     """The settings a resumed run must share (where it runs, how often it checkpoints and how many epochs
     it runs to may change)."""
-    return {k: v for k, v in asdict(settings).items() if k not in ("device", "checkpoint_every", "epochs")}
+    return {k: v for k, v in settings.model_dump().items() if k not in ("device", "checkpoint_every", "epochs")}
 
 
 def _split_digest(splits: Mapping[str, np.ndarray]) -> str:
@@ -637,74 +591,3 @@ def _dir_digest(path: Path) -> str:
         h.update((Path(path) / name).read_bytes())
     return h.hexdigest()
 
-
-# -- comparison with the baseline ------------------------------------------------------------------------
-
-
-def goal_metrics(pred: Tensor, goal: Tensor, center: Tensor) -> dict[str, float]:
-    """Mean cosine(pred, goal); the same after subtracting ``center`` (the training goals' mean, so the
-    shared component every goal has does not hide whether the task-specific part is right); the
-    predicted/true median norm ratio."""
-    pred, goal = pred.float(), goal.float()
-    return {
-        "cosine": float(F.cosine_similarity(pred, goal, dim=-1).mean()),
-        "centered_cosine": float(F.cosine_similarity(pred - center, goal - center, dim=-1).mean()),
-        "norm_ratio": float(pred.norm(dim=-1).median() / goal.norm(dim=-1).median()),
-    }
-
-
-def compare_with_baseline(examples: PredictorExamples, splits: Mapping[str, np.ndarray],
-                          predictor: Callable[[list[str]], Tensor], baseline: Callable[[list[str]], Tensor],
-                          split: str = "test") -> dict[str, dict[str, float]]:
-    """:func:`goal_metrics` of both models on ``split`` (instructions → z_goal vs the clips' embeddings)."""
-    idx = np.asarray(splits[split])
-    texts = [examples.instructions[i] for i in idx]
-    goal = torch.from_numpy(examples.goals[idx])
-    center = torch.from_numpy(examples.goals[np.asarray(splits["train"])]).mean(0)
-    return {"predictor": goal_metrics(predictor(texts), goal, center),
-            "baseline": goal_metrics(baseline(texts), goal, center), "n": {"clips": float(len(idx))}}
-
-
-def paraphrase_rows(examples: PredictorExamples, idx: Sequence[int],
-                    variants: Mapping[str, Sequence[str]]) -> tuple[list[str], np.ndarray]:
-    """(paraphrase, goal row) for every phrasing of each clip's task other than the clip's own."""
-    texts, rows = [], []
-    for i in idx:
-        for text in variants.get(examples.tasks[i], ()):
-            if text != examples.instructions[i]:
-                texts.append(text)
-                rows.append(i)
-    return texts, np.asarray(rows, dtype=np.int64)
-
-
-def evaluate_against_baseline(examples: PredictorExamples, splits: Mapping[str, np.ndarray],
-                              predictor: Callable[[list[str]], Tensor], baseline: Callable[[list[str]], Tensor],
-                              variants: Mapping[str, Sequence[str]] | None = None,
-                              split: str = "test") -> dict[str, dict[str, float]]:
-    """Both models on the held-out ``split``: with each clip's own instruction, and (given ``variants``)
-    with its task's other phrasings, which neither model was trained on unless passed as variants."""
-    out = compare_with_baseline(examples, splits, predictor, baseline, split)
-    idx = np.asarray(splits[split])
-    texts, rows = paraphrase_rows(examples, idx, variants or {})
-    if texts:
-        goal = torch.from_numpy(examples.goals[rows])
-        center = torch.from_numpy(examples.goals[np.asarray(splits["train"])]).mean(0)
-        out["predictor_paraphrases"] = goal_metrics(predictor(texts), goal, center)
-        out["baseline_paraphrases"] = goal_metrics(baseline(texts), goal, center)
-        out["n"]["paraphrases"] = float(len(texts))
-    return out
-
-
-def fit_baseline_prior(examples: PredictorExamples, splits: Mapping[str, np.ndarray], mineclip: nn.Module,
-                       out_dir: Path, *, epochs: int, batch_size: int, lr: float, beta: float, seed: int):
-    """STEVE-1's prior refitted on the train and val clips only (the comparison's test clips stay unseen):
-    the baseline trained on the same data as the predictor. Returns the best prior."""
-    from goalcraft.models.baseline import encode_instructions
-    from goalcraft.models.prior import prior_config_for
-    from goalcraft.training.prior import train_prior
-
-    idx = np.concatenate([np.asarray(splits["train"]), np.asarray(splits["val"])])
-    text = encode_instructions(mineclip, [examples.instructions[i] for i in idx]).numpy()
-    result = train_prior(text, examples.goals[idx], prior_config_for(examples.goals.shape[1]), Path(out_dir), epochs=epochs, batch_size=batch_size,
-                         lr=lr, beta=beta, seed=seed)
-    return result.best_model

@@ -1,28 +1,34 @@
-"""Success stage: mined goal moments (agent trials, narrated transcripts, VLM rating files) cut into
+"""Goal stage: mined goal moments (agent trials, narrated transcripts, VLM rating files) cut into
 goal clips — 16 consecutive frames ending at the success moment — per corpus partition."""
 
-from pathlib import Path
 
 import dagster as dg
 
+from goalcraft.assets.keys import INGEST, TASK_VOCABULARY
+from goalcraft.config import GoalcraftConfig
 from goalcraft.data.goal_stage import build_goal_partition
 from goalcraft.data.manifest import VideoRecord
 from goalcraft.data.mining import mine_ratings, mine_transcripts, mine_trials, mining_notes
 from goalcraft.data.partitioning import partition_of
 from goalcraft.data.tables import read_partition_rows
-from goalcraft.data.task_vocabulary import Task, load_task_files
+from goalcraft.data.task_vocabulary import Task, read_task_vocabulary
 from goalcraft.data.trials import TrialRecord
-from goalcraft.resources import ClipStageResource, CorpusResource, MiningResource, StorageResource
+from goalcraft.pipelines.partitions import corpus_partitions
+from goalcraft.resources import ClipStageResource, CorpusResource, GoalsResource, StorageResource
 
 
-def build_success_assets(partitions_def: dg.PartitionsDefinition, ingest: list[dg.AssetsDefinition]) -> list:
+def definitions(config: GoalcraftConfig) -> dg.Definitions:
+    return dg.Definitions(assets=build_goal_assets(corpus_partitions(config.partitions.count)))
+
+
+def build_goal_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
     count = len(partitions_def.get_partition_keys())
 
     @dg.asset(
-        group_name="success",
+        group_name="goals",
         kinds={"webdataset", "parquet", "video"},
         partitions_def=partitions_def,
-        deps=ingest,
+        deps=[*INGEST, TASK_VOCABULARY],
         description=(
             "Goal clips: 16 consecutive frames (160x256) ending at a success moment, mined from successful "
             "agent trials, from transcript segments naming a task (moment at the end of the speech), and "
@@ -31,13 +37,13 @@ def build_success_assets(partitions_def: dg.PartitionsDefinition, ingest: list[d
         ),
     )
     def goal_clips(context: dg.AssetExecutionContext, corpus: CorpusResource, storage: StorageResource,
-                   mining: MiningResource, clip_stage: ClipStageResource) -> dg.MaterializeResult:
+                   goals: GoalsResource, clip_stage: ClipStageResource) -> dg.MaterializeResult:
         paths = storage.paths
         partition = context.partition_key
-        settings = mining.success
+        settings = goals.goals
         videos = read_partition_rows(paths.manifest_table, partition, count, VideoRecord)
         trials = read_partition_rows(paths.trials_table, partition, count, TrialRecord)
-        tasks: list[Task] = load_task_files(corpus.root, settings.task_files, steve1_prompts=settings.steve1_prompts)
+        tasks: list[Task] = list(read_task_vocabulary(paths.task_vocabulary_file).tasks)
         moments, rejects = mine_trials(trials)
         found, bad = mine_transcripts(videos, corpus.root, tasks)
         moments, rejects = moments + found, rejects + bad
