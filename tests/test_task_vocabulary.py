@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from goalcraft.data.crafter_corpus import TASKS
+from goalcraft.crafter.tasks import TASKS
 from goalcraft.data.task_vocabulary import (
     Task,
     TaskMatcher,
