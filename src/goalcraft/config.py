@@ -26,10 +26,7 @@ from goalcraft.pipelines.schedules import AutomationConfig
 CONFIG_ENV_VAR = "GOALCRAFT_CONFIG"
 DEFAULT_CONFIG_NAME = "goalcraft.toml"
 
-# MineCLIP and STEVE-1 consume 16 frames of 160x256 (HxW); these are format facts, not settings.
-CLIP_FRAMES = 16
-CLIP_HEIGHT = 160
-CLIP_WIDTH = 256
+from goalcraft.formats import CLIP_FRAMES, CLIP_HEIGHT, CLIP_WIDTH
 
 
 class PathsConfig(dg.Config):

@@ -16,9 +16,8 @@ import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
-from goalcraft.config import CLIP_FRAMES, CLIP_HEIGHT, CLIP_WIDTH, ClipsConfig
 from goalcraft.data.decode import VideoDecoder, VideoHandle, get_decoder
 from goalcraft.data.manifest import VideoRecord
 from goalcraft.data.quarantine import InputError, QuarantineRecord, quarantine_table
@@ -26,6 +25,7 @@ from goalcraft.data.shards import ClipSample, ClipShardWriter, sample_key
 from goalcraft.data.transcripts import read_transcript
 from goalcraft.data.trials import TrialRecord
 from goalcraft.data.windows import ClipWindow, WindowRules, frame_indices, tile_windows, windows_from_segments
+from goalcraft.formats import CLIP_FRAMES, CLIP_HEIGHT, CLIP_WIDTH
 from goalcraft.storage import (
     StoragePaths,
     commit_directory,
@@ -34,6 +34,9 @@ from goalcraft.storage import (
     write_json_atomic,
     write_parquet_atomic,
 )
+
+if TYPE_CHECKING:  # only a type here; importing the settings at run time would pull in Dagster
+    from goalcraft.config import ClipsConfig
 
 
 @dataclass(frozen=True)
