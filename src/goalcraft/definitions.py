@@ -16,7 +16,7 @@ from goalcraft.pipelines.executors import cpu_executor
 from goalcraft.pipelines.jobs import build_jobs
 from goalcraft.pipelines.schedules import build_retraining_schedule
 from goalcraft.pipelines.sensors import build_new_inputs_sensor
-from goalcraft.pipelines.partitions import corpus_partitions
+from goalcraft.pipelines.partitions_definition import corpus_partitions
 from goalcraft.resources import (
     ClipStageResource,
     CorpusResource,

@@ -11,7 +11,7 @@ import dagster as dg
 
 from goalcraft.config import ClipsConfig, EvaluationConfig, GoalSpaceConfig, PredictorSettings, PriorTrainingConfig, SuccessConfig
 from goalcraft.data.clip_stage import ClipStageSettings
-from goalcraft.data.vocabulary import load_keywords
+from goalcraft.data.task_vocabulary import load_keywords
 from goalcraft.storage import StoragePaths
 
 

@@ -11,7 +11,7 @@ import dagster as dg
 import pyarrow as pa
 
 from goalcraft.data.manifest import ManifestError, VideoRecord, read_manifests
-from goalcraft.data.partitioning import partition_of
+from goalcraft.data.partition_keys import partition_of
 from goalcraft.data.quarantine import QuarantineRecord, quarantine_table
 from goalcraft.data.tables import PARTITION_COUNT_KEY, records_table
 from goalcraft.data.trials import TrialRecord, scan_trials

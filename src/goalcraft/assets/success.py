@@ -8,7 +8,7 @@ import dagster as dg
 from goalcraft.data.goal_stage import build_goal_partition
 from goalcraft.data.manifest import VideoRecord
 from goalcraft.data.mining import mine_ratings, mine_transcripts, mine_trials, mining_notes
-from goalcraft.data.partitioning import partition_of
+from goalcraft.data.partition_keys import partition_of
 from goalcraft.data.tables import read_partition_rows
 from goalcraft.data.task_vocabulary import Task, load_task_files
 from goalcraft.data.trials import TrialRecord
