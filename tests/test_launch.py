@@ -20,7 +20,7 @@ from conftest import SYNTHETIC_TASKS, synthetic_goal_table, synthetic_tasks_file
 
 def test_spec_round_trips_and_variants_come_from_tasks_json(tmp_path):
     spec = StageSpec(stage=1, goal_table="g.parquet", out_dir="out", config={"name": "tiny"},
-                     settings={"epochs": 2}, tasks_file="tasks.json", extra={"note": [1, 2]})
+                     settings={"epochs": 2}, tasks_file="tasks.json")
     assert StageSpec.from_json(spec.to_json()) == spec
     tasks = synthetic_tasks_file(tmp_path / "tasks.json")
     assert load_variants(tasks) == {t: p for t, (_, p) in SYNTHETIC_TASKS.items()}

@@ -1,24 +1,31 @@
 """Where goalcraft's outputs live: the one seam for storage paths, and atomic writes.
 
-Layout under the data root::
+Layout under the data root (:class:`StoragePaths` names each folder and table)::
 
     ingest/manifest.parquet              one row per usable video (with its partition)
     ingest/trials.parquet                one row per usable agent trial
     ingest/manifest_quarantine.parquet   manifest rows that were rejected, with the reason
     ingest/trials_quarantine.parquet     trial folders that were rejected, with the reason
-    clips/<partition>/<shard>.tar           WebDataset shard of 16-frame clips
-    clips/<partition>/<shard>.parquet       index of the shard's samples
-    clips/<partition>/<shard>_stats.json    per-shard stats
+    clips/<partition>/<partition>-<n>.tar          WebDataset shard of 16-frame clips (n: 00000, ...)
+    clips/<partition>/<partition>-<n>.parquet      index of the shard's samples
+    clips/<partition>/<partition>-<n>_stats.json   per-shard stats
     clips/<partition>/quarantine.parquet    clip-stage rejects of the partition
     clips/<partition>/partition.json        partition summary, written last
     goals/<partition>/...                   goal clips, same layout as clips/
-    models/goal_space/{best,last}/          the trained MineCLIP goal space (safetensors + config.json)
+    models/goal_space/{best,last}/          the trained MineCLIP goal space (safetensors + config.json),
+                                            with tensorboard/ and norm_stats.json beside them
     models/prior/{best,last}/               the trained STEVE-1 prior
+    models/predictor/{best,last}/           goal predictor stage 1 (history.json, tensorboard/ beside)
+    models/aligner/{best,last}/             stage 2, the predictor with its aligner (what is served)
+    models/baseline_prior/{best,last}/      the prior refitted without the test clips (the baseline)
     embeddings/goal_clips.parquet           one goal-space embedding per goal clip
     embeddings/clips/<partition>.parquet    one goal-space embedding per clip
+    evaluation/<table>/<run_id>.parquet     evaluation tables, one file per run
+    evaluation/reports/<run_id>.html, evaluation/report.html   the HTML report (the latest one too)
+    dagster_home/                           the CLI's Dagster instance (unless $DAGSTER_HOME is set)
 
-A partition folder is built under ``clips/.staging/`` and swapped into place whole, so readers only
-ever see a complete partition (see :func:`commit_directory`).
+A partition folder is built under ``clips/.staging/`` (``goals/.staging/``) and swapped into place
+whole, so readers only ever see a complete partition (see :func:`commit_directory`).
 """
 
 from __future__ import annotations
