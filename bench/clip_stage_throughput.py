@@ -51,7 +51,7 @@ def minestudio_corpus(src: Path, root: Path, segment_s: float = 2.0) -> Path:
 
 
 def crafter_corpus(root: Path, videos: int) -> Path:
-    from goalcraft.data.crafter_corpus import generate_crafter_corpus
+    from goalcraft.crafter.corpus import generate_crafter_corpus
 
     generate_crafter_corpus(root, seed=0, n_videos=videos, n_trials=0, n_steve1_episodes=0)
     return root

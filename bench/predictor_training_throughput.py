@@ -59,7 +59,7 @@ from goalcraft.training.predictor import (
 from goalcraft.training.prior import kl_divergence
 
 # 10 STEVE-1 evaluation prompts (goalcraft/data/steve1_prompts.json) and 10 Crafter task instructions
-# (goalcraft.data.crafter_corpus.TASKS): the instruction lengths the tokenizer sees in training.
+# (goalcraft.crafter.tasks.TASKS): the instruction lengths the tokenizer sees in training.
 INSTRUCTIONS: tuple[str, ...] = (
     "dig as far as possible", "get dirt", "look at the sky", "break leaves", "chop down the tree",
     "break tall grass", "break a flower", "go explore", "go swimming", "open inventory",

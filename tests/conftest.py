@@ -15,7 +15,7 @@ FIXTURES = Path(__file__).parent / "fixtures"
 
 @pytest.fixture(scope="session")
 def crafter_corpus(tmp_path_factory) -> Path:
-    from goalcraft.data.crafter_corpus import generate_crafter_corpus
+    from goalcraft.crafter.corpus import generate_crafter_corpus
 
     root = tmp_path_factory.mktemp("crafter") / "corpus"
     generate_crafter_corpus(root, seed=3, n_videos=3, steps_per_video=150, n_trials=2, n_steve1_episodes=1)

@@ -15,15 +15,18 @@ from safetensors.torch import load_file, save_file
 from goalcraft.models.backbones import (
     BackboneError,
     BackboneSpec,
-    init_predictor_from_multimodal,
     load_multimodal_language_model,
     load_multimodal_qformer,
     load_text_backbone,
     mean_pool,
-    predictor_config_from_multimodal,
 )
 from goalcraft.models.checkpoints import CheckpointError
-from goalcraft.models.predictor import PREDICTOR_CONFIGS, GoalPredictor
+from goalcraft.models.predictor import (
+    PREDICTOR_CONFIGS,
+    GoalPredictor,
+    init_predictor_from_multimodal,
+    predictor_config_from_multimodal,
+)
 
 TINY = PREDICTOR_CONFIGS["tiny"]
 WORDS = "chop down the tree cut a open inventory craft wooden pickaxe mine some stone with your hands".split()

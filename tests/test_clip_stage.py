@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from goalcraft.config import CLIP_FRAMES
+from goalcraft.formats import CLIP_FRAMES
 from goalcraft.data.clip_stage import ClipStageSettings, build_clip_partition
 from goalcraft.data.decode import get_decoder
 from goalcraft.data.manifest import read_manifests

@@ -17,14 +17,8 @@ import decord
 import numpy as np
 import pytest
 
-from goalcraft.data.crafter_corpus import (
-    ACHIEVEMENTS,
-    TASKS,
-    TRIAL_TAIL_FRAMES,
-    OrderedSet,
-    generate_crafter_corpus,
-    make_env,
-)
+from goalcraft.crafter.corpus import TRIAL_TAIL_FRAMES, generate_crafter_corpus
+from goalcraft.crafter.tasks import ACHIEVEMENTS, TASKS, tasks_json_text
 
 SEED = 1
 STEPS = 120
@@ -39,7 +33,7 @@ _SCRIPT = r"""
 import json, shutil, sys
 from dataclasses import asdict
 from pathlib import Path
-from goalcraft.data.crafter_corpus import generate_crafter_corpus
+from goalcraft.crafter.corpus import generate_crafter_corpus
 
 root, seed, kwargs, rerun = Path(sys.argv[1]), int(sys.argv[2]), json.loads(sys.argv[3]), sys.argv[4] == "1"
 summary = generate_crafter_corpus(root, seed=seed, **kwargs)
@@ -264,7 +258,9 @@ def test_vtt_transcripts_are_rolling_youtube_captions(corpora) -> None:
 
 
 def test_task_vocabulary(corpora) -> None:
-    tasks = json.loads((corpora["a"] / "tasks.json").read_text())
+    text = (corpora["a"] / "tasks.json").read_text()
+    assert text == tasks_json_text()  # the packaged vocabulary, copied as is
+    tasks = json.loads(text)
     assert tasks == TASKS
     assert set(tasks) == set(crafter.constants.achievements) and len(tasks) == 22
     narration = [phrase for task in tasks.values() for phrase in task["narration"]]
@@ -327,33 +323,3 @@ def test_refuses_to_replace_a_directory_that_is_not_a_corpus(tmp_path: Path) -> 
     with pytest.raises(FileExistsError):
         generate_crafter_corpus(tmp_path, n_videos=1)
     assert (tmp_path / "notes.txt").read_text() == "keep me"
-
-
-def test_ordered_world_chunks_and_frame_size() -> None:
-    items = OrderedSet()
-    for x in ("c", "a", "b", "a"):
-        items.add(x)
-    items.remove("c")
-    assert list(items) == ["a", "b"] and len(items) == 2 and "a" in items and "c" not in items
-
-    env = make_env(7)
-    obs = env.reset()
-    assert obs.shape == (160, 256, 3)
-    chunks = env._world._chunks
-    assert chunks.default_factory is OrderedSet
-    assert chunks and all(isinstance(objs, OrderedSet) for objs in chunks.values())
-    with pytest.raises(ValueError):
-        make_env(7, size=(250, 160))
-
-
-def test_crafter_world_seed_hash_is_process_independent() -> None:
-    # crafter seeds each episode with hash((seed, episode)): ints only, so PYTHONHASHSEED (which
-    # randomizes str/bytes hashes) does not change it.
-    code = "print(hash((12345, 1)), hash('crafter'))"
-    outs = [
-        subprocess.run([sys.executable, "-c", code], env=dict(os.environ, PYTHONHASHSEED=str(h)),
-                       capture_output=True, text=True, check=True).stdout.split()
-        for h in (1, 2)
-    ]
-    assert outs[0][0] == outs[1][0]
-    assert outs[0][1] != outs[1][1]

@@ -8,7 +8,7 @@ import dagster as dg
 import pyarrow.parquet as pq
 import pytest
 
-from goalcraft.data.partitioning import partition_of
+from goalcraft.data.partition_keys import partition_of
 from goalcraft.definitions import build_definitions
 from goalcraft.sql import connect
 from goalcraft.storage import StoragePaths

@@ -12,7 +12,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from goalcraft.config import CLIP_FRAMES, CLIP_HEIGHT, CLIP_WIDTH
+from goalcraft.formats import CLIP_FRAMES, CLIP_HEIGHT, CLIP_WIDTH
 from goalcraft.data.decode import get_decoder
 from goalcraft.data.goal_stage import (
     GOAL_INDEX_SCHEMA,

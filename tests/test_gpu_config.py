@@ -19,7 +19,6 @@ from dagster._core.execution.api import create_execution_plan
 from dagster._core.instance.config import dagster_instance_config
 from pydantic import ValidationError
 
-from goalcraft.pipelines.executors import gpu_executor
 from goalcraft.pipelines.gpu import (
     DAGSTER_YAML,
     GPU_COUNT_TAG,
@@ -92,7 +91,6 @@ def test_defaults_are_in_process_with_a_one_gpu_pool():
     assert [t.to_k8s() for t in execution.tolerations] == [
         {"key": K8S_GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}]
     assert executor_for(execution) is dg.in_process_executor
-    assert gpu_executor() is dg.in_process_executor
     # No executor tag in-process: only goalcraft's marker tags.
     assert gpu_asset_tags(execution) == {GPU_COUNT_TAG: "1", "goalcraft/nproc_per_node": "1"}
 
@@ -205,9 +203,8 @@ def test_goalcraft_imports_and_runs_in_process_without_the_extras():
         "sys.modules['dagster_k8s'] = None\n"  # any import of them now raises ImportError
         "sys.modules['dagster_ray'] = None\n"
         "import dagster as dg\n"
-        "from goalcraft.pipelines import gpu, executors\n"
+        "from goalcraft.pipelines import gpu\n"
         "assert gpu.executor_for(gpu.GpuSettings()) is dg.in_process_executor\n"
-        "assert executors.gpu_executor() is dg.in_process_executor\n"
         "gpu.render_deployment_config(gpu.GpuSettings(target='k8s'))\n"
         "gpu.render_deployment_config(gpu.GpuSettings(target='ray'))\n"
         "for target, extra in (('k8s', 'goalcraft[k8s]'), ('ray', 'goalcraft[ray]')):\n"

@@ -22,7 +22,7 @@ from conftest import SYNTHETIC_TASKS, synthetic_goal_table, synthetic_tasks_file
 
 def test_spec_round_trips_and_variants_come_from_the_task_vocabulary(tmp_path):
     spec = StageSpec(stage=1, goal_table="g.parquet", out_dir="out", config={"name": "tiny"},
-                     settings={"epochs": 2}, tasks_file="tasks.json", extra={"note": [1, 2]})
+                     settings={"epochs": 2}, tasks_file="tasks.json")
     assert StageSpec.from_json(spec.to_json()) == spec
     synthetic_tasks_file(tmp_path / "tasks.json")
     vocabulary = load_task_vocabulary(tmp_path, ["tasks.json"], steve1_prompts=True)

@@ -20,7 +20,7 @@ FIXTURES = Path(__file__).parent / "fixtures"
 RATING = FIXTURES / "minestudio" / "combat_spider.json"
 
 # How far a transcript candidate may lie from the unlock it reports, derived from the generator
-# (goalcraft.data.crafter_corpus._transcript, _vtt). Each unlock at t not already covered by a line
+# (goalcraft.crafter.narration.transcript_segments, webvtt). Each unlock at t not already covered by a line
 # about the same achievement still being spoken is narrated by a line [s, e] with
 # s = floor_ms(t - U(1, 2)) >= t - 2.001 and e = min(duration, ceil_ms(t + U(0.8, 2))) <= t + 2.001.
 #

@@ -4,6 +4,7 @@ import base64
 import re
 
 import numpy as np
+import pyarrow as pa
 
 from goalcraft.data.shards import ClipSample, ClipShardWriter, decode_jpeg, read_index
 from goalcraft.evaluation.report import render_report, shard_frame_reader, summary_markdown
@@ -46,3 +47,12 @@ def test_summary_markdown_puts_models_side_by_side():
     assert md[0] == "| set | metric | separating | collapsed |"
     row = [l for l in md if l.startswith("| toy | discriminability |")][0]
     assert row.split("|")[3].strip().startswith("1.000 [")
+
+
+def test_most_confused_pairs_are_the_highest_cosines_each_pair_once():
+    cosine = {("a", "b"): 0.2, ("a", "c"): 0.9, ("b", "c"): 0.5}
+    rows = [{"model": "m", "instruction_set": "s", "task_a": x, "task_b": y, "cosine": c}
+            for (a, b), c in cosine.items() for x, y in ((a, b), (b, a))]
+    tables = {"runs": pa.table({}), "summary": pa.table({}), "per_pair": pa.Table.from_pylist(rows)}
+    page = render_report("r2", tables, [], lambda key: None, confused=2)
+    assert "<p>Most confused: a / c (0.900); b / c (0.500)</p>" in page

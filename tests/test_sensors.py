@@ -14,10 +14,10 @@ import pytest
 
 from goalcraft.assets.clips import build_clip_assets
 from goalcraft.assets.ingest import build_ingest_assets
-from goalcraft.data.partitioning import partition_of
+from goalcraft.data.partition_keys import partition_of
 from goalcraft.data.trials import trial_id_for
 from goalcraft.pipelines.jobs import build_jobs
-from goalcraft.pipelines.partitions import corpus_partitions
+from goalcraft.pipelines.partitions_definition import corpus_partitions
 from goalcraft.config import AutomationSettings, PathsSettings
 from goalcraft.pipelines.sensors import WatchState, build_new_inputs_sensor
 from goalcraft.resources import ClipStageResource, CorpusResource, GoalsResource, StorageResource, as_config

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from goalcraft.data.crafter_corpus import TASKS
+from goalcraft.crafter.tasks import TASKS
 from goalcraft.data.task_vocabulary import (
     Task,
     TaskMatcher,
+    load_keywords,
     load_minedojo_tasks,
     load_minestudio_tasks,
     load_steve1_prompts,
@@ -284,3 +285,29 @@ def test_a_corpus_without_the_default_task_file_runs_with_a_note_but_a_named_fil
     assert empty.tasks == () and empty.notes[1].startswith("the task vocabulary is empty: goal_clips mines only")
     with pytest.raises(ValueError, match="task file 'tasks.json' not found"):
         load_task_vocabulary(tmp_path, ["tasks.json"], steve1_prompts=True, task_files_set=True)
+
+
+# -- the clip stage's keyword list ----------------------------------------------------------------
+
+
+def test_keywords_from_a_text_file_with_comments_and_duplicates(tmp_path):
+    path = tmp_path / "tasks.txt"
+    path.write_text("Chop a tree  # MineDojo\n\ncollect   dirt\nchop a tree\n# only a comment\n")
+    assert load_keywords(path) == ("chop a tree", "collect dirt")
+
+
+def test_keywords_from_a_json_list_and_a_tasks_mapping(tmp_path):
+    listed = tmp_path / "list.json"
+    listed.write_text(json.dumps(["Gather Wood", "gather wood", "swim"]))
+    assert load_keywords(listed) == ("gather wood", "swim")
+    tasks = tmp_path / "tasks.json"
+    tasks.write_text(json.dumps({"collect_wood": {"instruction": "Collect wood", "paraphrases": ["chop a tree"]},
+                                 "eat_cow": {"instruction": "eat a cow"}}))
+    assert load_keywords(tasks) == ("collect wood", "chop a tree", "eat cow", "eat a cow")
+
+
+def test_keywords_from_a_broken_json_file_name_the_file(tmp_path):
+    path = tmp_path / "keywords.json"
+    path.write_text("[\"chop a tree\",", encoding="utf-8")
+    with pytest.raises(ValueError, match="keywords.json"):
+        load_keywords(path)

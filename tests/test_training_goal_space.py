@@ -159,7 +159,7 @@ def test_held_out_retrieval_beats_chance_on_the_demo_corpus(tmp_path):
     """The demo corpus (seed 0, ~120 clips, the one `goalcraft demo` builds): after 150 steps,
     text→video retrieval of validation clips (26 clips, 12 task captions) is above chance.
     Measured on 3 seeds: final top-5 0.33-0.41 above chance, top-1 0.08-0.42 above."""
-    from goalcraft.data.crafter_corpus import generate_crafter_corpus
+    from goalcraft.crafter.corpus import generate_crafter_corpus
 
     corpus = tmp_path / "corpus"
     generate_crafter_corpus(corpus, seed=0)

@@ -63,7 +63,7 @@ def ensure_demo_corpus(config: GoalcraftConfig, *, seed: int, videos: int, trial
     if config.paths.corpus_root:
         raise SystemExit(f"goalcraft: manifest(s) {', '.join(map(str, manifests))} not found under the configured "
                          f"corpus_root; the demo only generates a corpus in the default location")
-    from goalcraft.data.crafter_corpus import generate_crafter_corpus
+    from goalcraft.crafter.corpus import generate_crafter_corpus
 
     say(f"corpus: generating the Crafter demo corpus in {corpus} (seed {seed})")
     started = time.perf_counter()
@@ -165,7 +165,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
-    from goalcraft.data.crafter_corpus import generate_crafter_corpus
+    from goalcraft.crafter.corpus import generate_crafter_corpus
 
     summary = generate_crafter_corpus(Path(args.out), seed=args.seed, n_videos=args.videos,
                                       n_trials=args.trials, steps_per_video=args.steps, progress=_say)

@@ -25,7 +25,7 @@ from goalcraft.config import (
     SplitSettings,
 )
 from goalcraft.data.clip_stage import ClipStageSettings
-from goalcraft.data.vocabulary import load_keywords
+from goalcraft.data.task_vocabulary import load_keywords
 from goalcraft.storage import StoragePaths
 
 

@@ -1,14 +1,14 @@
 """Where goalcraft's outputs live: the one seam for storage paths, and atomic writes.
 
-Layout under the data root::
+Layout under the data root (:class:`StoragePaths` names each folder and table)::
 
     ingest/manifest.parquet              one row per usable video (with its partition)
     ingest/trials.parquet                one row per usable agent trial
     ingest/manifest_quarantine.parquet   manifest rows that were rejected, with the reason
     ingest/trials_quarantine.parquet     trial folders that were rejected, with the reason
-    clips/<partition>/<shard>.tar           WebDataset shard of 16-frame clips
-    clips/<partition>/<shard>.parquet       index of the shard's samples
-    clips/<partition>/<shard>_stats.json    per-shard stats
+    clips/<partition>/<partition>-<n>.tar          WebDataset shard of 16-frame clips (n: 00000, ...)
+    clips/<partition>/<partition>-<n>.parquet      index of the shard's samples
+    clips/<partition>/<partition>-<n>_stats.json   per-shard stats
     clips/<partition>/quarantine.parquet    clip-stage rejects of the partition
     clips/<partition>/partition.json        partition summary, written last
     goals/<partition>/...                   goal clips, same layout as clips/
@@ -23,8 +23,8 @@ Layout under the data root::
     evaluation/report.html                  the latest HTML report (reports/<run_id>.html: each run's)
     dagster_home/                           the Dagster instance the CLI and the UI share
 
-A partition folder is built under ``clips/.staging/`` and swapped into place whole, so readers only
-ever see a complete partition (see :func:`commit_directory`).
+A partition folder is built under ``clips/.staging/`` (``goals/.staging/``) and swapped into place
+whole, so readers only ever see a complete partition (see :func:`commit_directory`).
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ from goalcraft.data.manifest import VideoRecord
 from goalcraft.data.shards import verify_partition
 from goalcraft.data.tables import read_partition_rows
 from goalcraft.data.trials import TrialRecord
-from goalcraft.pipelines.partitions import corpus_partitions
+from goalcraft.pipelines.partitions_definition import corpus_partitions
 from goalcraft.resources import ClipStageResource, CorpusResource, StorageResource
 
 

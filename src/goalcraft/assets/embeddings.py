@@ -17,7 +17,7 @@ from goalcraft.data.embeddings import NormStats, check_embeddings, embed_shards
 from goalcraft.data.goal_stage import GOAL_INDEX_SCHEMA
 from goalcraft.data.shards import INDEX_SCHEMA
 from goalcraft.data.splits import SPLITS, with_split_column
-from goalcraft.pipelines.partitions import corpus_partitions
+from goalcraft.pipelines.partitions_definition import corpus_partitions
 from goalcraft.models.mineclip import load_mineclip
 from goalcraft.resources import StorageResource, TrainingResource
 from goalcraft.storage import StoragePaths, write_parquet_atomic

@@ -9,11 +9,11 @@ from goalcraft.config import GoalcraftConfig
 from goalcraft.data.goal_stage import build_goal_partition
 from goalcraft.data.manifest import VideoRecord
 from goalcraft.data.mining import mine_ratings, mine_transcripts, mine_trials, mining_notes
-from goalcraft.data.partitioning import partition_of
+from goalcraft.data.partition_keys import partition_of
 from goalcraft.data.tables import read_partition_rows
 from goalcraft.data.task_vocabulary import Task, read_task_vocabulary
 from goalcraft.data.trials import TrialRecord
-from goalcraft.pipelines.partitions import corpus_partitions
+from goalcraft.pipelines.partitions_definition import corpus_partitions
 from goalcraft.resources import ClipStageResource, CorpusResource, GoalsResource, StorageResource
 
 

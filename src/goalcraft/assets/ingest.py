@@ -12,7 +12,7 @@ import pyarrow as pa
 
 from goalcraft.config import GoalcraftConfig
 from goalcraft.data.manifest import ManifestError, VideoRecord, read_manifests
-from goalcraft.data.partitioning import partition_of
+from goalcraft.data.partition_keys import partition_of
 from goalcraft.data.quarantine import QuarantineRecord, quarantine_table
 from goalcraft.data.tables import PARTITION_COUNT_KEY, records_table
 from goalcraft.data.trials import TrialRecord, scan_trials

@@ -37,6 +37,7 @@ from goalcraft.storage import (
 )
 
 
+
 def _clips_default(name: str):
     """A ``[clips]`` default, so the stage's own types restate none."""
     return ClipsSettings.model_fields[name].default

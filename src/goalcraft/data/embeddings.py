@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from goalcraft.config import CLIP_FRAMES
+from goalcraft.formats import CLIP_FRAMES
 from goalcraft.data.shards import INDEX_SCHEMA, iter_shard, read_clip, read_index
 
 

@@ -34,7 +34,7 @@ from typing import Iterator, Sequence
 
 import pyarrow as pa
 
-from goalcraft.config import CLIP_FRAMES
+from goalcraft.formats import CLIP_FRAMES
 from goalcraft.data.clip_stage import OrderedWorker, clip_meta, open_video
 from goalcraft.data.decode import VideoDecoder, VideoInfo, get_decoder
 from goalcraft.data.mining import GoalMoment

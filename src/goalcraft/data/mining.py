@@ -56,7 +56,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Literal, Sequence
 
-from goalcraft.config import CLIP_HEIGHT, CLIP_WIDTH
+from goalcraft.formats import CLIP_HEIGHT, CLIP_WIDTH
 from goalcraft.data.decode import VideoDecoder, get_decoder
 from goalcraft.data.manifest import VideoRecord
 from goalcraft.data.paths import relative_to_root, resolve_inside

@@ -34,7 +34,7 @@ import simplejpeg
 import webdataset as wds
 from PIL import Image
 
-from goalcraft.config import CLIP_FRAMES, CLIP_HEIGHT, CLIP_WIDTH
+from goalcraft.formats import CLIP_FRAMES, CLIP_HEIGHT, CLIP_WIDTH
 from goalcraft.storage import temporary_name, write_json_atomic, write_parquet_atomic
 
 FRAME_FIELDS = tuple(f"f{i:02d}.jpg" for i in range(CLIP_FRAMES))

@@ -15,6 +15,8 @@ captioned with, and the ``phrasings`` that mark it in a transcript. Loaders, one
 * :func:`load_task_files` — several of the above by path (what the pipeline's settings list), plus
   STEVE-1's prompts; task names must be unique across them.
 
+The clip stage's keyword filter reads the same files as a flat phrase list: :func:`load_keywords`.
+
 Every text is whitespace-normalised (:func:`goalcraft.data.transcripts.normalise_text`). A file that
 does not have the expected structure raises :class:`ValueError` naming the file and entry: a task
 vocabulary is configuration, not corpus data, so it is never half-loaded.
@@ -49,6 +51,7 @@ __all__ = [
     "load_task_vocabulary",
     "read_task_vocabulary",
     "write_task_vocabulary",
+    "load_keywords",
     "load_minedojo_tasks",
     "load_minestudio_tasks",
     "load_steve1_prompts",
@@ -249,6 +252,35 @@ def load_task_files(corpus_root: Path, task_files: Sequence[str], *, steve1_prom
                 raise ValueError(f"task {task.name!r} of {origin[task.name]!r} clashes with a STEVE-1 prompt name")
             tasks.append(task)
     return tasks
+
+
+def load_keywords(path: Path) -> tuple[str, ...]:
+    """The clip stage's keyword filter: phrases from a text file (one a line, ``#`` comments), a JSON
+    list, or a tasks.json mapping ``{task: {"instruction", "paraphrases", ...}}`` (task names with
+    ``_`` read as spaces; narration lines are not keywords). Lower-cased, whitespace-collapsed,
+    de-duplicated, in file order."""
+    path = Path(path)
+    phrases: list[str] = []
+    if path.suffix == ".json":
+        data = _read_json(path)
+        if isinstance(data, list):
+            phrases = [str(p) for p in data]
+        elif isinstance(data, dict):
+            for task, spec in data.items():
+                phrases.append(task.replace("_", " "))
+                if isinstance(spec, dict):
+                    phrases += [spec["instruction"]] if "instruction" in spec else []
+                    phrases += list(spec.get("paraphrases", []))
+        else:
+            raise ValueError(f"{path}: expected a JSON list or object of tasks")
+    else:
+        phrases = [line.split("#", 1)[0] for line in path.read_text(encoding="utf-8").splitlines()]
+    seen: dict[str, None] = {}
+    for phrase in phrases:
+        phrase = " ".join(phrase.lower().split())
+        if phrase:
+            seen.setdefault(phrase, None)
+    return tuple(seen)
 
 
 # --------------------------------------------------------------------------------------------------

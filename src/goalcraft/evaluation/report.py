@@ -12,9 +12,11 @@ import html
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 
 from goalcraft.data.shards import FRAME_FIELDS, iter_shard
+from goalcraft.evaluation.metrics import most_confused_pairs
 
 Frame = Callable[[str], bytes | None]  # clip key → JPEG bytes of its last frame (or None)
 
@@ -120,9 +122,9 @@ def render_report(run_id: str, tables: dict[str, pa.Table], examples: Sequence[d
                              f"{'' if v is None else f'{v:.2f}'}</td>")
             parts.append("</tr>")
         parts.append("</table>")
-        top = sorted({tuple(sorted((p["task_a"], p["task_b"]))): p["cosine"] for p in items}.items(),
-                     key=lambda kv: -kv[1])[:confused]
-        parts.append("<p>Most confused: " + "; ".join(f"{esc(a)} / {esc(b)} ({c:.3f})" for (a, b), c in top) + "</p>")
+        matrix = np.array([[value.get((a, b), np.nan) for b in tasks] for a in tasks], dtype=np.float64)
+        top = most_confused_pairs(tasks, matrix, confused)
+        parts.append("<p>Most confused: " + "; ".join(f"{esc(a)} / {esc(b)} ({c:.3f})" for a, b, c in top) + "</p>")
     # 4. examples with frames
     parts.append("<h2>Examples: instruction → nearest held-out goal clips (last frame = the success moment)</h2>")
     for ex in examples:

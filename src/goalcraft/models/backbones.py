@@ -9,8 +9,9 @@ Every backbone is a Hugging Face transformers model read from a **local folder**
 ``blip2`` / ``instructblip_video``
                  the language model inside a BLIP-2 / InstructBLIP-Video checkpoint folder (only its
                  weights are read, :func:`load_multimodal_language_model`). The folder's Q-Former and
-                 query tokens can seed the goal predictor's own (:func:`load_multimodal_qformer`,
-                 :func:`init_predictor_from_multimodal`, :func:`predictor_config_from_multimodal`).
+                 query tokens can seed the goal predictor's own (:func:`load_multimodal_qformer`; the
+                 predictor side is ``goalcraft.models.predictor.init_predictor_from_multimodal`` and
+                 ``predictor_config_from_multimodal``).
 
 The backbone is frozen by the trainer except for LoRA adapters (peft), which live on ``self.model``.
 """
@@ -25,15 +26,12 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
 
-from goalcraft.models.checkpoints import format_key_list, load_state_dict_file, strict_load
-
-if TYPE_CHECKING:  # predictor.py imports this module
-    from goalcraft.models.predictor import GoalPredictor, PredictorConfig
+from goalcraft.models.checkpoints import format_key_list, load_state_dict_file
 
 BackboneKind = Literal["encoder", "causal_lm", "blip2", "instructblip_video"]
 BACKBONE_KINDS: tuple[str, ...] = ("encoder", "causal_lm", "blip2", "instructblip_video")
@@ -164,10 +162,6 @@ def load_text_backbone(spec: BackboneSpec, *, dtype: torch.dtype | None = None) 
 # goalcraft kind → the ``model_type`` in the folder's config.json.
 MULTIMODAL_MODEL_TYPES: dict[str, str] = {"blip2": "blip-2", "instructblip_video": "instructblipvideo"}
 
-# Q-Former settings that change the structure or the arithmetic without changing any weight's shape;
-# they must agree between a checkpoint and the goalcraft Q-Former it seeds.
-_QFORMER_BEHAVIOUR_FIELDS: tuple[str, ...] = ("cross_attention_frequency", "hidden_act", "layer_norm_eps")
-
 # Weights that goalcraft's query-only Q-Former has no use for (see load_multimodal_qformer):
 _TEXT_FFN = re.compile(r"^encoder\.layer\.\d+\.(intermediate|output)\.")  # feed-forward for text tokens
 _TEXT_EMBEDDINGS = re.compile(r"^embeddings\.(word_embeddings\.weight|position_embeddings\.weight|position_ids)$")
@@ -241,6 +235,12 @@ def load_multimodal_language_model(folder: str | os.PathLike[str], kind: str, **
         raise BackboneError(f"the language model in {folder} does not match its text_config "
                             f"({type(model).__name__}): " + "; ".join(problems))
     return model
+
+
+def multimodal_qformer_info(folder: str | os.PathLike[str], kind: str) -> dict[str, Any]:
+    """The Q-Former config values of a BLIP-2 / InstructBLIP-Video folder (only config.json is read):
+    the keys :func:`load_multimodal_qformer` documents for its ``info``, without ``dropped_keys``."""
+    return _qformer_info(multimodal_config(folder, kind))
 
 
 def _qformer_info(config: Any) -> dict[str, Any]:
@@ -371,73 +371,3 @@ def load_multimodal_qformer(folder: str | os.PathLike[str], kind: str
                             + "\n  ".join(problems))
     info["dropped_keys"] = sorted(dropped)
     return {k: state[k] for k in expected}, query_tokens, info  # in Blip2QFormerModel's own order
-
-
-def _check_qformer_behaviour(info: dict[str, Any], target: Any, folder: Path) -> None:
-    """Refuse a checkpoint whose Q-Former would load but compute something else in goalcraft's."""
-    diffs = [f"{f}: checkpoint {info[f]!r} vs goalcraft {getattr(target, f)!r}"
-             for f in _QFORMER_BEHAVIOUR_FIELDS if info[f] != getattr(target, f)]
-    if diffs:
-        raise BackboneError(f"the Q-Former in {folder} is built differently from goalcraft's "
-                            f"(goalcraft.models.predictor.build_qformer): {'; '.join(diffs)}")
-
-
-def predictor_config_from_multimodal(folder: str | os.PathLike[str], kind: str, *, name: str = "multimodal",
-                                     base: PredictorConfig | None = None) -> PredictorConfig:
-    """A :class:`PredictorConfig` whose Q-Former and text width match the folder's checkpoint.
-
-    Q-Former sizes and ``num_query_tokens`` come from the checkpoint config, ``text_dim`` is the language
-    model's hidden size and the backbone is the folder itself; all else (head, aligner, frames) comes
-    from ``base`` (default: ``PredictorConfig``'s defaults), keeping its ``max_length``/``load_in_4bit``.
-    Only config.json is read. Raises :class:`BackboneError` where goalcraft's Q-Former cannot hold the
-    checkpoint's (see ``_QFORMER_BEHAVIOUR_FIELDS``).
-    """
-    from goalcraft.models.predictor import PredictorConfig, build_qformer
-
-    folder = resolve_backbone_path(folder)
-    info = _qformer_info(multimodal_config(folder, kind))
-    base = base if base is not None else PredictorConfig(name=name)
-    try:
-        config = base.replace(
-            name=name, backbone=BackboneSpec(path=str(folder), kind=kind,  # type: ignore[arg-type]
-                                             load_in_4bit=base.backbone.load_in_4bit,
-                                             max_length=base.backbone.max_length),
-            text_dim=info["text_hidden_size"], num_query_tokens=info["num_query_tokens"],
-            qformer_hidden=info["hidden_size"], qformer_layers=info["num_hidden_layers"],
-            qformer_heads=info["num_attention_heads"], qformer_intermediate=info["intermediate_size"],
-            qformer_encoder_width=info["encoder_hidden_size"],
-            qformer_cross_attention_frequency=info["cross_attention_frequency"])
-    except ValueError as exc:  # e.g. the head's heads do not divide the checkpoint's width
-        raise BackboneError(f"no goal-predictor config fits the Q-Former in {folder}: {exc}") from exc
-    with torch.device("meta"):  # only its config is looked at
-        target = build_qformer(config).config
-    _check_qformer_behaviour(info, target, folder)
-    return config
-
-
-def init_predictor_from_multimodal(predictor: GoalPredictor, folder: str | os.PathLike[str],
-                                   kind: str) -> dict[str, Any]:
-    """Copy the folder's Q-Former and query tokens into ``predictor.qformer``/``predictor.query_tokens``.
-
-    All or nothing (:func:`~goalcraft.models.checkpoints.strict_load`): any missing, unexpected or
-    mis-shaped key raises :class:`~goalcraft.models.checkpoints.CheckpointError` naming it, and the
-    predictor is left as it was. Returns the ``info`` of :func:`load_multimodal_qformer`.
-    """
-    folder = resolve_backbone_path(folder)
-    state, query_tokens, info = load_multimodal_qformer(folder, kind)
-    _check_qformer_behaviour(info, predictor.qformer.config, folder)
-    # One module holding the predictor's own Q-Former and query tokens, so a single strict_load checks
-    # (and names) both before copying either in place.
-    target = GoalPredictorQFormer(predictor)
-    weights = {"query_tokens": query_tokens, **{f"qformer.{k}": v for k, v in state.items()}}
-    strict_load(target, weights, source=f"{folder} ({kind} Q-Former)")
-    return info
-
-
-class GoalPredictorQFormer(nn.Module):
-    """A view of a predictor's ``query_tokens`` and ``qformer`` (shared, not copied) for loading both."""
-
-    def __init__(self, predictor: GoalPredictor) -> None:
-        super().__init__()
-        self.register_parameter("query_tokens", predictor.query_tokens)
-        self.qformer = predictor.qformer

@@ -36,7 +36,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from goalcraft.models.backbones import BackboneSpec, TextBackbone, load_text_backbone, mean_pool
+from goalcraft.models.backbones import (
+    BackboneError,
+    BackboneSpec,
+    TextBackbone,
+    load_multimodal_qformer,
+    load_text_backbone,
+    mean_pool,
+    multimodal_qformer_info,
+    resolve_backbone_path,
+)
 from goalcraft.models.checkpoints import (
     CONFIG_FILE,
     WEIGHTS_FILE,
@@ -388,3 +397,79 @@ def attach_lora_adapter(backbone: TextBackbone, adapter_dir: str | os.PathLike[s
         raise CheckpointError(f"{adapter_dir} has no adapter_config.json: not a peft adapter folder")
     backbone.model = PeftModel.from_pretrained(backbone.model, str(adapter_dir), is_trainable=False)
     return backbone
+
+
+# -- seeding from a BLIP-2 / InstructBLIP-Video checkpoint ------------------------------------------
+# (reading the folder is goalcraft.models.backbones'; fitting it to a goal predictor is done here)
+
+# Q-Former settings that change the structure or the arithmetic without changing any weight's shape;
+# they must agree between a checkpoint and the goalcraft Q-Former it seeds.
+_QFORMER_BEHAVIOUR_FIELDS: tuple[str, ...] = ("cross_attention_frequency", "hidden_act", "layer_norm_eps")
+
+
+def _check_qformer_behaviour(info: dict[str, Any], target: Any, folder: Path) -> None:
+    """Refuse a checkpoint whose Q-Former would load but compute something else in goalcraft's."""
+    diffs = [f"{f}: checkpoint {info[f]!r} vs goalcraft {getattr(target, f)!r}"
+             for f in _QFORMER_BEHAVIOUR_FIELDS if info[f] != getattr(target, f)]
+    if diffs:
+        raise BackboneError(f"the Q-Former in {folder} is built differently from goalcraft's "
+                            f"(goalcraft.models.predictor.build_qformer): {'; '.join(diffs)}")
+
+
+def predictor_config_from_multimodal(folder: str | os.PathLike[str], kind: str, *, name: str = "multimodal",
+                                     base: PredictorConfig | None = None) -> PredictorConfig:
+    """A :class:`PredictorConfig` whose Q-Former and text width match the folder's checkpoint.
+
+    Q-Former sizes and ``num_query_tokens`` come from the checkpoint config, ``text_dim`` is the language
+    model's hidden size and the backbone is the folder itself; all else (head, aligner, frames) comes
+    from ``base`` (default: ``PredictorConfig``'s defaults), keeping its ``max_length``/``load_in_4bit``.
+    Only config.json is read. Raises :class:`BackboneError` where goalcraft's Q-Former cannot hold the
+    checkpoint's (see ``_QFORMER_BEHAVIOUR_FIELDS``).
+    """
+    folder = resolve_backbone_path(folder)
+    info = multimodal_qformer_info(folder, kind)
+    base = base if base is not None else PredictorConfig(name=name)
+    try:
+        config = base.replace(
+            name=name, backbone=BackboneSpec(path=str(folder), kind=kind,  # type: ignore[arg-type]
+                                             load_in_4bit=base.backbone.load_in_4bit,
+                                             max_length=base.backbone.max_length),
+            text_dim=info["text_hidden_size"], num_query_tokens=info["num_query_tokens"],
+            qformer_hidden=info["hidden_size"], qformer_layers=info["num_hidden_layers"],
+            qformer_heads=info["num_attention_heads"], qformer_intermediate=info["intermediate_size"],
+            qformer_encoder_width=info["encoder_hidden_size"],
+            qformer_cross_attention_frequency=info["cross_attention_frequency"])
+    except ValueError as exc:  # e.g. the head's heads do not divide the checkpoint's width
+        raise BackboneError(f"no goal-predictor config fits the Q-Former in {folder}: {exc}") from exc
+    with torch.device("meta"):  # only its config is looked at
+        target = build_qformer(config).config
+    _check_qformer_behaviour(info, target, folder)
+    return config
+
+
+def init_predictor_from_multimodal(predictor: GoalPredictor, folder: str | os.PathLike[str],
+                                   kind: str) -> dict[str, Any]:
+    """Copy the folder's Q-Former and query tokens into ``predictor.qformer``/``predictor.query_tokens``.
+
+    All or nothing (:func:`~goalcraft.models.checkpoints.strict_load`): any missing, unexpected or
+    mis-shaped key raises :class:`~goalcraft.models.checkpoints.CheckpointError` naming it, and the
+    predictor is left as it was. Returns the ``info`` of :func:`~goalcraft.models.backbones.load_multimodal_qformer`.
+    """
+    folder = resolve_backbone_path(folder)
+    state, query_tokens, info = load_multimodal_qformer(folder, kind)
+    _check_qformer_behaviour(info, predictor.qformer.config, folder)
+    # One module holding the predictor's own Q-Former and query tokens, so a single strict_load checks
+    # (and names) both before copying either in place.
+    target = GoalPredictorQFormer(predictor)
+    weights = {"query_tokens": query_tokens, **{f"qformer.{k}": v for k, v in state.items()}}
+    strict_load(target, weights, source=f"{folder} ({kind} Q-Former)")
+    return info
+
+
+class GoalPredictorQFormer(nn.Module):
+    """A view of a predictor's ``query_tokens`` and ``qformer`` (shared, not copied) for loading both."""
+
+    def __init__(self, predictor: GoalPredictor) -> None:
+        super().__init__()
+        self.register_parameter("query_tokens", predictor.query_tokens)
+        self.qformer = predictor.qformer

@@ -7,7 +7,7 @@
 * new trial folders under ``trials_dir`` (and trial folders that disappeared),
 
 maps every new source to its partition with goalcraft's own assignment
-(:func:`goalcraft.data.partitioning.partition_of`, the function the ingest assets use), and asks for
+(:func:`goalcraft.data.partition_keys.partition_of`, the function the ingest assets use), and asks for
 runs of ``ingest_job`` and then ``clips_job`` for those partitions only. Like every goalcraft
 automation it is **stopped by default** (docs/automation.md).
 
@@ -73,7 +73,7 @@ from typing import Any, BinaryIO
 
 import dagster as dg
 
-from goalcraft.data.partitioning import partition_of
+from goalcraft.data.partition_keys import partition_of
 from goalcraft.data.trials import TRIAL_VIDEO_EXTENSIONS, trial_id_for
 from goalcraft.config import AutomationSettings
 from goalcraft.resources import CorpusResource

@@ -41,7 +41,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import torch
 
-from goalcraft.config import CLIP_FRAMES
+from goalcraft.formats import CLIP_FRAMES
 from goalcraft.data.shards import FRAME_FIELDS, decode_jpeg, iter_shard
 from goalcraft.data.splits import SPLIT_SALT, split_score
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +36,6 @@ class StageSpec:
     tasks_file: str | None = None  # the task vocabulary file: task → paraphrases, used as training phrasings
     stage1_dir: str | None = None  # stage 2 only
     resume: bool | str = "auto"  # see goalcraft.training.predictor._Run
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)

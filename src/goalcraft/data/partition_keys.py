@@ -1,8 +1,11 @@
-"""Which partition a video or trial belongs to.
+"""Partition keys: their names, and which partition a video or trial belongs to.
 
 Sources are hashed by id into a fixed number of partitions, so a partition's membership never
 depends on manifest order or on which other videos exist: adding videos only touches the partitions
 they hash into, and a 730K-video corpus at 256 partitions gives ~2,850 videos each.
+
+Plain Python, no Dagster (the ingest assets and the new-inputs sensor both assign sources with it);
+the Dagster partitions definition over these keys is goalcraft.pipelines.partitions_definition.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 from collections import Counter
 
-from goalcraft.data.partitioning import partition_keys, partition_of
+from goalcraft.data.partition_keys import partition_keys, partition_of
 
 
 def test_keys_are_sortable_and_sized_for_count():

@@ -1,0 +1,88 @@
+"""A Crafter env whose world is a pure function of its seed, in any process.
+
+Crafter keeps each world chunk's objects in a ``set`` and walks those sets when it spawns and
+despawns creatures, so its worlds would depend on object hashes (memory addresses). :func:`make_env`
+swaps in :class:`OrderedSet` on one env instance; the crafter package itself is not patched.
+"""
+
+from __future__ import annotations
+
+import collections
+from typing import Any, Iterator
+
+import crafter
+from crafter import engine as crafter_engine
+
+__all__ = ["DEFAULT_SIZE", "TILE", "OrderedSet", "make_env"]
+
+# Frame size. Crafter renders ``size // view`` pixels per tile and ``size`` is (width, height): the
+# canvas is built as (x, y) and transposed to (height, width) at the end of ``Env.render``. Crafter's
+# textures are 16x16, so a view of (W / 16, H / 16) tiles gives undistorted, pixel-exact tiles. The
+# default 256x160 is MineCLIP's native input size (160 x 256), so clips need no resize; the view is
+# 16 x 10 tiles: 16 x 9 of world around the player plus one row of inventory.
+TILE = 16
+DEFAULT_SIZE = (256, 160)
+
+
+class OrderedSet:
+    """A set that iterates in insertion order (dict-backed).
+
+    Crafter keeps each world chunk's objects in a ``set``; ``Env.step`` walks those sets when it
+    spawns and despawns creatures and draws random numbers per object, so with a plain ``set`` the
+    order (hence the world) depends on object hashes, which are memory addresses and differ between
+    processes. Only the methods ``crafter.engine.World`` uses are provided.
+    """
+
+    __slots__ = ("_items",)
+
+    def __init__(self, items: Any = ()) -> None:
+        self._items: dict[Any, None] = dict.fromkeys(items)
+
+    def add(self, item: Any) -> None:
+        self._items[item] = None
+
+    def remove(self, item: Any) -> None:
+        del self._items[item]
+
+    def discard(self, item: Any) -> None:
+        self._items.pop(item, None)
+
+    def copy(self) -> "OrderedSet":
+        return OrderedSet(self._items)
+
+    def __contains__(self, item: object) -> bool:
+        return item in self._items
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __repr__(self) -> str:
+        return f"OrderedSet({list(self._items)!r})"
+
+
+class _OrderedWorld(crafter_engine.World):
+    """``crafter.engine.World`` whose chunks hold :class:`OrderedSet` instead of ``set``."""
+
+    def reset(self, seed: int | None = None) -> None:
+        super().reset(seed)
+        self._chunks = collections.defaultdict(OrderedSet)
+
+
+def make_env(seed: int, size: tuple[int, int] = DEFAULT_SIZE) -> crafter.Env:
+    """A Crafter env with a deterministic world, rendering ``size`` = (width, height) frames.
+
+    Width and height must be multiples of :data:`TILE` (undistorted 16-pixel tiles, even sizes).
+    The env's world is switched to :class:`_OrderedWorld` (this instance only; crafter itself is not
+    touched). Crafter seeds each episode's world with ``hash((seed, episode))``, a hash of ints,
+    which Python does not randomize per process (PYTHONHASHSEED only affects str/bytes); its other
+    sets (``World.nearby``, the unlocked-achievement set) are only used for membership tests.
+    """
+    width, height = size
+    if width % TILE or height % TILE or width < TILE * 9 or height < TILE * 5:
+        raise ValueError(f"size must be (width, height) multiples of {TILE} and at least 144x80, got {size}")
+    env = crafter.Env(area=(64, 64), view=(width // TILE, height // TILE), size=(width, height), seed=int(seed))
+    env._world.__class__ = _OrderedWorld  # same state, only reset() differs; applied before reset
+    return env
