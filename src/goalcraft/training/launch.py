@@ -35,7 +35,7 @@ class StageSpec:
     test_fraction: float = 0.15
     tasks_file: str | None = None  # task → paraphrases, used as training phrasings
     stage1_dir: str | None = None  # stage 2 only
-    resume: bool | str = "auto"  # see goalcraft.training.predictor._Run
+    resume: bool | str = "auto"  # see goalcraft.training.run_folder.RunFolder
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> str:
