@@ -39,6 +39,7 @@ __all__ = [
     "PROGRESS_EVERY_S",
     "Progress",
     "RunFolder",
+    "Tick",
     "barrier",
     "dist_info",
     "format_record",
