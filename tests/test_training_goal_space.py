@@ -121,7 +121,7 @@ def trained(shards, caption_map, tmp_path_factory):
     out = tmp_path_factory.mktemp("goal_space")
     records = []
     result = train_goal_space(shards, TINY, out, caption_map=caption_map, log=records.append, **LEARN)
-    return result, records
+    return result, [r for r in records if r["event"] == "eval"]  # progress records: see test_progress_lines
 
 
 def test_training_lowers_validation_loss_and_aligns_clips_with_captions(trained, shards, caption_map):
@@ -191,7 +191,7 @@ def test_checkpoints_and_tensorboard(trained):
     state = torch.load(result.last_dir / "trainer_state.pt", weights_only=True)  # plain data only
     assert state["step"] == LEARN["steps"] and state["best_step"] == result.best_step
     assert len(state["history"]) == len(result.history)
-    assert not list((result.out_dir / ".staging").iterdir())
+    assert not [p for p in result.out_dir.rglob("*") if ".staging" in p.name or ".tmp-" in p.name]
     events = EventAccumulator(str(result.tensorboard_dir))
     events.Reload()
     assert [e.step for e in events.Scalars("val/loss")] == [h["step"] for h in result.history]
@@ -255,7 +255,7 @@ def test_resume_gives_bitwise_the_uninterrupted_run(shards, caption_map, tmp_pat
     crashed = tmp_path / "crashed"
 
     def crash(record):
-        if record["step"] == 6:
+        if record["event"] == "eval" and record["step"] == 6:
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
@@ -271,6 +271,19 @@ def test_resume_gives_bitwise_the_uninterrupted_run(shards, caption_map, tmp_pat
         train_goal_space(shards, TINY, split, steps=n + 3, caption_map=caption_map, **{**QUICK, "batch_size": 4})
     fresh = train_goal_space(shards, TINY, split, steps=k, caption_map=caption_map, resume=False, **QUICK)
     assert fresh.resumed_from is None and _same(_weights(fresh.last_dir), _weights(first.last_dir))
+
+
+def test_progress_lines_are_printed_by_default(shards, caption_map, tmp_path, capsys):
+    """Without ``log`` each evaluation prints one line: step, train loss (NaN before training),
+    validation loss and retrieval with its chance level, as in the history."""
+    result = train_goal_space(shards, TINY, tmp_path, steps=4, caption_map=caption_map, tensorboard=False,
+                              **{**QUICK, "eval_every": 2})
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(" train_loss ")[0] for line in lines] == [f"goal space: step {s}/4" for s in (0, 2, 4)]
+    for line, h in zip(lines, result.history):
+        assert (f"train_loss {h['train_loss']:.4g} val_loss {h['val_loss']:.4g} top1 {h['top1']:.4g} "
+                f"(chance {h['chance_top1']:.2g}) top5 {h['top5']:.4g} (chance {h['chance_top5']:.2g})") in line, line
+    assert "train_loss nan" in lines[0]
 
 
 def test_streamed_prefetched_bf16_run(shards, caption_map, tmp_path):

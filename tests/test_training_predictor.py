@@ -83,8 +83,13 @@ def test_stage1_resume_is_the_uninterrupted_run(data, stage1, tmp_path):
     _, full = stage1
     part = tmp_path / "part"
     train_stage1(examples, splits, CONFIG, part, Stage1Settings(**{**S1.__dict__, "epochs": 2}), resume=False)
-    resumed = train_stage1(examples, splits, CONFIG, part, S1, resume=True)
+    records = []
+    resumed = train_stage1(examples, splits, CONFIG, part, S1, resume=True, log=records.append)
     assert resumed.resumed_from_epoch == 2 and [h["epoch"] for h in resumed.history] == [1, 2, 3]
+    # One eval record, for the one epoch this call trained, with the history's figures.
+    (record,) = [r for r in records if r["event"] == "eval"]
+    assert record["epoch"] == 3 and record["of"] == 3 and record["best_epoch"] == resumed.best_epoch
+    assert {k: record[k] for k in resumed.history[-1]} == resumed.history[-1]
     a, b = load_file(str(full / "last" / "model.safetensors")), load_file(str(part / "last" / "model.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     la = load_file(str(full / "last" / "adapter" / "adapter_model.safetensors"))

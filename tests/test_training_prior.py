@@ -135,10 +135,11 @@ def test_resume_matches_one_run(run20, data, tmp_path):
     out20, full = run20
     logged = []
     part = train_prior(*data, CONFIG, tmp_path, epochs=7, log=logged.append, **HYPER)
-    assert part.epochs_completed == 7 and [m["epoch"] for m in logged] == list(range(1, 8))
+    evals = lambda: [m["epoch"] for m in logged if m["event"] == "eval"]  # noqa: E731
+    assert part.epochs_completed == 7 and evals() == list(range(1, 8))
     resumed = train_prior(*data, CONFIG, tmp_path, epochs=20, log=logged.append, **HYPER)
     assert resumed.resumed_from_epoch == 7
-    assert [m["epoch"] for m in logged] == list(range(1, 21))  # epochs 1..7 were not redone
+    assert evals() == list(range(1, 21))  # epochs 1..7 were not redone
     assert resumed.history == full.history
     assert resumed.best_epoch == full.best_epoch
     assert_same_weights(weights(load_prior(tmp_path / "last")), weights(load_prior(out20 / "last")))
@@ -217,3 +218,17 @@ def test_bad_arguments(tmp_path, kwargs, match):
     with pytest.raises(PriorTrainingError, match=match):
         train_prior(**args)
     assert not (tmp_path / "last").exists()
+
+
+def test_progress_lines_are_printed_by_default(run20, data, tmp_path, capsys):
+    """Without ``log`` every epoch prints one line with its train and validation figures, matching the
+    history (the same figures a ``log`` callback receives)."""
+    _, full = run20
+    train_prior(*data, CONFIG, tmp_path, epochs=3, **HYPER)
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 3
+    for epoch, (line, h) in enumerate(zip(lines, full.history), start=1):
+        assert line.startswith(f"prior: epoch {epoch}/3 train_loss {h['train_loss']:.4g} val_loss {h['val_loss']:.4g} "
+                               f"val_prior_mse {h['val_prior_mse']:.4g}"), line
+        assert line.endswith("s")
+    assert "(best)" in lines[0]

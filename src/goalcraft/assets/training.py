@@ -78,7 +78,8 @@ def build_training_assets() -> list[dg.AssetsDefinition]:
             result = train_goal_space(
                 shards, model_name, paths.goal_space_dir, seed=settings.seed,
                 caption_map=(lambda c: caption_to_task(c, caption_map)) if caption_map else None,
-                log=lambda r: context.log.info(json.dumps(r)), **preset,
+                # "auto": a re-materialization after the clips or settings changed starts afresh.
+                log=lambda r: context.log.info(json.dumps(r)), resume="auto", **preset,
             )
         except GoalSpaceTrainingError as exc:
             raise dg.Failure(str(exc)) from None
@@ -133,7 +134,8 @@ def build_training_assets() -> list[dg.AssetsDefinition]:
         config = prior_config_for(goal.shape[1])
         s = training.prior
         result = train_prior(text, goal, config, paths.prior_dir, epochs=s.epochs, batch_size=s.batch_size,
-                             lr=s.lr, beta=s.beta, seed=s.seed)
+                             lr=s.lr, beta=s.beta, seed=s.seed, resume="auto",
+                             log=lambda r: context.log.info(json.dumps(r)))
         return dg.MaterializeResult(metadata={
             "pairs": int(goals.num_rows),
             "tasks": len(set(goals.column("task").to_pylist())),

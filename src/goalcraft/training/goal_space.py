@@ -21,43 +21,44 @@ validation clips, a hit at ``k`` if one of the top ``k`` clips has the query's c
 chance level of each metric for that set (a random ranking: ``n_c/N`` at top-1,
 ``1 − C(N−n_c, k)/C(N, k)`` at top-k, averaged over queries).
 
-**Checkpoints** (layout under ``out_dir``)::
+**Checkpoints**: a :class:`goalcraft.training.run_folder.RunFolder` under ``out_dir``::
 
     last/model.safetensors, config.json   the model at the last evaluation (save_model_dir)
-    last/trainer_state.pt                 optimizer, step, RNG states, history: tensors and plain
-                                          numbers only, so torch.load(weights_only=True) reads it
+    last/trainer_state.pt                 optimizer, step, RNG states, history, fingerprint: tensors
+                                          and plain numbers only, so torch.load(weights_only=True) reads it
     best/model.safetensors, config.json   the model with the lowest validation loss so far
     best/best.json                        its step and validation metrics
+    history.json                          one record per evaluation, the best step, the settings
     tensorboard/                          train/loss, train/lr, train/logit_scale, val/* scalars
 
-Each folder is written in ``out_dir/.staging/`` and swapped in whole (goalcraft.storage), so a crash
-leaves the previous complete checkpoint. With ``resume=True`` a run continues from ``last/`` to
-``steps``: the learning rate depends on the step only (linear warm-up, then constant; no decay tied
-to the total), batch ``s`` depends on ``(seed, s)`` only, and the torch RNG state is restored, so on
-CPU ``train(steps=k)`` then ``train(steps=n)`` gives bitwise the weights of one ``train(steps=n)``.
+The rounds of :func:`goalcraft.training.run_folder.train_loop` are ``eval_every`` steps. Each folder
+is staged and swapped in whole, so a crash leaves the previous complete checkpoint. With
+``resume=True`` a run continues from ``last/`` to ``steps``: the learning rate depends on the step
+only (linear warm-up, then constant; no decay tied to the total), batch ``s`` depends on ``(seed, s)``
+only, and the torch RNG state is restored, so on CPU ``train(steps=k)`` then ``train(steps=n)`` gives
+bitwise the weights of one ``train(steps=n)``.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import queue
-import shutil
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Literal, Mapping, Sequence
+from typing import Any, Callable, Iterator, Literal, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from goalcraft.models.checkpoints import load_config_json, load_state_dict_file, strict_load
+from goalcraft.models.checkpoints import WEIGHTS_FILE, load_state_dict_file, strict_load
 from goalcraft.models.clip_tokenizer import tokenize
 from goalcraft.models.mineclip import MINECLIP_CONFIGS, MineCLIP, MineCLIPConfig, save_mineclip
-from goalcraft.storage import commit_directory, new_staging_dir, recover_directory, write_json_atomic
+from goalcraft.storage import write_json_atomic
 from goalcraft.training.data import ClipBatches
+from goalcraft.training.run_folder import Progress, RunFolder, Tick, restore_rng_state, rng_state, train_loop
 
 __all__ = [
     "GOAL_SPACE_TRAINING",
@@ -86,6 +87,7 @@ GOAL_SPACE_TRAINING: dict[str, dict[str, Any]] = {
 }
 
 STATE_FILE = "trainer_state.pt"
+_VAL_SCALARS = ("val_loss", "top1", "top5", "chance_top1", "chance_top5")  # the TensorBoard val/* curves
 
 
 class GoalSpaceTrainingError(ValueError):
@@ -176,33 +178,8 @@ def evaluate_goal_space(model: MineCLIP, data: ClipBatches, *, device: str = "cp
 
 
 # --------------------------------------------------------------------------------------------
-# Checkpoints
+# Optimization
 # --------------------------------------------------------------------------------------------
-
-
-def _write_dir_atomic(final: Path, write: Callable[[Path], None]) -> None:
-    staging_root = final.parent / ".staging"
-    recover_directory(final, staging_root)
-    staged = new_staging_dir(final, staging_root)
-    try:
-        write(staged)
-        commit_directory(staged, final)
-    except BaseException:
-        shutil.rmtree(staged, ignore_errors=True)
-        raise
-
-
-def _rng_state(device: str) -> dict[str, Any]:
-    state: dict[str, Any] = {"torch": torch.get_rng_state()}
-    if torch.device(device).type == "cuda" and torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: Mapping[str, Any], device: str) -> None:
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.device(device).type == "cuda" and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(list(state["cuda"]))
 
 
 def _lr_at(step: int, lr: float, warmup_steps: int) -> float:
@@ -306,7 +283,7 @@ def train_goal_space(
     eval_every: int,
     device: str = "cpu",
     precision: Precision = "fp32",
-    resume: bool = True,
+    resume: bool | str = True,
     log: Callable[[dict[str, Any]], None] | None = None,
     weight_decay: float = 0.05,
     warmup_steps: int = 0,
@@ -328,8 +305,9 @@ def train_goal_space(
     background thread preparing the next batches (a GPU needs it; results are identical).
     ``caption_map``: applied to every caption (e.g. Crafter narration → task instruction,
     :func:`goalcraft.training.data.task_caption_map`). ``log`` is called with each evaluation's
-    record. Evaluations and checkpoints happen at step 0 (evaluation only), every ``eval_every``
-    steps and at ``steps``.
+    record (``event: "eval"``) and, between evaluations, with a progress record (``event:
+    "progress"``) at most every 10 s; without it each is printed as one line. Evaluations and
+    checkpoints happen at step 0, every ``eval_every`` steps and at ``steps``.
     """
     started = time.perf_counter()
     if isinstance(config, str):
@@ -339,11 +317,6 @@ def train_goal_space(
     if precision not in ("fp32", "bf16"):
         raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    last_dir, best_dir, tb_dir = out_dir / "last", out_dir / "best", out_dir / "tensorboard"
-    for d in (last_dir, best_dir):
-        recover_directory(d, out_dir / ".staging")
-    say = log or (lambda _record: None)
 
     train = ClipBatches(shards, batch_size=batch_size, split="train", val_fraction=val_fraction, seed=seed,
                         frames=frames, cache=cache, caption_map=caption_map, jitter=jitter,
@@ -354,137 +327,91 @@ def train_goal_space(
         raise GoalSpaceTrainingError(f"no validation clips at val_fraction={val_fraction} ({len(train)} training "
                                      "clips): too few clips to train a goal space on")
 
+    # What must not change between a run and its resumption (the data order and the updates depend on it).
+    fingerprint = {"config": asdict(config), "seed": seed, "batch_size": batch_size, "lr": lr,
+                   "val_fraction": val_fraction, "frames": frames, "jitter": jitter, "cache": cache,
+                   "weight_decay": weight_decay, "warmup_steps": warmup_steps, "precision": precision,
+                   "grad_clip": grad_clip, "max_logit_scale": max_logit_scale}
+    folder = RunFolder(out_dir, fingerprint, resume=resume, state_file=STATE_FILE, tensorboard=tensorboard,
+                       error=GoalSpaceTrainingError)
+
     torch.manual_seed(seed)
     model = MineCLIP(config).to(device)
     optimizer = torch.optim.AdamW(_param_groups(model, weight_decay), lr=lr, betas=(0.9, 0.98), eps=1e-6)
-
-    # What must not change between a run and its resumption (the data order and the updates depend on it).
-    hparams = {"seed": seed, "batch_size": batch_size, "lr": lr, "val_fraction": val_fraction, "frames": frames,
-               "jitter": jitter, "cache": cache, "weight_decay": weight_decay, "warmup_steps": warmup_steps, "precision": precision,
-               "grad_clip": grad_clip, "max_logit_scale": max_logit_scale}
-    step = 0
-    history: list[dict[str, float]] = []
-    best_step, best_val_loss = -1, math.inf
-    loss_sum, loss_count = 0.0, 0
-    resumed_from: int | None = None
-    if resume and (last_dir / STATE_FILE).is_file():
-        state = torch.load(last_dir / STATE_FILE, map_location="cpu", weights_only=True)
-        saved_config = load_config_json(last_dir, MineCLIPConfig)
-        changed = {k: (v, hparams[k]) for k, v in state["hparams"].items() if hparams.get(k) != v}
-        if saved_config != config or changed:
-            what = "the model config" if saved_config != config else ", ".join(
-                f"{k} {old!r} -> {new!r}" for k, (old, new) in changed.items())
-            raise ValueError(f"cannot resume {last_dir}: {what} changed; pass resume=False or another out_dir")
-        strict_load(model, load_state_dict_file(last_dir / "model.safetensors"), source=str(last_dir))
+    state = folder.state
+    if state is not None:
+        strict_load(model, load_state_dict_file(folder.last_dir / WEIGHTS_FILE), source=str(folder.last_dir))
         model.to(device)
         optimizer.load_state_dict(state["optimizer"])
-        step = int(state["step"])
-        history = [dict(h) for h in state["history"]]
-        best_step, best_val_loss = int(state["best_step"]), float(state["best_val_loss"])
-        loss_sum, loss_count = float(state["loss_sum"]), int(state["loss_count"])
-        _set_rng_state(state["rng"], device)
-        resumed_from = step
-
-    writer = None
-    if tensorboard:
-        from torch.utils.tensorboard import SummaryWriter
-
-        # purge_step: TensorBoard drops what an earlier (interrupted or replaced) run logged from `step` on.
-        writer = SummaryWriter(str(tb_dir), purge_step=step)
-
-    def checkpoint() -> None:
-        def write_last(d: Path) -> None:
-            save_mineclip(model, d)
-            torch.save({
-                "step": step,
-                "optimizer": optimizer.state_dict(),
-                "rng": _rng_state(device),
-                "history": history,
-                "best_step": best_step,
-                "best_val_loss": best_val_loss,
-                "loss_sum": loss_sum,
-                "loss_count": loss_count,
-                "hparams": hparams,
-            }, d / STATE_FILE)
-
-        _write_dir_atomic(last_dir, write_last)
-
-    def evaluate() -> None:
-        nonlocal best_step, best_val_loss, loss_sum, loss_count
-        metrics = evaluate_goal_space(model, val, device=device, precision=precision)
-        record: dict[str, Any] = {"step": step, "train_loss": loss_sum / loss_count if loss_count else float("nan")}
-        record.update(metrics)
-        record.update(lr=_lr_at(max(step - 1, 0), lr, warmup_steps), logit_scale=_logit_scale(model),
-                      seconds=round(time.perf_counter() - started, 3))
-        history.append(record)
-        loss_sum, loss_count = 0.0, 0
-        if writer is not None:
-            for name in ("val_loss", "top1", "top5", "chance_top1", "chance_top5"):
-                writer.add_scalar(f"val/{name.removeprefix('val_')}", record[name], step)
-            writer.flush()
-        if record["val_loss"] < best_val_loss:
-            best_step, best_val_loss = step, record["val_loss"]
-
-            def write_best(d: Path) -> None:
-                save_mineclip(model, d)
-                write_json_atomic({k: v for k, v in record.items() if k != "seconds"}, d / "best.json")
-
-            _write_dir_atomic(best_dir, write_best)  # before last/, which records best_step
-        checkpoint()
-        say({"event": "eval", **record})
+        restore_rng_state(state["rng"], device)
+    progress = Progress.from_state(state, "step")
+    resumed_from = None if state is None else progress.position
 
     closers: list[Callable[[], None]] = []
-    try:
-        if resumed_from is None:
-            evaluate()
-        model.train()
-        if step < steps:
-            batches = train.stream(step)
+    batches: list[Iterator[Any]] = []  # the training stream, opened at the first step this call trains
+
+    def train_round(start: int, stop: int, tick: Tick) -> dict[str, float]:
+        if not batches:
+            stream: Iterator[Any] = train.stream(start)
             if decode_workers > 0:  # decode the next batches while the model trains on this one
-                batches = _Prefetcher(batches, depth=2)
-                closers.append(batches.close)
-            while step < steps:
-                batch = next(batches)
-                current_lr = _lr_at(step, lr, warmup_steps)
-                for group in optimizer.param_groups:
-                    group["lr"] = current_lr
-                texts, caption_index = unique_captions(batch.captions)
-                tokens = tokenize(texts).to(device)
-                with _autocast(device, precision):
-                    logits = model(batch.frames.to(device, non_blocking=True), tokens)
-                loss = contrastive_loss(logits, caption_index)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if grad_clip > 0:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-                optimizer.step()
-                model.clamp_logit_scale(max_logit_scale)
-                step += 1
-                value = float(loss.detach())
-                if not math.isfinite(value):
-                    raise FloatingPointError(f"training loss is {value} at step {step}")
-                loss_sum += value
-                loss_count += 1
-                if writer is not None:
-                    writer.add_scalar("train/loss", value, step)
-                    writer.add_scalar("train/lr", current_lr, step)
-                    writer.add_scalar("train/logit_scale", _logit_scale(model), step)
-                if step % eval_every == 0 or step == steps:
-                    evaluate()
-                    model.train()
+                stream = _Prefetcher(stream, depth=2)
+                closers.append(stream.close)
+            batches.append(stream)
+        model.train()
+        loss_sum = 0.0
+        for step in range(start, stop):
+            batch = next(batches[0])
+            current_lr = _lr_at(step, lr, warmup_steps)
+            for group in optimizer.param_groups:
+                group["lr"] = current_lr
+            texts, caption_index = unique_captions(batch.captions)
+            tokens = tokenize(texts).to(device)
+            with _autocast(device, precision):
+                logits = model(batch.frames.to(device, non_blocking=True), tokens)
+            loss = contrastive_loss(logits, caption_index)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+            optimizer.step()
+            model.clamp_logit_scale(max_logit_scale)
+            value = float(loss.detach())
+            if not math.isfinite(value):
+                raise FloatingPointError(f"training loss is {value} at step {step + 1}")
+            loss_sum += value
+            folder.scalars({"train/loss": value, "train/lr": current_lr, "train/logit_scale": _logit_scale(model)},
+                           step + 1)
+            tick(step + 1 - start, stop - start, loss_sum / (step + 1 - start))
+        return {"train_loss": loss_sum / (stop - start)}
+
+    def evaluate(step: int) -> dict[str, float]:
+        metrics = evaluate_goal_space(model, val, device=device, precision=precision)
+        return {**metrics, "lr": _lr_at(max(step - 1, 0), lr, warmup_steps), "logit_scale": _logit_scale(model),
+                "seconds": round(time.perf_counter() - started, 3)}
+
+    def write_model(d: Path) -> None:
+        save_mineclip(model, d)
+
+    def write_best(record: dict[str, Any]) -> Callable[[Path], None]:
+        def write(d: Path) -> None:
+            save_mineclip(model, d)
+            write_json_atomic({k: v for k, v in record.items() if k != "seconds"}, d / "best.json")
+
+        return write
+
+    try:
+        train_loop(folder, progress, end=steps, every=eval_every, train=train_round, evaluate=evaluate,
+                   write_model=write_model, on_best=write_best,
+                   trainer_state=lambda: {"optimizer": optimizer.state_dict(), "rng": rng_state(device)},
+                   evaluate_first=True, name="goal space", fields=("train_loss", "val_loss", "top1", "top5"),
+                   scalars=lambda r: {f"val/{k.removeprefix('val_')}": r[k] for k in _VAL_SCALARS}, log=log)
     finally:
         for close in closers:
             close()
-        if writer is not None:
-            writer.close()
+        folder.close()
 
     return GoalSpaceTrainResult(
-        out_dir=out_dir, last_dir=last_dir, best_dir=best_dir, tensorboard_dir=tb_dir, steps=step,
-        best_step=best_step, best_val_loss=best_val_loss, resumed_from=resumed_from,
-        seconds=round(time.perf_counter() - started, 3), history=history,
+        out_dir=out_dir, last_dir=folder.last_dir, best_dir=folder.best_dir, tensorboard_dir=folder.tensorboard_dir,
+        steps=progress.position, best_step=progress.best_position, best_val_loss=progress.best_val_loss,
+        resumed_from=resumed_from, seconds=round(time.perf_counter() - started, 3), history=progress.history,
     )
-
-
-def read_best(out_dir: Path) -> dict[str, Any]:
-    """The ``best.json`` record of a training run (step and validation metrics of ``best/``)."""
-    return json.loads((Path(out_dir) / "best" / "best.json").read_text(encoding="utf-8"))

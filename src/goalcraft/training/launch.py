@@ -35,7 +35,7 @@ class StageSpec:
     settings: dict[str, Any]  # Stage1Settings / Stage2Settings fields
     tasks_file: str | None = None  # the task vocabulary file: task → paraphrases, used as training phrasings
     stage1_dir: str | None = None  # stage 2 only
-    resume: bool | str = "auto"  # see goalcraft.training.predictor._Run
+    resume: bool | str = "auto"  # see goalcraft.training.run_folder.RunFolder
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)

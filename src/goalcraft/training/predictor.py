@@ -25,8 +25,9 @@ Both stages write, under their ``out_dir``::
     history.json       per-epoch metrics, best epoch, settings
     tensorboard/       the same curves as TensorBoard scalars
 
-A run resumes from ``last/`` (same data and settings, else :class:`PredictorTrainingError`) and gives
-the weights an uninterrupted run would. Under ``torch.distributed`` (torchrun) each rank takes its slice
+(a :class:`goalcraft.training.run_folder.RunFolder`; the epochs run in its ``train_loop``). A run resumes
+from ``last/`` (same data and settings, else :class:`PredictorTrainingError`; ``resume="auto"`` starts
+afresh instead) and gives the weights an uninterrupted run would. Under ``torch.distributed`` (torchrun) each rank takes its slice
 of every global batch and the model is wrapped in DistributedDataParallel; rank 0 writes files.
 """
 
@@ -35,8 +36,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
-import shutil
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import nullcontext
@@ -51,7 +50,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from goalcraft.data.embeddings import embedding_matrix, frame_feature_tensor
-from goalcraft.models.backbones import BackboneSpec, load_text_backbone, mean_pool
+from goalcraft.models.backbones import load_text_backbone, mean_pool
 from goalcraft.models.predictor import (
     GoalPredictor,
     PredictorConfig,
@@ -59,15 +58,14 @@ from goalcraft.models.predictor import (
     load_goal_predictor,
     save_goal_predictor,
 )
-from goalcraft.storage import write_json_atomic
 from goalcraft.config import Stage1Settings, Stage2Settings
 from goalcraft.training.goal_space import contrastive_loss
+from goalcraft.training.run_folder import Progress, RunFolder, Tick, barrier, dist_info, train_loop
 
 # peft asks transformers for is_gradient_checkpointing, which transformers 5 deprecates; not ours to fix.
 warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
 
-BEST_DIR, LAST_DIR, STATE_FILE, HISTORY_FILE, TENSORBOARD_DIR = "best", "last", "state.pt", "history.json", "tensorboard"
-STATE_FORMAT = 1
+STATE_FILE = "state.pt"
 
 
 class PredictorTrainingError(ValueError):
@@ -149,18 +147,6 @@ def _check_settings(s: Stage1Settings | Stage2Settings) -> None:
 # -- distributed -----------------------------------------------------------------------------------
 
 
-def dist_info() -> tuple[int, int]:
-    """(rank, world size): (0, 1) unless torch.distributed is initialized."""
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1
-
-
-def _barrier() -> None:
-    if dist_info()[1] > 1:
-        torch.distributed.barrier()
-
-
 def _wrap(module: nn.Module, device: torch.device) -> nn.Module:
     if dist_info()[1] == 1:
         return module
@@ -224,77 +210,6 @@ class Stage2Objective(nn.Module):
 # -- shared loop machinery -----------------------------------------------------------------------------
 
 
-class _Run:
-    """The files of one stage: best/, last/ (+ state.pt), history.json, tensorboard/; rank 0 writes."""
-
-    def __init__(self, out_dir: Path, fingerprint: dict[str, Any], resume: bool | str) -> None:
-        """``resume``: True continues ``last/`` (refusing one from other data or settings), False starts
-        afresh, ``"auto"`` continues a matching ``last/`` and otherwise starts afresh (what an asset that is
-        re-materialized after its inputs or settings changed wants)."""
-        self.out_dir = Path(out_dir)
-        self.fingerprint = fingerprint
-        self.rank = dist_info()[0]
-        if resume == "auto":
-            try:
-                self.load_state()
-                resume = True
-            except PredictorTrainingError:
-                resume = False
-        if not resume and self.rank == 0:
-            for name in (BEST_DIR, LAST_DIR, TENSORBOARD_DIR):
-                shutil.rmtree(self.out_dir / name, ignore_errors=True)
-            (self.out_dir / HISTORY_FILE).unlink(missing_ok=True)
-        _barrier()
-        self._tb = None
-
-    def load_state(self) -> dict[str, Any] | None:
-        path = self.out_dir / LAST_DIR / STATE_FILE
-        if not path.is_file():
-            return None
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        if state.get("format") != STATE_FORMAT or state.get("fingerprint") != self.fingerprint:
-            raise PredictorTrainingError(
-                f"{path} was written by a run with other data or settings; pass resume=False or use another out_dir")
-        return state
-
-    def save(self, model: GoalPredictor, epoch: int, state: dict[str, Any], improved: bool, last: bool) -> None:
-        """``best/`` when ``improved``; ``last/`` (+ state) when ``last``; history every epoch."""
-        if self.rank != 0:
-            return
-        if improved:
-            save_goal_predictor(model, self.out_dir / BEST_DIR)
-        if not last:
-            write_json_atomic({"history": state["history"], "best_epoch": state["best_epoch"],
-                               "best_val_loss": state["best_val_loss"], "settings": self.fingerprint},
-                              self.out_dir / HISTORY_FILE)
-            return
-
-        def write_state(staged: Path) -> None:
-            torch.save({"format": STATE_FORMAT, "fingerprint": self.fingerprint, "epoch": epoch, **state},
-                       staged / STATE_FILE)
-
-        save_goal_predictor(model, self.out_dir / LAST_DIR, write_extra=write_state)
-        write_json_atomic({"history": state["history"], "best_epoch": state["best_epoch"],
-                           "best_val_loss": state["best_val_loss"], "settings": self.fingerprint},
-                          self.out_dir / HISTORY_FILE)
-
-    def log_scalars(self, metrics: Mapping[str, float], epoch: int) -> None:
-        if self.rank != 0:
-            return
-        if self._tb is None:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self._tb = SummaryWriter(str(self.out_dir / TENSORBOARD_DIR))
-        for name, value in metrics.items():
-            if name != "epoch":
-                self._tb.add_scalar(name.replace("_", "/", 1), value, epoch)
-        self._tb.flush()
-
-    def close(self) -> None:
-        if self._tb is not None:
-            self._tb.close()
-
-
 def _trainable_state(model: nn.Module) -> dict[str, Tensor]:
     names = {n for n, p in model.named_parameters() if p.requires_grad}
     return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()
@@ -309,16 +224,6 @@ def _load_trainable(model: nn.Module, state: Mapping[str, Tensor]) -> None:
     with torch.no_grad():
         for k, v in state.items():
             own[k].copy_(v)
-
-
-def _to_cpu(obj: Any) -> Any:
-    if isinstance(obj, Tensor):
-        return obj.detach().cpu()
-    if isinstance(obj, dict):
-        return {k: _to_cpu(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_to_cpu(v) for v in obj)
-    return obj
 
 
 def _rank_slice(idx: np.ndarray) -> np.ndarray:
@@ -361,9 +266,10 @@ def train_stage1(examples: PredictorExamples, splits: Mapping[str, np.ndarray], 
         raise PredictorTrainingError(f"frame features are {examples.frames.shape[2]}-d, the config expects "
                                      f"{config.frame_dim}")
     device = torch.device(settings.device)
-    run = _Run(out_dir, {"stage": 1, "config": asdict(config), "settings": _settings_key(settings),
+    folder = RunFolder(out_dir, {"stage": 1, "config": asdict(config), "settings": _settings_key(settings),
                          "data": examples.fingerprint(), "splits": _split_digest(splits),
-                         "variants": json.dumps(variants, sort_keys=True) if variants else ""}, resume)
+                         "variants": json.dumps(variants, sort_keys=True) if variants else ""},
+                       resume=resume, state_file=STATE_FILE, error=PredictorTrainingError)
     model = build_predictor(config, settings, seed=settings.seed).to(device)
     objective = Stage1Objective(model, settings.temperature, settings.mse_weight)
     wrapped = _wrap(objective, device)  # once: a DDP per epoch would leave the old one's hooks behind
@@ -384,7 +290,7 @@ def train_stage1(examples: PredictorExamples, splits: Mapping[str, np.ndarray], 
                     sums[k] += float(v.detach()) * len(idx)
         return {f"val_{k}": v / len(val_idx) for k, v in sums.items()}
 
-    def step(epoch: int, rng: np.random.Generator) -> dict[str, float]:
+    def step(epoch: int, rng: np.random.Generator, tick: Tick) -> dict[str, float]:
         model.train()
 
         def inputs(batch: np.ndarray) -> Callable[[np.ndarray], tuple]:
@@ -394,12 +300,10 @@ def train_stage1(examples: PredictorExamples, splits: Mapping[str, np.ndarray], 
 
         # A contrastive batch needs a negative: a last batch of one clip is skipped.
         return _train_epoch(wrapped, optimizer, rng.permutation(train_idx), settings, ("loss", "contrastive", "mse"),
-                            inputs, min_batch=2)
+                            inputs, tick, min_batch=2)
 
-    result = _loop(run, model, optimizer, settings.epochs, settings.seed, settings.checkpoint_every, step,
-                   evaluate, log)
-    run.close()
-    return result
+    return _run_stage(folder, model, optimizer, settings, step, evaluate, log, "predictor stage 1",
+                      ("train_loss", "val_loss", "val_contrastive", "val_mse"))
 
 
 def _settings_key(settings: Stage1Settings | Stage2Settings) -> dict[str, Any]:
@@ -414,17 +318,18 @@ def _split_digest(splits: Mapping[str, np.ndarray]) -> str:
 
 def _train_epoch(wrapped: nn.Module, optimizer: torch.optim.Optimizer, order: np.ndarray,
                  settings: Stage1Settings | Stage2Settings, names: Sequence[str],
-                 inputs: Callable[[np.ndarray], Callable[[np.ndarray], tuple]], *, min_batch: int = 1
+                 inputs: Callable[[np.ndarray], Callable[[np.ndarray], tuple]], tick: Tick, *, min_batch: int = 1
                  ) -> dict[str, float]:
     """One epoch over ``order`` in global batches of ``settings.batch_size``: each rank runs the objective
     (which returns ``names``-ordered losses, the first optimised) on its slice of the batch.
 
     ``inputs(batch)`` is called for every global batch on every rank, skipped or not, so random draws it
     makes stay aligned across ranks and epochs; it returns the objective's arguments for a rank's slice.
-    Returns ``train_<name>`` means over the samples this rank saw.
+    Returns ``train_<name>`` means over the samples this rank saw; ``tick`` hears of every batch.
     """
     device = torch.device(settings.device)
     sums, seen = dict.fromkeys(names, 0.0), 0
+    n_batches = -(-len(order) // settings.batch_size)
     for start in range(0, len(order), settings.batch_size):
         batch = order[start:start + settings.batch_size]
         arguments = inputs(batch)
@@ -439,45 +344,39 @@ def _train_epoch(wrapped: nn.Module, optimizer: torch.optim.Optimizer, order: np
         for k, v in zip(names, out):
             sums[k] += float(v.detach()) * len(mine)
         seen += len(mine)
+        tick(start // settings.batch_size + 1, n_batches, sums[names[0]] / seen)
     return {f"train_{k}": v / max(seen, 1) for k, v in sums.items()}
 
 
-def _loop(run: _Run, model: GoalPredictor, optimizer: torch.optim.Optimizer, epochs: int, seed: int,
-          checkpoint_every: int,
-          train_epoch: Callable[[int, np.random.Generator], dict[str, float]],
-          evaluate: Callable[[], dict[str, float]], log: Callable[[dict], None] | None) -> StageResult:
-    """Epochs with resume, best-validation selection and logging, shared by both stages.
+def _run_stage(folder: RunFolder, model: GoalPredictor, optimizer: torch.optim.Optimizer,
+               settings: Stage1Settings | Stage2Settings,
+               train_epoch: Callable[[int, np.random.Generator, Tick], dict[str, float]],
+               evaluate: Callable[[], dict[str, float]], log: Callable[[dict], None] | None,
+               name: str, fields: Sequence[str]) -> StageResult:
+    """Both stages' epochs, through :func:`goalcraft.training.run_folder.train_loop`.
 
-    Epoch ``e``'s shuffling and phrasing draws come from ``default_rng([seed, e])``, so a resumed run
-    sees exactly the batches an uninterrupted one would."""
-    state = run.load_state()
+    Epoch ``e``'s shuffling and phrasing draws come from ``default_rng([seed, e])`` and its dropout from
+    a torch seed of its own, so a resumed run sees exactly the batches an uninterrupted one would."""
+    state = folder.state
     if state is not None:
         _load_trainable(model, state["trainable"])
         optimizer.load_state_dict(state["optimizer"])
-        start, history = int(state["epoch"]), [dict(h) for h in state["history"]]
-        best_epoch, best_val = int(state["best_epoch"]), float(state["best_val_loss"])
-    else:
-        start, history, best_epoch, best_val = 0, [], 0, math.inf
-    for epoch in range(start + 1, epochs + 1):
+    progress = Progress.from_state(state)
+    start = progress.position
+
+    def train(_start: int, epoch: int, tick: Tick) -> dict[str, float]:
         with torch.random.fork_rng(devices=[]):  # dropout draws: seeded per epoch, global RNG untouched
-            torch.manual_seed(seed * 100_003 + epoch)
-            train = train_epoch(epoch, np.random.default_rng([seed, epoch]))
-        val = evaluate()
-        metrics = {"epoch": epoch, **train, **val}
-        if not all(math.isfinite(v) for v in metrics.values()):
-            raise PredictorTrainingError(f"training diverged at epoch {epoch}: {metrics}")
-        history.append(metrics)
-        improved = val["val_loss"] < best_val
-        if improved:
-            best_epoch, best_val = epoch, val["val_loss"]
-        run.save(model, epoch, {"trainable": _trainable_state(model), "optimizer": _to_cpu(optimizer.state_dict()),
-                                "history": history, "best_epoch": best_epoch, "best_val_loss": best_val}, improved,
-                 last=epoch % checkpoint_every == 0 or epoch == epochs)
-        run.log_scalars(metrics, epoch)
-        _barrier()
-        if log is not None:
-            log({**metrics, "best_epoch": best_epoch, "best_val_loss": best_val, "improved": improved})
-    return StageResult(history, best_epoch, best_val, run.out_dir / BEST_DIR, start)
+            torch.manual_seed(settings.seed * 100_003 + epoch)
+            return train_epoch(epoch, np.random.default_rng([settings.seed, epoch]), tick)
+
+    try:
+        train_loop(folder, progress, end=settings.epochs, train=train, evaluate=lambda _epoch: evaluate(),
+                   write_model=lambda d: save_goal_predictor(model, d),
+                   trainer_state=lambda: {"trainable": _trainable_state(model), "optimizer": optimizer.state_dict()},
+                   checkpoint_every=settings.checkpoint_every, name=name, fields=fields, log=log)
+    finally:
+        folder.close()
+    return StageResult(progress.history, progress.best_position, progress.best_val_loss, folder.best_dir, start)
 
 
 # -- stage 2 -----------------------------------------------------------------------------------------
@@ -530,10 +429,11 @@ def train_stage2(examples: PredictorExamples, splits: Mapping[str, np.ndarray], 
     for options in (variants or {}).values():
         phrasings += list(options)
     tokens = instruction_tokens(model, phrasings)
-    run = _Run(out_dir, {"stage": 2, "config": asdict(model.config), "settings": _settings_key(settings),
+    folder = RunFolder(out_dir, {"stage": 2, "config": asdict(model.config), "settings": _settings_key(settings),
                          "data": examples.fingerprint(), "splits": _split_digest(splits),
                          "stage1": _dir_digest(stage1_dir),
-                         "variants": json.dumps(variants, sort_keys=True) if variants else ""}, resume)
+                         "variants": json.dumps(variants, sort_keys=True) if variants else ""},
+                       resume=resume, state_file=STATE_FILE, error=PredictorTrainingError)
     objective = Stage2Objective(model, settings.cos_weight)
     wrapped = _wrap(objective, device)
     optimizer = torch.optim.AdamW(model.aligner.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
@@ -550,7 +450,7 @@ def train_stage2(examples: PredictorExamples, splits: Mapping[str, np.ndarray], 
                                        model.goal_std * model.output_scale)
         return {"val_loss": float(loss), "val_mse": float(mse), "val_cosine": float(cos)}
 
-    def step(epoch: int, rng: np.random.Generator) -> dict[str, float]:
+    def step(epoch: int, rng: np.random.Generator, tick: Tick) -> dict[str, float]:
         model.train()
 
         def inputs(batch: np.ndarray) -> Callable[[np.ndarray], tuple]:
@@ -558,11 +458,10 @@ def train_stage2(examples: PredictorExamples, splits: Mapping[str, np.ndarray], 
             return lambda mine: (batch_tokens([texts[j] for j in mine]), goals[batch[mine]].to(device))
 
         return _train_epoch(wrapped, optimizer, rng.permutation(train_idx), settings, ("loss", "mse", "cosine"),
-                            inputs)
+                            inputs, tick)
 
-    result = _loop(run, model, optimizer, settings.epochs, settings.seed, settings.checkpoint_every, step,
-                   evaluate, log)
-    run.close()
+    result = _run_stage(folder, model, optimizer, settings, step, evaluate, log, "predictor stage 2",
+                        ("train_loss", "val_loss", "val_cosine"))
     # Calibrate the best checkpoint's output scale on the training clips, then re-save it.
     if dist_info()[0] == 0:
         best = load_goal_predictor(result.best_dir, with_backbone=False)
@@ -573,7 +472,7 @@ def train_stage2(examples: PredictorExamples, splits: Mapping[str, np.ndarray], 
         scale = best.calibrate_scale(pred, goals[train_idx])
         save_goal_predictor(best, result.best_dir)
         result.extra["output_scale"] = scale
-    _barrier()
+    barrier()
     return result
 
 

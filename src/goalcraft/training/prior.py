@@ -34,9 +34,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
-import shutil
-import uuid
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -45,16 +42,11 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import torch
 
-from goalcraft.models.checkpoints import WEIGHTS_FILE, load_config_json, load_state_dict_file, strict_load
+from goalcraft.models.checkpoints import WEIGHTS_FILE, load_state_dict_file, strict_load
 from goalcraft.models.prior import PriorConfig, TranslatorVAE, load_prior, save_prior
-from goalcraft.storage import commit_directory, recover_directory, write_json_atomic
+from goalcraft.training.run_folder import BEST_DIR, Progress, RunFolder, Tick, train_loop
 
-BEST_DIR = "best"
-LAST_DIR = "last"
 STATE_FILE = "state.pt"
-HISTORY_FILE = "history.json"
-STAGING_DIR = ".staging"
-STATE_FORMAT = 1
 
 # Offsets of the seeds drawn from ``seed`` for each random stream.
 _SPLIT, _INIT, _SHUFFLE, _NOISE, _VAL = range(5)
@@ -106,7 +98,7 @@ def train_prior(
     beta: float,
     seed: int,
     val_fraction: float = 0.2,
-    resume: bool = True,
+    resume: bool | str = True,
     log: Callable[[dict], None] | None = None,
     weight_decay: float = 0.01,
     device: str | torch.device = "cpu",
@@ -116,8 +108,11 @@ def train_prior(
     Trains until ``epochs`` epochs are complete in total: with ``resume`` and an existing
     ``out_dir/last/state.pt`` it continues from there (the data, config and hyperparameters must be
     the ones it was started with, else :class:`PriorTrainingError`). With ``resume=False`` it first
-    deletes any earlier ``best/``, ``last/`` state and history in ``out_dir`` and starts afresh. ``log`` receives each epoch's metrics dict (plus ``best_epoch``, ``best_val_loss``
-    and ``improved``). ``weight_decay`` is AdamW's (0.01, its default, as in STEVE-1).
+    deletes any earlier ``best/``, ``last/`` state and history in ``out_dir`` and starts afresh (``"auto"``:
+    continues a matching run, else starts afresh). ``log`` receives each epoch's record (its metrics plus
+    ``best_epoch``, ``best_val_loss``, ``improved``; ``event: "eval"``) and, in a long epoch, progress
+    records (``event: "progress"``); without it one line per record is printed. ``weight_decay`` is
+    AdamW's (0.01, its default, as in STEVE-1). Folder and loop: :mod:`goalcraft.training.run_folder`.
     """
     out_dir = Path(out_dir)
     text, goal = _check_inputs(text_embeddings, goal_embeddings, config)
@@ -139,15 +134,8 @@ def train_prior(
         "val_fraction": float(val_fraction), "weight_decay": float(weight_decay),
         "n": int(n), "data_sha256": _fingerprint(text, goal),
     }
-    last_dir, best_dir = out_dir / LAST_DIR, out_dir / BEST_DIR
-    state_path = last_dir / STATE_FILE
-    _remove_leftovers(out_dir)
-    if not resume:
-        # Afresh means afresh: a run killed before its first epoch must not leave the old run's
-        # state behind for a later resume to pick up.
-        shutil.rmtree(last_dir, ignore_errors=True)
-        shutil.rmtree(best_dir, ignore_errors=True)
-        (out_dir / HISTORY_FILE).unlink(missing_ok=True)
+    folder = RunFolder(out_dir, {"config": asdict(config), **hyper}, resume=resume, state_file=STATE_FILE,
+                       tensorboard=False, error=PriorTrainingError)
 
     with _deterministic():
         with torch.random.fork_rng(devices=[]):  # CPU RNG only: the model is built on the CPU
@@ -157,80 +145,55 @@ def train_prior(
         optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
         shuffle_gen = torch.Generator().manual_seed(seeds[_SHUFFLE])
         noise_gen = torch.Generator().manual_seed(seeds[_NOISE])
+        best: dict[str, Any] = {"state": None}  # the best epoch's weights (CPU), kept for the state file
 
-        if resume and state_path.exists():
-            state = torch.load(state_path, map_location="cpu", weights_only=True)
-            _check_resumable(state, config, hyper, state_path)
-            if load_config_json(last_dir, PriorConfig) != config:
-                raise PriorTrainingError(f"{last_dir}: config.json does not match {state_path}")
-            weights = load_state_dict_file(last_dir / WEIGHTS_FILE)
-            strict_load(model, {k: v.to(device) for k, v in weights.items()}, source=str(last_dir / WEIGHTS_FILE))
+        state = folder.state
+        if state is not None:
+            weights = load_state_dict_file(folder.last_dir / WEIGHTS_FILE)
+            strict_load(model, {k: v.to(device) for k, v in weights.items()}, source=str(folder.last_dir / WEIGHTS_FILE))
             optimizer.load_state_dict(state["optimizer"])
             shuffle_gen.set_state(state["shuffle_rng"])
             noise_gen.set_state(state["noise_rng"])
-            start_epoch = int(state["epoch"])
-            history = [dict(h) for h in state["history"]]
             initial_val = dict(state["initial_val"])
-            best_epoch, best_val_loss = int(state["best_epoch"]), float(state["best_val_loss"])
-            best_state = {k: v.clone() for k, v in state["best_model"].items()}
+            best["state"] = {k: v.clone() for k, v in state["best_model"].items()}
             # ``best/`` may be one epoch ahead of ``last/`` if a run died between the two writes;
             # make it agree with the state being resumed (the lost epoch reproduces it exactly).
-            _write_best(best_state, config, best_dir)
+            folder.save_best(_weights_writer(best["state"], config))
         else:
-            start_epoch, history = 0, []
             initial_val = _evaluate(model, val_text, val_goal, beta, batch_size, seeds[_VAL])
-            best_epoch, best_val_loss, best_state = 0, math.inf, None
+        progress = Progress.from_state(state)
+        start_epoch = progress.position
 
-        for epoch in range(start_epoch + 1, epochs + 1):
-            train = _train_epoch(model, optimizer, train_text, train_goal, beta, batch_size,
-                                 shuffle_gen, noise_gen)
-            val = _evaluate(model, val_text, val_goal, beta, batch_size, seeds[_VAL])
-            metrics = {"epoch": epoch, **train, **val}
-            if not all(math.isfinite(v) for v in metrics.values()):
-                raise PriorTrainingError(f"training diverged at epoch {epoch}: {metrics}")
-            history.append(metrics)
-            improved = val["val_loss"] < best_val_loss
-            if improved:
-                best_epoch, best_val_loss = epoch, val["val_loss"]
-                best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-                _write_best(best_state, config, best_dir)
-            _write_last(model, last_dir, out_dir / STAGING_DIR, {
-                "format": STATE_FORMAT,
-                "config": asdict(config),
-                "hyper": hyper,
-                "epoch": epoch,
-                "optimizer": _to_cpu(optimizer.state_dict()),
-                "shuffle_rng": shuffle_gen.get_state(),
-                "noise_rng": noise_gen.get_state(),
-                "best_epoch": best_epoch,
-                "best_val_loss": best_val_loss,
-                "best_model": best_state,
-                "history": history,
-                "initial_val": initial_val,
-            })
-            _write_history(out_dir / HISTORY_FILE, history, initial_val, best_epoch, best_val_loss,
-                           config, hyper)
-            if log is not None:
-                log({**metrics, "best_epoch": best_epoch, "best_val_loss": best_val_loss,
-                     "improved": improved})
+        def on_best(_record: dict[str, Any]) -> Callable[[Path], None]:
+            best["state"] = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+            return _weights_writer(best["state"], config)
 
-    shutil.rmtree(out_dir / STAGING_DIR, ignore_errors=True)  # empty by now
-    if start_epoch >= epochs:
-        # Nothing trained in this call; the history files still describe the stored run.
-        _write_history(out_dir / HISTORY_FILE, history, initial_val, best_epoch, best_val_loss,
-                       config, hyper)
+        try:
+            train_loop(
+                folder, progress, end=epochs, name="prior", fields=("train_loss", "val_loss", "val_prior_mse"),
+                train=lambda _start, _stop, tick: _train_epoch(model, optimizer, train_text, train_goal, beta,
+                                                               batch_size, shuffle_gen, noise_gen, tick),
+                evaluate=lambda _epoch: _evaluate(model, val_text, val_goal, beta, batch_size, seeds[_VAL]),
+                write_model=lambda d: save_prior(model, d), on_best=on_best,
+                trainer_state=lambda: {"hyper": hyper, "optimizer": optimizer.state_dict(),
+                                       "shuffle_rng": shuffle_gen.get_state(), "noise_rng": noise_gen.get_state(),
+                                       "best_model": best["state"], "initial_val": initial_val},
+                history_extra=lambda: {"initial_val": initial_val}, log=log)
+        finally:
+            folder.close()
+
     best_model = TranslatorVAE.uninitialized(config)
-    best_model.load_state_dict(best_state)
+    best_model.load_state_dict(best["state"])
     best_model.eval()
     return PriorTrainResult(
-        history=tuple(history),
+        history=tuple(progress.history),
         initial_val=initial_val,
-        best_epoch=best_epoch,
-        best_val_loss=best_val_loss,
-        best_dir=best_dir,
-        last_dir=last_dir,
-        history_path=out_dir / HISTORY_FILE,
-        epochs_completed=len(history),
+        best_epoch=progress.best_position,
+        best_val_loss=progress.best_val_loss,
+        best_dir=folder.best_dir,
+        last_dir=folder.last_dir,
+        history_path=folder.history_path,
+        epochs_completed=len(progress.history),
         resumed_from_epoch=start_epoch,
         n_train=int(train_idx.size),
         n_val=int(val_idx.size),
@@ -246,7 +209,7 @@ def load_best_prior(out_dir: Path) -> TranslatorVAE:
 # -- one epoch -----------------------------------------------------------------------------------
 
 
-def _train_epoch(model, optimizer, text, goal, beta, batch_size, shuffle_gen, noise_gen) -> dict[str, float]:
+def _train_epoch(model, optimizer, text, goal, beta, batch_size, shuffle_gen, noise_gen, tick: Tick) -> dict[str, float]:
     model.train()
     n = text.shape[0]
     perm = torch.randperm(n, generator=shuffle_gen).to(text.device)
@@ -264,6 +227,7 @@ def _train_epoch(model, optimizer, text, goal, beta, batch_size, shuffle_gen, no
         sums["loss"] += loss.item() * b
         sums["recon"] += recon_loss.item() * b
         sums["kl"] += kl.item() * b
+        tick(start // batch_size + 1, -(-n // batch_size), sums["loss"] / (start + b))
     return {f"train_{k}": v / n for k, v in sums.items()}
 
 
@@ -328,21 +292,6 @@ def _check_hyper(*, epochs, batch_size, lr, beta, seed, val_fraction, weight_dec
         raise PriorTrainingError(f"weight_decay must be >= 0, got {weight_decay!r}")
 
 
-def _check_resumable(state: dict[str, Any], config: PriorConfig, hyper: dict[str, Any], path: Path) -> None:
-    if state.get("format") != STATE_FORMAT:
-        raise PriorTrainingError(f"{path}: unknown state format {state.get('format')!r}")
-    if state["config"] != asdict(config):
-        raise PriorTrainingError(
-            f"{path} was written for config {state['config']}, not {asdict(config)}; "
-            "pass resume=False or use another out_dir")
-    differ = sorted(k for k in hyper if state["hyper"].get(k) != hyper[k])
-    if differ:
-        detail = ", ".join(f"{k}: {state['hyper'].get(k)!r} -> {hyper[k]!r}" for k in differ)
-        raise PriorTrainingError(
-            f"{path} was written by a run with other data or settings ({detail}); "
-            "pass resume=False or use another out_dir")
-
-
 def _fingerprint(text: torch.Tensor, goal: torch.Tensor) -> str:
     h = hashlib.sha256()
     for t in (text, goal):
@@ -354,63 +303,15 @@ def _fingerprint(text: torch.Tensor, goal: torch.Tensor) -> str:
 # -- writing ---------------------------------------------------------------------------------------
 
 
-def _write_best(best_state: dict[str, torch.Tensor], config: PriorConfig, best_dir: Path) -> None:
-    model = TranslatorVAE.uninitialized(config)
-    model.load_state_dict(best_state)
-    save_prior(model, best_dir)
+def _weights_writer(weights: dict[str, torch.Tensor], config: PriorConfig) -> Callable[[Path], None]:
+    """Writes a model folder of ``weights`` (the best epoch's, kept in memory and in the state file)."""
 
+    def write(d: Path) -> None:
+        model = TranslatorVAE.uninitialized(config)
+        model.load_state_dict(weights)
+        save_prior(model, d)
 
-def _write_last(model: TranslatorVAE, last_dir: Path, staging_root: Path, state: dict[str, Any]) -> None:
-    """Stage ``model.safetensors`` + ``config.json`` + ``state.pt`` and swap them in as ``last/``."""
-    staged = staging_root / f"{last_dir.name}-{uuid.uuid4().hex[:12]}"
-    try:
-        save_prior(model, staged)
-        with open(staged / STATE_FILE, "wb") as fh:
-            torch.save(state, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        commit_directory(staged, last_dir)
-    finally:
-        shutil.rmtree(staged, ignore_errors=True)
-
-
-def _write_history(path, history, initial_val, best_epoch, best_val_loss, config, hyper) -> None:
-    write_json_atomic({
-        "history": history,
-        "initial_val": initial_val,
-        "best_epoch": best_epoch,
-        "best_val_loss": best_val_loss,
-        "config": asdict(config),
-        "hyper": hyper,
-    }, path)
-
-
-def _remove_leftovers(out_dir: Path) -> None:
-    """Undo what a killed run can leave: staged folders and temporary files are deleted, and a
-    folder swap cut between its two renames is rolled back to the old complete folder. (``best/``
-    is rewritten from ``last/`` on resume anyway.) One writer per ``out_dir`` is assumed."""
-    staging = out_dir / STAGING_DIR
-    for final in (out_dir / LAST_DIR, out_dir / BEST_DIR):
-        recover_directory(final, staging)
-    shutil.rmtree(staging, ignore_errors=True)
-    for pattern in (f".{BEST_DIR}.tmp-*", f".{HISTORY_FILE}.tmp-*"):
-        for leftover in out_dir.glob(pattern):
-            if leftover.is_dir():
-                shutil.rmtree(leftover, ignore_errors=True)
-            else:
-                leftover.unlink(missing_ok=True)
-
-
-def _to_cpu(obj: Any) -> Any:
-    if isinstance(obj, torch.Tensor):
-        return obj.detach().cpu()
-    if isinstance(obj, dict):
-        return {k: _to_cpu(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_to_cpu(v) for v in obj]
-    if isinstance(obj, tuple):
-        return tuple(_to_cpu(v) for v in obj)
-    return obj
+    return write
 
 
 @contextmanager
