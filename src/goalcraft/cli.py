@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 from goalcraft.config import GoalcraftConfig, load_config
 from goalcraft.storage import StoragePaths
@@ -129,15 +130,81 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_process_group(cmd: Sequence[str], env: Mapping[str, str], *, grace_s: float = 30.0) -> int:
+    """Run ``cmd`` in its own session and process group, and take the whole group down with us.
+
+    ``dagster dev`` starts a webserver, a daemon and code servers; a SIGTERM to goalcraft alone used
+    to leave them running. Here SIGTERM and SIGINT (Ctrl-C: the child's group is not the terminal's
+    foreground group, so it would not see it) are forwarded to the child's group, which shuts down
+    cleanly; whatever is left of the group ``grace_s`` later, or once the leader exits, is killed.
+    """
+    proc = subprocess.Popen(list(cmd), env=dict(env), start_new_session=True)
+    requested: list[float] = []
+
+    def forward(signum: int, _frame: object) -> None:
+        requested.append(time.monotonic())
+        _signal_group(proc.pid, signum)
+
+    previous = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        while proc.poll() is None:
+            if requested and time.monotonic() - requested[0] > grace_s:
+                _signal_group(proc.pid, signal.SIGKILL)
+            time.sleep(0.2)
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        _end_group(proc.pid, grace_s)
+    return proc.returncode
+
+
+def _signal_group(pgid: int, signum: int) -> bool:
+    """Send ``signum`` to the group; False when no process is left in it."""
+    try:
+        os.killpg(pgid, signum)
+        return True
+    except ProcessLookupError:
+        return False
+
+
+def _end_group(pgid: int, grace_s: float) -> None:
+    """SIGTERM the rest of the group (code servers outlive a crashed parent), then SIGKILL after ``grace_s``."""
+    if not _signal_group(pgid, signal.SIGTERM):
+        return
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+        if not group_alive(pgid):
+            return
+    _signal_group(pgid, signal.SIGKILL)
+
+
+def group_alive(pgid: int) -> bool:
+    """Whether a live (non-zombie) process is in group ``pgid``. Zombies count for kill(0) and may
+    linger where PID 1 does not reap, so on Linux /proc is read; elsewhere kill(0) decides."""
+    proc = Path("/proc")
+    if not (proc / "self" / "stat").is_file():
+        return _signal_group(pgid, 0)
+    for stat in proc.glob("[0-9]*/stat"):
+        try:
+            state, _ppid, group = stat.read_text().rsplit(")", 1)[1].split()[:3]
+        except (OSError, ValueError):
+            continue  # exited while we looked
+        if state != "Z" and int(group) == pgid:
+            return True
+    return False
+
+
 def _cmd_ui(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     paths = StoragePaths(Path(config.paths.data_root))
     env = dict(os.environ, DAGSTER_HOME=str(dagster_home(paths)))
     if config.source != "defaults":
         env["GOALCRAFT_CONFIG"] = config.source
-    cmd = ["dagster", "dev", "-m", "goalcraft.definitions", "--port", str(args.port)]
+    # `dagster dev` of the running interpreter's dagster: no reliance on a `dagster` script on PATH.
+    cmd = [sys.executable, "-m", "dagster", "dev", "-m", "goalcraft.definitions", "--port", str(args.port)]
     _say(f"DAGSTER_HOME={env['DAGSTER_HOME']} {' '.join(cmd)}")
-    return subprocess.call(cmd, env=env)
+    return run_process_group(cmd, env)
 
 
 def _cmd_download(args: argparse.Namespace) -> int:
