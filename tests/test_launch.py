@@ -15,19 +15,19 @@ from goalcraft.resources import CorpusResource, StorageResource, TrainingResourc
 from goalcraft.storage import StoragePaths, write_parquet_atomic
 from goalcraft.training.launch import StageSpec, load_variants
 
-from conftest import SYNTHETIC_TASKS, synthetic_goal_table, synthetic_tasks_file
 
 
-def test_spec_round_trips_and_variants_come_from_tasks_json(tmp_path):
+def test_spec_round_trips_and_variants_come_from_tasks_json(tmp_path, synthetic_tasks, synthetic_tasks_file):
     spec = StageSpec(stage=1, goal_table="g.parquet", out_dir="out", config={"name": "tiny"},
                      settings={"epochs": 2}, tasks_file="tasks.json", extra={"note": [1, 2]})
     assert StageSpec.from_json(spec.to_json()) == spec
     tasks = synthetic_tasks_file(tmp_path / "tasks.json")
-    assert load_variants(tasks) == {t: p for t, (_, p) in SYNTHETIC_TASKS.items()}
+    assert load_variants(tasks) == {t: p for t, (_, p) in synthetic_tasks.items()}
     assert load_variants(tmp_path / "absent.json") == {} and load_variants(None) == {}
 
 
-def test_goal_predictor_trains_under_torchrun_through_pipes(tmp_path):
+@pytest.mark.slow  # torchrun with two processes: a minute or more
+def test_goal_predictor_trains_under_torchrun_through_pipes(tmp_path, synthetic_goal_table, synthetic_tasks_file):
     paths = StoragePaths(tmp_path / "data")
     write_parquet_atomic(synthetic_goal_table(10, dim=32), paths.goal_embeddings_table)
     corpus = tmp_path / "corpus"

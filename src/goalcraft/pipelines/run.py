@@ -15,8 +15,9 @@ from typing import Any, Callable, Mapping, Sequence
 
 import dagster as dg
 
-# Dagster's console logger prints every engine event at DEBUG; `run` prints its own progress.
-QUIET_RUN_CONFIG: dict[str, Any] = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+# Dagster's console logger prints every engine event at DEBUG, and a failed step's stack at ERROR;
+# `run` prints its own progress and the failure's one line. The events stay in the instance (UI).
+QUIET_RUN_CONFIG: dict[str, Any] = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 RUN_TAGS = {"goalcraft/trigger": "cli"}
 
 
