@@ -30,12 +30,18 @@ def corpus_copy(crafter_corpus, tmp_path) -> Path:
     return root
 
 
-def make_config(data_root: Path, corpus_root: Path, count: int = 2, **clips):
+def _make_config(data_root: Path, corpus_root: Path, count: int = 2, **clips):
     return config_from_dict(
         {"paths": {"data_root": str(data_root), "corpus_root": str(corpus_root)},
          "partitions": {"count": count}, "clips": clips},
         data_root,
     )
+
+
+@pytest.fixture(scope="session")
+def make_config():
+    """``make_config(data_root, corpus_root, count=2, **clips)``: settings for a corpus and data root."""
+    return _make_config
 
 
 SYNTHETIC_TASKS = {
@@ -46,7 +52,7 @@ SYNTHETIC_TASKS = {
 }
 
 
-def synthetic_goal_table(n_per_task: int = 10, *, dim: int = 24, frames: int = 16, seed: int = 0):
+def _synthetic_goal_table(n_per_task: int = 10, *, dim: int = 24, frames: int = 16, seed: int = 0):
     """A goal-embeddings table (as the goal_embeddings asset writes it) with a known structure: every
     goal = a shared offset + its task's direction + noise, its per-frame features a noisy copy of the
     goal per frame, so a model that reads the instruction can predict the goal."""
@@ -70,9 +76,66 @@ def synthetic_goal_table(n_per_task: int = 10, *, dim: int = 24, frames: int = 1
     return embedding_table(pa.Table.from_pylist(rows), goals, feats)
 
 
-def synthetic_tasks_file(path):
+def _synthetic_tasks_file(path):
     """A Crafter-style tasks.json for the synthetic tasks (instruction + paraphrases)."""
     import json
 
     path.write_text(json.dumps({t: {"instruction": i, "paraphrases": p} for t, (i, p) in SYNTHETIC_TASKS.items()}))
     return path
+
+
+# Fixtures rather than imports of this file: conftest is pytest's, not a module for tests to import.
+@pytest.fixture(scope="session")
+def synthetic_tasks() -> dict:
+    """task -> (instruction, paraphrases) of the synthetic goal table."""
+    return SYNTHETIC_TASKS
+
+
+@pytest.fixture(scope="session")
+def synthetic_goal_table():
+    """``synthetic_goal_table(n_per_task=10, *, dim=24, frames=16, seed=0)`` (see _synthetic_goal_table)."""
+    return _synthetic_goal_table
+
+
+@pytest.fixture(scope="session")
+def synthetic_tasks_file():
+    """``synthetic_tasks_file(path)``: write the synthetic tasks as a Crafter-style tasks.json."""
+    return _synthetic_tasks_file
+
+
+@pytest.fixture(scope="session")
+def toy_evaluation():
+    """Constructed goal models with known answers for evaluation runs and reports: ``models`` (one that
+    puts every task on its own axis, one collapsed), the ``instruction_set`` and held-out ``clips``."""
+    import types
+
+    import numpy as np
+
+    from goalcraft.evaluation.instructions import InstructionSet, InstructionTask
+    from goalcraft.evaluation.run import GoalModelUnderTest, HeldOutClips
+
+    TASKS = ("wood", "dirt", "swim")
+    SET = InstructionSet("toy", tuple(InstructionTask(t, (f"{t} a", f"{t} b")) for t in TASKS))
+    AXES = {t: np.eye(4)[i] for i, t in enumerate(TASKS)}
+
+
+    def _task_of(text: str) -> str:
+        return text.split()[0]
+
+
+    def _separating(texts, seed):  # every task its own axis: tasks fully apart, paraphrases identical
+        return np.stack([AXES[_task_of(t)] * 5.0 for t in texts])
+
+
+    def _collapsed(texts, seed):  # one goal for everything; sampled mode adds seeded noise
+        z = np.tile(np.array([1.0, 1.0, 1.0, 1.0]), (len(texts), 1))
+        if seed is not None:
+            z = z + np.random.default_rng(seed).normal(scale=0.01, size=z.shape)
+        return z
+
+
+    MODELS = [GoalModelUnderTest("separating", _separating, checkpoints={"w": "a"}),
+              GoalModelUnderTest("collapsed", _collapsed, checkpoints={"w": "b"}, seeds=(0, 1))]
+    CLIPS = HeldOutClips(["k0", "k1", "k2", "k3"], ["wood", "wood", "dirt", "swim"],
+                         np.stack([AXES["wood"], AXES["wood"] * 2, AXES["dirt"], AXES["swim"]]))
+    return types.SimpleNamespace(models=MODELS, instruction_set=SET, clips=CLIPS, axes=AXES)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
@@ -15,7 +16,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from goalcraft.cli import main
+from goalcraft.cli import group_alive, main
 from goalcraft.sql import connect
 
 
@@ -41,6 +42,7 @@ def demo_run(tmp_path_factory):
     return data / "goalcraft_data", out.getvalue()
 
 
+@pytest.mark.slow
 def test_demo_generates_corpus_and_materializes_every_partition(demo_run):
     data, output = demo_run
     corpus = data / "demo_corpus"
@@ -69,6 +71,7 @@ def test_demo_generates_corpus_and_materializes_every_partition(demo_run):
     assert "telemetry" in (data / "dagster_home" / "dagster.yaml").read_text()
 
 
+@pytest.mark.slow
 def test_prior_trained_on_crafter_goals_is_reproducible(demo_run):
     """The baseline (goal-space text → prior) trained by the demo on Crafter goal clips: deterministic
     output is identical across loads, seeded sampling repeats per seed, and its scale is the goal space's."""
@@ -99,6 +102,7 @@ def test_prior_trained_on_crafter_goals_is_reproducible(demo_run):
     assert 0.8 < ratio < 1.25, ratio
 
 
+@pytest.mark.slow
 def test_goal_predictor_beats_the_mineclip_prior_baseline_on_held_out_goal_clips(demo_run):
     """Stage 2 on the Crafter demo: on test goal clips neither model trained on, the predictor's z_goal is
     closer to the true goal embedding than the MineCLIP text → prior baseline refitted on the same clips,
@@ -138,6 +142,7 @@ def test_goal_predictor_beats_the_mineclip_prior_baseline_on_held_out_goal_clips
     assert cosines == sorted(cosines, reverse=True) and all(-1 <= c <= 1 for c in cosines)
 
 
+@pytest.mark.slow
 def test_demo_evaluates_both_models_and_writes_the_report(demo_run):
     """The demo's evaluation: tables per run, the named DuckDB comparison agreeing with the parquet, and
     the HTML report with its heatmaps and frames."""
@@ -172,12 +177,62 @@ def test_demo_evaluates_both_models_and_writes_the_report(demo_run):
     assert "evaluation: run " in output
 
 
-def test_demo_refuses_a_missing_configured_corpus(tmp_path, monkeypatch):
+def test_demo_refuses_a_missing_configured_corpus(tmp_path, monkeypatch, capsys):
     cfg = tmp_path / "goalcraft.toml"
     cfg.write_text(f'[paths]\ncorpus_root = "{tmp_path / "nowhere"}"\n')
     monkeypatch.setenv("GOALCRAFT_CONFIG", str(cfg))
-    with pytest.raises(SystemExit, match="not found under the configured corpus_root"):
-        main(["demo"])
+    assert main(["demo"]) == 1
+    assert capsys.readouterr().err == (f"goalcraft: manifest(s) {tmp_path / 'nowhere' / 'manifest.jsonl'} not found "
+                                       "under the configured corpus_root; the demo only generates a corpus in the "
+                                       "default location\n")
+
+
+def test_predict_before_training_is_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("GOALCRAFT_CONFIG", raising=False)
+    monkeypatch.chdir(tmp_path)  # built-in settings: data under ./goalcraft_data, nothing trained
+    assert main(["predict", "chop a tree"]) == 1
+    model = tmp_path / "goalcraft_data" / "models" / "goal_predictor" / "best"
+    assert capsys.readouterr().err == (f"goalcraft: no trained goal predictor in {model}: run `goalcraft run` (or "
+                                       "`goalcraft demo`) to train goal_aligner first\n")
+
+
+@pytest.mark.skipif(importlib.util.find_spec("yt_dlp") is not None, reason="the download extra is installed here")
+def test_download_without_the_extra_is_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("GOALCRAFT_CONFIG", raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert main(["download"]) == 1
+    assert capsys.readouterr().err == ("goalcraft: downloading needs yt-dlp: install goalcraft with the download "
+                                       "extra, pip install -e \".[download]\"\n")
+
+
+def test_predict_emits_no_library_warning(tmp_path, monkeypatch, capsys, synthetic_goal_table):
+    """A small predictor trained for real (MiniLM + LoRA), then `goalcraft predict` with every warning on."""
+    import warnings
+
+    from goalcraft.models.predictor import PREDICTOR_CONFIGS
+    from goalcraft.data.splits import split_indices, with_split_column
+    from goalcraft.training.predictor import (
+        PredictorExamples,
+        Stage1Settings,
+        Stage2Settings,
+        train_stage1,
+        train_stage2,
+    )
+
+    table = with_split_column(synthetic_goal_table(6), val_fraction=0.2, test_fraction=0.2)
+    examples, splits = PredictorExamples.from_table(table), split_indices(table)
+    stage1 = train_stage1(examples, splits, PREDICTOR_CONFIGS["tiny"].replace(text_dim=384), tmp_path / "s1",
+                          Stage1Settings(epochs=1, batch_size=8, lora_r=4, lora_alpha=8), resume=False)
+    stage2 = train_stage2(examples, splits, stage1.best_dir, tmp_path / "s2", Stage2Settings(epochs=1, batch_size=8),
+                          resume=False)
+    capsys.readouterr()  # the trainers' progress lines
+    monkeypatch.delenv("GOALCRAFT_CONFIG", raising=False)
+    monkeypatch.chdir(tmp_path)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert main(["predict", "chop a tree", "--model", str(stage2.best_dir)]) == 0
+    assert [f"{w.category.__name__}: {w.message}" for w in caught] == []
+    assert capsys.readouterr().out.startswith("'chop a tree': z_goal [24] norm ")
 
 
 def _free_port() -> int:
@@ -186,7 +241,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_ui_serves_the_code_location(demo_run):
+@pytest.mark.slow
+def test_ui_serves_the_code_location_and_stops_with_its_tree_on_sigterm(demo_run):
+    psutil = pytest.importorskip("psutil")
     data, _ = demo_run
     port = _free_port()
     env = dict(os.environ, DAGSTER_HOME=str(data / "dagster_home"))
@@ -194,7 +251,7 @@ def test_ui_serves_the_code_location(demo_run):
     proc = subprocess.Popen([sys.executable, "-m", "goalcraft.cli", "ui", "--port", str(port)], cwd=data.parent,
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     query = json.dumps({"query": "{ assetNodes { assetKey { path } groupName } }"}).encode()
-    nodes = None
+    nodes, tree = None, []
     try:
         deadline = time.time() + 120
         while time.time() < deadline and proc.poll() is None:
@@ -208,12 +265,21 @@ def test_ui_serves_the_code_location(demo_run):
             except (OSError, KeyError, TypeError, ValueError):
                 pass
             time.sleep(1)
+        (dev,) = psutil.Process(proc.pid).children()  # `dagster dev`, leader of its own process group
+        tree = [dev, *dev.children(recursive=True)]  # webserver, daemon, code servers
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
+        # SIGTERM to `goalcraft ui` alone, as a service manager would send it: it takes its tree down.
+        proc.send_signal(signal.SIGTERM)
         try:
-            proc.wait(timeout=30)
+            returncode = proc.wait(timeout=120)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
+            raise
+        survivors = [p for p in tree if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+        for p in survivors:
+            p.kill()
+    assert len(tree) >= 3 and survivors == [] and returncode == 0
+    assert not group_alive(tree[0].pid)  # nothing is left in `dagster dev`'s process group
     assert nodes, "the UI did not serve the code location within 120 s"
     assert {(n["assetKey"]["path"][0], n["groupName"]) for n in nodes} == {
         ("corpus_manifest", "ingest"), ("agent_trials", "ingest"), ("task_vocabulary", "ingest"), ("video_clips", "clips"),

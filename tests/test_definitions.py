@@ -13,10 +13,9 @@ from goalcraft.definitions import build_definitions
 from goalcraft.sql import connect
 from goalcraft.storage import StoragePaths
 
-from conftest import make_config
 
 
-def test_definitions_load_with_groups_kinds_and_descriptions(tmp_path):
+def test_definitions_load_with_groups_kinds_and_descriptions(tmp_path, make_config):
     defs = build_definitions(make_config(tmp_path, tmp_path / "corpus", count=256))
     graph = defs.resolve_asset_graph()
     groups = {key.to_user_string(): graph.get(key).group_name for key in graph.get_all_asset_keys()}
@@ -74,7 +73,7 @@ def test_every_artefact_an_asset_reads_is_an_upstream_asset(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def materialized(crafter_corpus, tmp_path_factory):
+def materialized(crafter_corpus, tmp_path_factory, make_config):
     data = tmp_path_factory.mktemp("dagster-data")
     config = make_config(data, crafter_corpus, count=2)
     defs = build_definitions(config)

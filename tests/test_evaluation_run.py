@@ -1,13 +1,10 @@
 """An evaluation run on constructed goal models with known answers: the tables, accumulation across
 runs, and the DuckDB views and named queries over them."""
 
-import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from goalcraft.evaluation.instructions import InstructionSet, InstructionTask
 from goalcraft.evaluation.run import (
-    GoalModelUnderTest,
     HeldOutClips,
     evaluate_runs,
     example_rows,
@@ -17,34 +14,9 @@ from goalcraft.evaluation.run import (
 from goalcraft.sql import connect, format_table, named_queries, run_query
 from goalcraft.storage import StoragePaths
 
-TASKS = ("wood", "dirt", "swim")
-SET = InstructionSet("toy", tuple(InstructionTask(t, (f"{t} a", f"{t} b")) for t in TASKS))
-AXES = {t: np.eye(4)[i] for i, t in enumerate(TASKS)}
-
-
-def _task_of(text: str) -> str:
-    return text.split()[0]
-
-
-def _separating(texts, seed):  # every task its own axis: tasks fully apart, paraphrases identical
-    return np.stack([AXES[_task_of(t)] * 5.0 for t in texts])
-
-
-def _collapsed(texts, seed):  # one goal for everything; sampled mode adds seeded noise
-    z = np.tile(np.array([1.0, 1.0, 1.0, 1.0]), (len(texts), 1))
-    if seed is not None:
-        z = z + np.random.default_rng(seed).normal(scale=0.01, size=z.shape)
-    return z
-
-
-MODELS = [GoalModelUnderTest("separating", _separating, checkpoints={"w": "a"}),
-          GoalModelUnderTest("collapsed", _collapsed, checkpoints={"w": "b"}, seeds=(0, 1))]
-CLIPS = HeldOutClips(["k0", "k1", "k2", "k3"], ["wood", "wood", "dirt", "swim"],
-                     np.stack([AXES["wood"], AXES["wood"] * 2, AXES["dirt"], AXES["swim"]]))
-
-
 @pytest.fixture(scope="module")
-def tables():
+def tables(toy_evaluation):
+    MODELS, SET, CLIPS = toy_evaluation.models, toy_evaluation.instruction_set, toy_evaluation.clips
     return evaluate_runs(MODELS, [SET], CLIPS, run_id="r1", data_versions={"goals": "abc"}, n_boot=100)
 
 
@@ -75,7 +47,8 @@ def test_known_answers(tables):
     assert run["run_id"] == "r1" and run["held_out_clips"] == 4 and '"goals": "abc"' in run["data_versions"]
 
 
-def test_tasks_without_clips_are_reported_and_skipped_by_accuracy():
+def test_tasks_without_clips_are_reported_and_skipped_by_accuracy(toy_evaluation):
+    MODELS, SET, AXES = toy_evaluation.models, toy_evaluation.instruction_set, toy_evaluation.axes
     clips = HeldOutClips(["k0"], ["wood"], AXES["wood"][None, :])
     tables = evaluate_runs(MODELS[:1], [SET], clips, run_id="r2", data_versions={}, n_boot=50)
     tasks = {r["task"]: r for r in tables["per_task"].to_pylist()}
@@ -83,7 +56,8 @@ def test_tasks_without_clips_are_reported_and_skipped_by_accuracy():
     assert _metric(tables, "separating", "top1")["n_rows"] == 2  # only the wood phrasings are scored
 
 
-def test_tables_accumulate_and_duckdb_reads_them(tables, tmp_path):
+def test_tables_accumulate_and_duckdb_reads_them(tables, tmp_path, toy_evaluation):
+    MODELS, SET, CLIPS = toy_evaluation.models, toy_evaluation.instruction_set, toy_evaluation.clips
     paths = StoragePaths(tmp_path)
     write_tables(tables, paths.evaluation_dir, "r1")
     second = evaluate_runs(MODELS, [SET], CLIPS, run_id="r9", data_versions={"goals": "def"}, n_boot=100)
@@ -106,7 +80,8 @@ def test_tables_accumulate_and_duckdb_reads_them(tables, tmp_path):
     assert written["summary"].name == "r9.parquet"
 
 
-def test_examples_are_nearest_held_out_clips():
+def test_examples_are_nearest_held_out_clips(toy_evaluation):
+    MODELS, SET, CLIPS = toy_evaluation.models, toy_evaluation.instruction_set, toy_evaluation.clips
     table = example_rows(MODELS[:1], [SET], CLIPS, run_id="r1", per_set=2, k=2)
     grouped = examples_for_report(table)
     wood = [g for g in grouped if g["task"] == "wood"][0]

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import dagster as dg
+import pytest
 
 
 def _dagster(args: list[str], env: dict, cwd: Path) -> subprocess.CompletedProcess:
@@ -18,6 +19,7 @@ def _dagster(args: list[str], env: dict, cwd: Path) -> subprocess.CompletedProce
     return subprocess.run([str(exe), *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow  # a real daemon and multiprocess runs: minutes
 def test_backfill_of_two_partitions_runs_through_the_daemon(crafter_corpus, tmp_path):
     config = tmp_path / "goalcraft.toml"
     config.write_text(f'[paths]\ndata_root = "data"\ncorpus_root = "{crafter_corpus}"\n[partitions]\ncount = 2\n')

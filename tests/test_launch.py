@@ -17,10 +17,9 @@ from goalcraft.resources import CorpusResource, StorageResource, TrainingResourc
 from goalcraft.storage import StoragePaths, write_parquet_atomic
 from goalcraft.training.launch import StageSpec, load_variants
 
-from conftest import SYNTHETIC_TASKS, synthetic_goal_table, synthetic_tasks_file
 
 
-def test_spec_round_trips_and_variants_come_from_the_task_vocabulary(tmp_path):
+def test_spec_round_trips_and_variants_come_from_the_task_vocabulary(tmp_path, synthetic_tasks, synthetic_tasks_file):
     spec = StageSpec(stage=1, goal_table="g.parquet", out_dir="out", config={"name": "tiny"},
                      settings={"epochs": 2}, tasks_file="tasks.json")
     assert StageSpec.from_json(spec.to_json()) == spec
@@ -28,11 +27,12 @@ def test_spec_round_trips_and_variants_come_from_the_task_vocabulary(tmp_path):
     vocabulary = load_task_vocabulary(tmp_path, ["tasks.json"], steve1_prompts=True)
     write_task_vocabulary(vocabulary, tmp_path / "vocabulary.json")
     # The configured task files' paraphrases; STEVE-1's packaged prompts are not training phrasings here.
-    assert load_variants(tmp_path / "vocabulary.json") == {t: p for t, (_, p) in SYNTHETIC_TASKS.items()}
+    assert load_variants(tmp_path / "vocabulary.json") == {t: p for t, (_, p) in synthetic_tasks.items()}
     assert load_variants(tmp_path / "absent.json") == {} and load_variants(None) == {}
 
 
-def test_goal_predictor_trains_under_torchrun_through_pipes(tmp_path):
+@pytest.mark.slow  # torchrun with two processes: a minute or more
+def test_goal_predictor_trains_under_torchrun_through_pipes(tmp_path, synthetic_goal_table, synthetic_tasks_file):
     paths = StoragePaths(tmp_path / "data")
     corpus = tmp_path / "corpus"
     corpus.mkdir()

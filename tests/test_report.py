@@ -10,10 +10,8 @@ from goalcraft.data.shards import ClipSample, ClipShardWriter, decode_jpeg, read
 from goalcraft.evaluation.report import render_report, shard_frame_reader, summary_markdown
 from goalcraft.evaluation.run import example_rows, examples_for_report, evaluate_runs
 
-from test_evaluation_run import CLIPS, MODELS, SET
 
-
-def _shard(tmp_path):
+def _shard(tmp_path, CLIPS):
     with ClipShardWriter(tmp_path, "p0000", target_bytes=10**9) as writer:
         for i, key in enumerate(CLIPS.keys):
             frames = np.zeros((16, 160, 256, 3), np.uint8)
@@ -23,10 +21,11 @@ def _shard(tmp_path):
     return read_index(tmp_path / "p0000-00000.parquet")
 
 
-def test_report_has_metrics_heatmaps_confusions_and_frames(tmp_path):
+def test_report_has_metrics_heatmaps_confusions_and_frames(tmp_path, toy_evaluation):
+    MODELS, SET, CLIPS = toy_evaluation.models, toy_evaluation.instruction_set, toy_evaluation.clips
     tables = evaluate_runs(MODELS, [SET], CLIPS, run_id="r1", data_versions={"goals": "abc"}, n_boot=50)
     tables["examples"] = example_rows(MODELS, [SET], CLIPS, run_id="r1", per_set=2, k=2)
-    frame = shard_frame_reader(_shard(tmp_path), lambda shard: tmp_path)
+    frame = shard_frame_reader(_shard(tmp_path, CLIPS), lambda shard: tmp_path)
     page = render_report("r1", tables, examples_for_report(tables["examples"]), frame)
     assert page.startswith("<!doctype html>") and "run r1" in page
     assert "<th>separating</th><th>collapsed</th>" in page
@@ -41,7 +40,8 @@ def test_report_has_metrics_heatmaps_confusions_and_frames(tmp_path):
         assert abs(int(pixels.mean()) - 40 * (CLIPS.keys.index(key) + 1)) <= 2
 
 
-def test_summary_markdown_puts_models_side_by_side():
+def test_summary_markdown_puts_models_side_by_side(toy_evaluation):
+    MODELS, SET, CLIPS = toy_evaluation.models, toy_evaluation.instruction_set, toy_evaluation.clips
     tables = evaluate_runs(MODELS, [SET], CLIPS, run_id="r1", data_versions={}, n_boot=50)
     md = summary_markdown(tables["summary"]).splitlines()
     assert md[0] == "| set | metric | separating | collapsed |"

@@ -35,8 +35,8 @@ def test_schedule_is_stopped_by_default_and_uses_the_configured_cron():
     assert schedule.default_status == dg.DefaultScheduleStatus.STOPPED
     assert schedule.name == RETRAIN_SCHEDULE_NAME
     assert schedule.job_name == RETRAIN_JOB_NAME
-    assert schedule.cron_schedule == "0 3 * * 0"
-    assert schedule.execution_timezone == "UTC"
+    # By default it ticks on Sundays at 03:00 UTC.
+    assert [t.isoformat() for t in _ticks(schedule, 2)] == ["2026-01-04T03:00:00+00:00", "2026-01-11T03:00:00+00:00"]
 
     configured = build_retraining_schedule(
         automation=AutomationSettings(retrain_cron="30 1 * * 1-5", timezone="Europe/Paris"))
@@ -48,7 +48,6 @@ def test_schedule_is_stopped_by_default_and_uses_the_configured_cron():
 
 
 def test_automation_config_rejects_bad_values():
-    assert AutomationSettings().model_dump() == {"retrain_cron": "0 3 * * 0", "timezone": "UTC", "watch_interval_s": 300}
     with pytest.raises(ValidationError, match="retrain_cron"):
         AutomationSettings(retrain_cron="every sunday")
     with pytest.raises(ValidationError, match="timezone"):
@@ -80,18 +79,38 @@ def test_a_tick_requests_one_idempotent_tagged_run_of_the_job():
             instance=instance, scheduled_execution_time=tick + dt.timedelta(days=7)))
         assert later.run_requests[0].run_key == "retrain_and_evaluate_schedule:2026-01-11T02:00Z"
 
-    # The run request is a valid run of the job it targets.
-    job = defs.resolve_job_def(RETRAIN_JOB_NAME)
-    assert dg.validate_run_config(job, request.run_config) is not None
+    # The run request, launched as the daemon would, materializes the job's assets.
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = defs.resolve_job_def(RETRAIN_JOB_NAME).execute_in_process(
+            run_config=request.run_config, tags=request.tags, instance=instance)
+        assert result.success
+        assert instance.get_latest_materialization_event(dg.AssetKey("dummy_model")) is not None
+        assert instance.get_run_by_id(result.run_id).tags["goalcraft/trigger"] == "schedule"
 
 
-def test_cron_ticks_fall_when_configured():
-    schedule = build_retraining_schedule(automation=AutomationSettings(retrain_cron="0 3 * * 0", timezone="Europe/Paris"))
+def test_in_goalcraft_the_schedule_retrains_and_evaluates_but_does_not_recut(make_config, tmp_path):
+    from goalcraft.definitions import build_definitions
+
+    defs = build_definitions(make_config(tmp_path / "data", tmp_path / "corpus"))
+    schedule = defs.resolve_schedule_def(RETRAIN_SCHEDULE_NAME)
+    job = defs.resolve_job_def(schedule.job_name)
+    assert {k.to_user_string() for k in job.asset_layer.selected_asset_keys} == {
+        "goal_space_model", "goal_embeddings", "steve1_prior", "goal_predictor", "goal_aligner",
+        "goal_model_comparison", "goal_model_evaluation", "evaluation_report"}
+
+
+def _ticks(schedule: dg.ScheduleDefinition, n: int) -> list[dt.datetime]:
+    """The schedule's next ``n`` ticks after 2026-01-01 00:00 UTC, as Dagster's scheduler computes them."""
     from dagster._utils.schedules import cron_string_iterator
 
     start = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc).timestamp()
     ticks = cron_string_iterator(start, schedule.cron_schedule, schedule.execution_timezone)
-    first, second = next(ticks), next(ticks)
+    return [next(ticks) for _ in range(n)]
+
+
+def test_cron_ticks_fall_when_configured():
+    schedule = build_retraining_schedule(automation=AutomationSettings(retrain_cron="0 3 * * 0", timezone="Europe/Paris"))
+    first, second = _ticks(schedule, 2)
     assert first.isoformat() == "2026-01-04T03:00:00+01:00"
     assert second.isoformat() == "2026-01-11T03:00:00+01:00"
 

@@ -22,16 +22,18 @@ from goalcraft.training.predictor import (
 from goalcraft.data.splits import split_indices, with_split_column
 from goalcraft.evaluation.comparison import compare_with_baseline, goal_metrics, paraphrase_rows
 
-from conftest import SYNTHETIC_TASKS, synthetic_goal_table
-
 CONFIG = PREDICTOR_CONFIGS["tiny"].replace(text_dim=384)  # MiniLM's width
 S1 = Stage1Settings(epochs=3, batch_size=8, lr=1e-3, lora_r=4, lora_alpha=8)
 S2 = Stage2Settings(epochs=40, batch_size=8, lr=1e-3, checkpoint_every=20)
-VARIANTS = {t: p for t, (_, p) in SYNTHETIC_TASKS.items()}
 
 
 @pytest.fixture(scope="module")
-def data():
+def variants(synthetic_tasks):
+    return {t: p for t, (_, p) in synthetic_tasks.items()}
+
+
+@pytest.fixture(scope="module")
+def data(synthetic_goal_table):
     table = with_split_column(synthetic_goal_table(12), val_fraction=0.2, test_fraction=0.2)
     return PredictorExamples.from_table(table), split_indices(table)
 
@@ -142,7 +144,7 @@ def test_stage2_attention_aligner_and_resume(data, stage1, stage2, tmp_path):
     assert model.config.aligner == "attention" and type(model.aligner).__name__ == "AttentionPoolAligner"
 
 
-def test_comparison_and_paraphrase_rows(data, stage2):
+def test_comparison_and_paraphrase_rows(data, stage2, variants):
     examples, splits = data
     model = load_goal_predictor(stage2[1] / "best")
     center = torch.from_numpy(examples.goals[splits["train"]]).mean(0)
@@ -154,8 +156,8 @@ def test_comparison_and_paraphrase_rows(data, stage2):
     assert out["n"]["clips"] == len(splits["test"])
     assert out["baseline"]["centered_cosine"] == pytest.approx(0.0, abs=1e-6)  # zero vector after centering
     assert out["predictor"]["cosine"] > out["baseline"]["cosine"]
-    texts, rows = paraphrase_rows(examples, splits["test"], VARIANTS)
-    assert len(texts) == 2 * len(splits["test"]) and all(t in VARIANTS[examples.tasks[r]] for t, r in zip(texts, rows))
+    texts, rows = paraphrase_rows(examples, splits["test"], variants)
+    assert len(texts) == 2 * len(splits["test"]) and all(t in variants[examples.tasks[r]] for t, r in zip(texts, rows))
 
 
 def test_bf16_autocast_path_trains(data, tmp_path):

@@ -1,6 +1,8 @@
 """The ``goalcraft`` command line.
 
     goalcraft demo               generate the Crafter demo corpus (if absent) and materialize every asset
+    goalcraft run                materialize assets on the configured corpus, in dependency order
+                                 (--select ASSETS|GROUPS, --partition KEYS; default everything)
     goalcraft generate-corpus    only generate the Crafter corpus
     goalcraft ui                 open the Dagster UI on the same instance the demo wrote to
     goalcraft download           fetch the manifest's videos with yt-dlp (the ``download`` extra)
@@ -17,22 +19,27 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 from goalcraft.config import GoalcraftConfig, load_config
 from goalcraft.storage import StoragePaths
 
 
+class CliError(Exception):
+    """An ordinary user error: printed as one line on stderr, no traceback; ``exit_code`` is returned."""
+
+    def __init__(self, message: str, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
 def _say(message: str) -> None:
     print(message, flush=True)
-
-
-# Dagster's console logger prints every engine event at DEBUG; the demo prints its own progress.
-QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
 def dagster_home(paths: StoragePaths) -> Path:
@@ -61,8 +68,8 @@ def ensure_demo_corpus(config: GoalcraftConfig, *, seed: int, videos: int, trial
         say(f"corpus: using {corpus}")
         return
     if config.paths.corpus_root:
-        raise SystemExit(f"goalcraft: manifest(s) {', '.join(map(str, manifests))} not found under the configured "
-                         f"corpus_root; the demo only generates a corpus in the default location")
+        raise CliError(f"manifest(s) {', '.join(map(str, manifests))} not found under the configured "
+                       f"corpus_root; the demo only generates a corpus in the default location")
     from goalcraft.crafter.corpus import generate_crafter_corpus
 
     say(f"corpus: generating the Crafter demo corpus in {corpus} (seed {seed})")
@@ -72,95 +79,44 @@ def ensure_demo_corpus(config: GoalcraftConfig, *, seed: int, videos: int, trial
         f"{summary.events} achievement events in {time.perf_counter() - started:.1f}s")
 
 
+def run_pipeline(config: GoalcraftConfig, *, select: str | None = None, partitions: str | None = None,
+                 say: Callable[[str], None] = _say) -> dict[str, dict]:
+    """Materialize the selected assets (default: all) for the selected partitions (default: all) on the
+    configured corpus, in the asset graph's order, on the instance ``goalcraft ui`` shows."""
+    from goalcraft.definitions import build_definitions
+    from goalcraft.pipelines.run import closing_lines, plan_steps, run_steps
+
+    defs = build_definitions(config)
+    steps = plan_steps(defs, select, partitions)  # before touching the instance: a typo costs nothing
+    paths = StoragePaths(Path(config.paths.data_root))
+    summary = run_steps(defs, _instance(paths), steps, say)
+    for line in closing_lines(summary, str(paths.data_root)):
+        say(line)
+    return summary.metadata
+
+
 def run_demo(config: GoalcraftConfig, *, seed: int = 0, videos: int = 6, trials: int = 4,
              say: Callable[[str], None] = _say) -> dict[str, dict]:
     """Generate the demo corpus if needed, then materialize every asset, partition by partition."""
-    from goalcraft.definitions import build_definitions
-
     ensure_demo_corpus(config, seed=seed, videos=videos, trials=trials, say=say)
-    paths = StoragePaths(Path(config.paths.data_root))
-    instance = _instance(paths)
-    defs = build_definitions(config)
-    summary: dict[str, dict] = {}
+    return run_pipeline(config, say=say)
 
-    say("ingest: validating manifest and trial folders")
-    result = defs.resolve_job_def("ingest_job").execute_in_process(instance=instance, run_config=QUIET_RUN_CONFIG)
-    for name in ("corpus_manifest", "agent_trials"):
-        for mat in result.asset_materializations_for_node(name):
-            summary[name] = {k: v.value for k, v in mat.metadata.items()}
-    for name in ("corpus_manifest", "agent_trials"):
-        meta = summary.get(name, {})
-        say(f"ingest: {name}: " + ", ".join(f"{k}={v}" for k, v in meta.items() if isinstance(v, (int, float))))
 
-    keys = defs.resolve_job_def("clips_job").partitions_def.get_partition_keys()
-    totals = {"clips_written": 0, "quarantined": 0, "bytes": 0, "goals_written": 0}
-
-    def partitioned(job_name: str, asset: str, describe: Callable[[dict], str]) -> None:
-        job = defs.resolve_job_def(job_name)
-        for n, key in enumerate(keys, 1):
-            started = time.perf_counter()
-            result = job.execute_in_process(instance=instance, partition_key=key, run_config=QUIET_RUN_CONFIG)
-            meta = {}
-            for mat in result.asset_materializations_for_node(asset):
-                meta = {k: v.value for k, v in mat.metadata.items()}
-            checks = [e.event_specific_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
-            verdict = ("check passed" if all(c.passed for c in checks) else "check FAILED") if checks else "no check"
-            for k in totals:
-                totals[k] += int(meta.get(k, 0) or 0)
-            bar = "#" * n + "." * (len(keys) - n)
-            say(f"{asset} [{bar}] {key}: {describe(meta)}, {verdict}, {time.perf_counter() - started:.1f}s")
-            summary[f"{asset}[{key}]"] = meta
-
-    partitioned("clips_job", "video_clips", lambda m: f"{m.get('clips_written', 0)} clips in {m.get('shards', 0)} "
-                f"shard(s), {m.get('quarantined', 0)} quarantined")
-    partitioned("goals_job", "goal_clips", lambda m: f"{m.get('goals_written', 0)} goal clips "
-                f"{m.get('by_miner', {})}, {m.get('quarantined', 0)} quarantined"
-                + "".join(f" ({note})" for note in m.get("notes") or []))
-    say("training: goal space (MineCLIP) on all clips, goal embeddings, STEVE-1 prior")
-    started = time.perf_counter()
-    result = defs.resolve_job_def("training_job").execute_in_process(instance=instance, run_config=QUIET_RUN_CONFIG)
-    for name in ("goal_space_model", "goal_embeddings", "steve1_prior"):
-        for mat in result.asset_materializations_for_node(name):
-            summary[name] = {k: v.value for k, v in mat.metadata.items()}
-    gs = summary.get("goal_space_model", {})
-    say(f"training: goal space val top-1 {gs.get('val_top1', 0):.2f} (chance {gs.get('chance_top1', 0):.2f}), "
-        f"{summary.get('goal_embeddings', {}).get('rows', 0)} goal embeddings, prior best val loss "
-        f"{summary.get('steve1_prior', {}).get('best_val_loss', float('nan')):.4f}, {time.perf_counter() - started:.0f}s")
-    partitioned("clip_embeddings_job", "clip_embeddings", lambda m: f"{m.get('rows', 0)} clips embedded")
-    say("predictor: stage 1 (text → 32 visual query tokens), stage 2 (aligner → z_goal)")
-    started = time.perf_counter()
-    result = defs.resolve_job_def("predictor_job").execute_in_process(instance=instance, run_config=QUIET_RUN_CONFIG)
-    for name in ("goal_predictor", "goal_aligner"):
-        for mat in result.asset_materializations_for_node(name):
-            summary[name] = {k: v.value for k, v in mat.metadata.items()}
-    say(f"predictor: best val loss stage 1 {summary.get('goal_predictor', {}).get('best_val_loss', float('nan')):.4f}, "
-        f"stage 2 {summary.get('goal_aligner', {}).get('best_val_loss', float('nan')):.4f}, "
-        f"{time.perf_counter() - started:.0f}s")
-    say("evaluation: goal models on the instruction sets, tables and HTML report")
-    started = time.perf_counter()
-    result = defs.resolve_job_def("evaluation_job").execute_in_process(instance=instance, run_config=QUIET_RUN_CONFIG)
-    for name in ("goal_model_comparison", "goal_model_evaluation", "evaluation_report"):
-        for mat in result.asset_materializations_for_node(name):
-            summary[name] = {k: v.value for k, v in mat.metadata.items()}
-    cmp = summary.get("goal_model_comparison", {})
-    say(f"evaluation: held-out cosine to the true goal {cmp.get('test_cosine', float('nan')):.4f} (predictor) vs "
-        f"{cmp.get('baseline_test_cosine', float('nan')):.4f} (MineCLIP + prior) on {cmp.get('test_clips', 0)} "
-        f"test-split clips, norm ratio {cmp.get('test_norm_ratio', float('nan')):.3f}")
-    say(f"evaluation: run {summary.get('goal_model_evaluation', {}).get('run_id', '?')}, report "
-        f"{summary.get('evaluation_report', {}).get('report_path', '?')}, {time.perf_counter() - started:.0f}s; "
-        "compare with `goalcraft sql comparison`")
-    say(f"done: {totals['clips_written']} clips ({totals['bytes'] / 1e6:.1f} MB), {totals['goals_written']} goal clips, "
-        f"{totals['quarantined']} "
-        f"input(s) quarantined. Outputs in {paths.data_root}; browse them with `goalcraft ui`.")
-    return summary
+def _config(args: argparse.Namespace) -> GoalcraftConfig:
+    config = load_config(args.config)
+    if getattr(args, "data_root", None):
+        config = config.model_copy(update={"paths": config.paths.model_copy(
+            update={"data_root": str(Path(args.data_root).resolve())})})
+    return config
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    config = load_config(args.config)
-    if args.data_root:
-        config = config.model_copy(update={"paths": config.paths.model_copy(
-            update={"data_root": str(Path(args.data_root).resolve())})})
-    run_demo(config, seed=args.seed, videos=args.videos, trials=args.trials)
+    run_demo(_config(args), seed=args.seed, videos=args.videos, trials=args.trials)
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    run_pipeline(_config(args), select=args.select, partitions=args.partition)
     return 0
 
 
@@ -174,15 +130,81 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_process_group(cmd: Sequence[str], env: Mapping[str, str], *, grace_s: float = 30.0) -> int:
+    """Run ``cmd`` in its own session and process group, and take the whole group down with us.
+
+    ``dagster dev`` starts a webserver, a daemon and code servers; a SIGTERM to goalcraft alone used
+    to leave them running. Here SIGTERM and SIGINT (Ctrl-C: the child's group is not the terminal's
+    foreground group, so it would not see it) are forwarded to the child's group, which shuts down
+    cleanly; whatever is left of the group ``grace_s`` later, or once the leader exits, is killed.
+    """
+    proc = subprocess.Popen(list(cmd), env=dict(env), start_new_session=True)
+    requested: list[float] = []
+
+    def forward(signum: int, _frame: object) -> None:
+        requested.append(time.monotonic())
+        _signal_group(proc.pid, signum)
+
+    previous = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        while proc.poll() is None:
+            if requested and time.monotonic() - requested[0] > grace_s:
+                _signal_group(proc.pid, signal.SIGKILL)
+            time.sleep(0.2)
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        _end_group(proc.pid, grace_s)
+    return proc.returncode
+
+
+def _signal_group(pgid: int, signum: int) -> bool:
+    """Send ``signum`` to the group; False when no process is left in it."""
+    try:
+        os.killpg(pgid, signum)
+        return True
+    except ProcessLookupError:
+        return False
+
+
+def _end_group(pgid: int, grace_s: float) -> None:
+    """SIGTERM the rest of the group (code servers outlive a crashed parent), then SIGKILL after ``grace_s``."""
+    if not _signal_group(pgid, signal.SIGTERM):
+        return
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+        if not group_alive(pgid):
+            return
+    _signal_group(pgid, signal.SIGKILL)
+
+
+def group_alive(pgid: int) -> bool:
+    """Whether a live (non-zombie) process is in group ``pgid``. Zombies count for kill(0) and may
+    linger where PID 1 does not reap, so on Linux /proc is read; elsewhere kill(0) decides."""
+    proc = Path("/proc")
+    if not (proc / "self" / "stat").is_file():
+        return _signal_group(pgid, 0)
+    for stat in proc.glob("[0-9]*/stat"):
+        try:
+            state, _ppid, group = stat.read_text().rsplit(")", 1)[1].split()[:3]
+        except (OSError, ValueError):
+            continue  # exited while we looked
+        if state != "Z" and int(group) == pgid:
+            return True
+    return False
+
+
 def _cmd_ui(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     paths = StoragePaths(Path(config.paths.data_root))
     env = dict(os.environ, DAGSTER_HOME=str(dagster_home(paths)))
     if config.source != "defaults":
         env["GOALCRAFT_CONFIG"] = config.source
-    cmd = ["dagster", "dev", "-m", "goalcraft.definitions", "--port", str(args.port)]
+    # `dagster dev` of the running interpreter's dagster: no reliance on a `dagster` script on PATH.
+    cmd = [sys.executable, "-m", "dagster", "dev", "-m", "goalcraft.definitions", "--port", str(args.port)]
     _say(f"DAGSTER_HOME={env['DAGSTER_HOME']} {' '.join(cmd)}")
-    return subprocess.call(cmd, env=env)
+    return run_process_group(cmd, env)
 
 
 def _cmd_download(args: argparse.Namespace) -> int:
@@ -208,8 +230,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     paths = StoragePaths(Path(config.paths.data_root))
     model_dir = Path(args.model) if args.model else paths.goal_predictor_dir / "best"
     if not (model_dir / "config.json").is_file():
-        raise SystemExit(f"no trained goal predictor in {model_dir}: run `goalcraft demo` or materialize "
-                         "goal_aligner first")
+        raise CliError(f"no trained goal predictor in {model_dir}: run `goalcraft run` (or `goalcraft demo`) "
+                       "to train goal_aligner first")
     z = load_goal_predictor(model_dir).predict_goal(list(args.instructions))
     table = pq.read_table(paths.goal_embeddings_table) if paths.goal_embeddings_table.is_file() else None
     nearest = nearest_goal_clips(z.numpy(), table, args.k) if table is not None else [[] for _ in args.instructions]
@@ -250,12 +272,12 @@ def _cmd_sql(args: argparse.Namespace) -> int:
             _say(f"{name}: {sql.splitlines()[0].lstrip('- ')}")
         return 0
     if not args.query:
-        raise SystemExit("give a query name or SQL (goalcraft sql --list shows the names)")
+        raise CliError("give a query name or SQL (goalcraft sql --list shows the names)", exit_code=2)
     config = load_config(args.config)
     try:
         table = run_query(Path(config.paths.data_root), args.query)
     except duckdb.Error as exc:
-        raise SystemExit(f"query failed: {exc}")
+        raise CliError(f"query failed: {exc}")
     _say(format_table(table, args.max_rows))
     return 0
 
@@ -273,6 +295,14 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--videos", type=int, default=6)
     demo.add_argument("--trials", type=int, default=4)
     demo.set_defaults(func=_cmd_demo)
+
+    run = sub.add_parser("run", help="materialize assets in-process on the configured corpus, in dependency order")
+    run.add_argument("--select", default=None,
+                     help="asset and/or group names, comma-separated (default: every asset)")
+    run.add_argument("--partition", default=None,
+                     help="partition keys of the partitioned assets, comma-separated (default: all)")
+    run.add_argument("--data-root", default=None, help="override [paths] data_root")
+    run.set_defaults(func=_cmd_run)
 
     gen = sub.add_parser("generate-corpus", help="write a Crafter corpus in goalcraft's input formats")
     gen.add_argument("out")
@@ -315,9 +345,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _user_errors() -> tuple[type[Exception], ...]:
+    from goalcraft.config import ConfigError
+    from goalcraft.data.download import DownloadExtraMissing
+    from goalcraft.pipelines.run import RunError
+
+    return CliError, ConfigError, DownloadExtraMissing, RunError
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except _user_errors() as exc:
+        # Ordinary user errors (bad settings, unknown asset, missing checkpoint or extra, a failed step):
+        # one line, no traceback. A bad setting or selection is a usage error, like argparse's (2).
+        from goalcraft.config import ConfigError
+
+        code = 2 if isinstance(exc, ConfigError) else getattr(exc, "exit_code", 1)
+        print(f"goalcraft: {exc}", file=sys.stderr, flush=True)
+        return code
 
 
 if __name__ == "__main__":

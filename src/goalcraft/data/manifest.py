@@ -53,7 +53,9 @@ __all__ = [
 
 #: Extensions tried for the default ``videos/<id>.<ext>`` path, in order of preference. Other files
 #: next to a video (``<id>.info.json``, ``<id>.webp`` thumbnails, ``<id>.mp4.part``) are never picked.
-VIDEO_EXTENSIONS: tuple[str, ...] = ("mp4", "webm", "mkv", "mov", "avi", "m4v", "flv")
+# Any container FFmpeg (PyAV, decord) demuxes; GIFs included (short clips, screen captures).
+VIDEO_EXTENSIONS: tuple[str, ...] = ("mp4", "webm", "mkv", "mov", "avi", "m4v", "flv", "gif", "mpg", "mpeg", "ts",
+                                     "ogv", "wmv", "3gp")
 
 #: Default transcript files tried, in order: ``transcripts/<id><suffix>``. ``.en.vtt`` is what yt-dlp
 #: writes for English (auto-)captions (see goalcraft.data.download).

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -384,8 +385,19 @@ def apply_lora(backbone: TextBackbone, *, r: int = 8, alpha: int = 16, dropout: 
 
     targets = list(target_modules or LORA_TARGETS[backbone.spec.kind])
     config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets, bias="none")
-    backbone.model = get_peft_model(backbone.model, config)
+    with _peft_on_transformers5():
+        backbone.model = get_peft_model(backbone.model, config)
     return backbone
+
+
+@contextmanager
+def _peft_on_transformers5() -> Iterator[None]:
+    """peft 0.21's PeftModel.__init__ reads ``model.is_gradient_checkpointing``, which transformers 5
+    deprecated (FutureWarning on every adapter load, e.g. each ``goalcraft predict``). Nothing for us to
+    change; silence exactly that message until peft reads ``is_activation_checkpointing``."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+        yield
 
 
 def attach_lora_adapter(backbone: TextBackbone, adapter_dir: str | os.PathLike[str]) -> TextBackbone:
@@ -395,7 +407,8 @@ def attach_lora_adapter(backbone: TextBackbone, adapter_dir: str | os.PathLike[s
     adapter_dir = Path(adapter_dir)
     if not (adapter_dir / "adapter_config.json").is_file():
         raise CheckpointError(f"{adapter_dir} has no adapter_config.json: not a peft adapter folder")
-    backbone.model = PeftModel.from_pretrained(backbone.model, str(adapter_dir), is_trainable=False)
+    with _peft_on_transformers5():
+        backbone.model = PeftModel.from_pretrained(backbone.model, str(adapter_dir), is_trainable=False)
     return backbone
 
 
