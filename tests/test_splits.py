@@ -62,3 +62,12 @@ def test_split_column_is_read_back_and_missing_splits_are_one_clear_error():
         require_splits(two)
     with pytest.raises(SplitError, match="sum below 1"):
         assign_source_splits({"a": 1}, val_fraction=0.6, test_fraction=0.5)
+
+
+def test_one_huge_source_stays_in_train_and_small_ones_are_held_out():
+    counts = {"video_a": 20, "video_b": 15, "trial_1": 1, "trial_2": 1, "episode_1": 1, "episode_2": 1,
+              "episode_3": 1}
+    out = assign_source_splits(counts, val_fraction=0.15, test_fraction=0.15)
+    # Targets are 6 clips each: neither video fits (20, 15 > 1.5 x 6 + 1), so both train.
+    assert out["video_a"] == out["video_b"] == "train"
+    assert set(out.values()) == {"train", "val", "test"}

@@ -85,11 +85,19 @@ def test_presets_name_real_configs_and_valid_arguments():
     params = inspect.signature(train_goal_space).parameters
     assert set(GOAL_SPACE_TRAINING) == {"tiny-cpu", "vitb16-gpu"}
     for name, preset in GOAL_SPACE_TRAINING.items():
-        assert preset["model"] in MINECLIP_CONFIGS
-        assert {"steps", "batch_size", "lr"} <= set(preset)
-        assert set(preset) - {"model"} <= set(params), name
-    assert GOAL_SPACE_TRAINING["vitb16-gpu"]["precision"] == "bf16"
-    assert GOAL_SPACE_TRAINING["vitb16-gpu"]["device"] == "cuda"
+        assert preset.model in MINECLIP_CONFIGS
+        assert set(preset.training_kwargs()) <= set(params), name
+    assert GOAL_SPACE_TRAINING["vitb16-gpu"].precision == "bf16"
+    assert GOAL_SPACE_TRAINING["vitb16-gpu"].device == "cuda"
+    assert GOAL_SPACE_TRAINING["tiny-cpu"].training_kwargs(steps=3)["steps"] == 3
+    with pytest.raises(TypeError, match="not preset fields"):
+        GOAL_SPACE_TRAINING["tiny-cpu"].training_kwargs(step=3)
+    # The settings accept exactly the preset names.
+    from typing import get_args
+
+    from goalcraft.config import GoalSpaceSettings
+
+    assert set(get_args(GoalSpaceSettings.model_fields["preset"].annotation)) == set(GOAL_SPACE_TRAINING)
 
 
 # --- training on Crafter clip shards ------------------------------------------------------------

@@ -36,7 +36,7 @@ NORM_STATS_FILE = "norm_stats.json"
 
 def goal_space_device(settings: GoalSpaceSettings) -> str:
     """``[goal_space] device``, else the preset's (tiny-cpu: cpu, vitb16-gpu: cuda)."""
-    return settings.device or GOAL_SPACE_TRAINING[settings.preset]["device"]
+    return settings.device or GOAL_SPACE_TRAINING[settings.preset].device
 
 
 def definitions(config: GoalcraftConfig) -> dg.Definitions:
@@ -59,11 +59,9 @@ def build_training_assets() -> list[dg.AssetsDefinition]:
                          training: TrainingResource) -> dg.MaterializeResult:
         paths = storage.paths
         settings = training.goal_space
-        preset = dict(GOAL_SPACE_TRAINING[settings.preset])
-        model_name = preset.pop("model")
-        if settings.steps is not None:
-            preset["steps"] = settings.steps
-        preset["device"] = goal_space_device(settings)
+        recipe = GOAL_SPACE_TRAINING[settings.preset]
+        model_name = recipe.model
+        preset = recipe.training_kwargs(steps=settings.steps or recipe.steps, device=goal_space_device(settings))
         shards = paths.clip_shards()
         if not shards:
             done = sorted(p.name for p in paths.clips_dir.glob("p*") if (p / "partition.json").is_file())

@@ -6,9 +6,12 @@ asset assigns the split (:func:`assign_source_splits`) and stores it as the ``sp
 goal-embeddings table; every later step reads that column (:func:`split_indices`), none recomputes it.
 
 Assignment: sources are ordered by a salted hash of their id (stable, independent of the corpus
-order); walking that order, sources go to ``test`` until they hold ``test_fraction`` of the goal
-clips, then to ``val`` until ``val_fraction`` more, the rest to ``train``. With three or more sources
-each split gets at least one source. Adding sources moves only the boundary sources.
+order); walking that order, a source goes to ``test`` while test holds fewer than ``test_fraction``
+of the goal clips, then to ``val`` likewise, else to ``train`` — but never to a split it would push
+past 1.5x its target (plus one clip): one narrated video with half the corpus's goal clips stays in
+train rather than becoming the whole test set. With three or more sources each split gets at least
+one source (taken from the other held-out split when it has several, else the smallest in train).
+Adding sources moves only sources near the boundaries.
 """
 
 from __future__ import annotations
@@ -45,20 +48,40 @@ def assign_source_splits(clips_per_source: Mapping[str, int], *, val_fraction: f
         raise SplitError(f"val_fraction {val_fraction} and test_fraction {test_fraction} must be positive "
                          "and sum below 1")
     order = sorted(clips_per_source, key=lambda s: (split_score(s), s))
-    total, n = sum(clips_per_source.values()), len(order)
+    total = sum(clips_per_source.values())
+    target = {"test": test_fraction * total, "val": val_fraction * total}
+    count = {"test": 0, "val": 0}
     out: dict[str, SplitName] = {}
-    covered = 0
-    for rank, source in enumerate(order):
-        left = n - rank  # this source included; the last one always trains
-        have = Counter(out.values())
-        if (have["test"] == 0 and n >= 2) or (covered < test_fraction * total and left > 2):
-            out[source] = "test"
-        elif (have["val"] == 0 and n >= 3 and left >= 2) or (covered < (test_fraction + val_fraction) * total
-                                                              and left >= 2):
-            out[source] = "val"
+    for source in order:
+        n = clips_per_source[source]
+        out[source] = "train"
+        for split in ("test", "val"):
+            # Below the target, and not overshooting it by more than half (one huge source stays in train).
+            if count[split] < target[split] and count[split] + n <= 1.5 * target[split] + 1:
+                out[source] = split
+                count[split] += n
+                break
+    if order and "train" not in out.values():  # train keeps a source before val and test get theirs
+        last = next(s for s in reversed(order) if out[s] == ("val" if count["val"] else "test"))
+        count[out[last]] -= clips_per_source[last]
+        out[last] = "train"
+    # Few or lumpy sources: each split gets at least one source: the other held-out split's last
+    # (in hash order) when it has two or more, else the smallest in train, as long as train keeps one.
+    for split, other in (("test", "val"), ("val", "test")):
+        if count[split]:
+            continue
+        donors = [s for s in order if out[s] == other]
+        train = [s for s in order if out[s] == "train"]
+        if len(donors) >= 2:
+            moved = donors[-1]
+        elif len(train) >= 2:
+            moved = min(train, key=lambda s: clips_per_source[s])
         else:
-            out[source] = "train"
-        covered += clips_per_source[source]
+            continue
+        if out[moved] != "train":
+            count[out[moved]] -= clips_per_source[moved]
+        out[moved] = split
+        count[split] += clips_per_source[moved]
     return out
 
 

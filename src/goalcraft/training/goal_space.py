@@ -72,18 +72,45 @@ __all__ = [
 
 Precision = Literal["fp32", "bf16"]
 
-# Presets: keyword arguments of train_goal_space (``model`` names a MINECLIP_CONFIGS entry).
+@dataclass(frozen=True)
+class GoalSpacePreset:
+    """A named training recipe: the MineCLIP size (a ``MINECLIP_CONFIGS`` key) and the keyword
+    arguments of :func:`train_goal_space` (:meth:`training_kwargs`)."""
+
+    model: str
+    steps: int
+    batch_size: int
+    lr: float
+    weight_decay: float
+    warmup_steps: int
+    eval_every: int
+    frames: int
+    jitter: bool
+    cache: bool
+    precision: Precision
+    device: str
+    decode_workers: int = 0
+
+    def training_kwargs(self, **overrides: Any) -> dict[str, Any]:
+        kwargs = {k: v for k, v in asdict(self).items() if k != "model"}
+        unknown = set(overrides) - set(kwargs)
+        if unknown:
+            raise TypeError(f"not preset fields: {sorted(unknown)}")
+        return {**kwargs, **overrides}
+
+
+# Presets (``[goal_space] preset``; the settings' literal lists the same names, a test checks it).
 # tiny-cpu: the embedded Crafter demo corpus (~120 clips) on a laptop CPU: 8 of 16 frames with
 #   temporal jitter, clips cached in memory; ~0.35 s a step on 2 cores. On that corpus validation
 #   loss bottoms out after ~50 steps (the best/ checkpoint) while held-out text→video retrieval keeps
 #   improving to ~150-300 steps (top-5 ~0.3 above chance; tests/test_training_goal_space.py).
 # vitb16-gpu: MineCLIP ViT-B/16 on a real corpus, one GPU, bf16 autocast, clips streamed.
-GOAL_SPACE_TRAINING: dict[str, dict[str, Any]] = {
-    "tiny-cpu": dict(model="demo", steps=200, batch_size=16, lr=1e-3, weight_decay=0.05, warmup_steps=5,
-                     eval_every=25, frames=16, jitter=True, cache=True, precision="fp32", device="cpu"),
-    "vitb16-gpu": dict(model="vitb16", steps=20_000, batch_size=256, lr=1e-4, weight_decay=0.2, warmup_steps=1_000,
-                       eval_every=1_000, frames=16, jitter=False, cache=False, decode_workers=12, precision="bf16",
-                       device="cuda"),
+GOAL_SPACE_TRAINING: dict[str, GoalSpacePreset] = {
+    "tiny-cpu": GoalSpacePreset(model="demo", steps=200, batch_size=16, lr=1e-3, weight_decay=0.05, warmup_steps=5,
+                                eval_every=25, frames=16, jitter=True, cache=True, precision="fp32", device="cpu"),
+    "vitb16-gpu": GoalSpacePreset(model="vitb16", steps=20_000, batch_size=256, lr=1e-4, weight_decay=0.2,
+                                  warmup_steps=1_000, eval_every=1_000, frames=16, jitter=False, cache=False,
+                                  decode_workers=12, precision="bf16", device="cuda"),
 }
 
 STATE_FILE = "trainer_state.pt"
