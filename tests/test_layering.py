@@ -58,15 +58,19 @@ def test_lower_layers_import_nothing_from_the_layers_above():
     assert offenders == []
 
 
-def test_importing_every_lower_module_loads_no_dagster_training_or_assets():
-    names = [_module_name(path) for prefix in LOWER for path in _modules(prefix)]
+def _loaded_after_importing(names: list[str]) -> list[str]:
+    """Every module in ``sys.modules`` after importing ``names`` in a fresh interpreter."""
     code = ("import importlib, json, sys\n"
             f"for name in {names!r}:\n"
             "    importlib.import_module(name)\n"
             "print(json.dumps(sorted(sys.modules)))\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
-    loaded = json.loads(done.stdout)
+    return json.loads(done.stdout)
+
+
+def test_importing_every_lower_module_loads_no_dagster_training_or_assets():
+    loaded = _loaded_after_importing([_module_name(path) for prefix in LOWER for path in _modules(prefix)])
     assert "goalcraft.models.predictor" in loaded and "goalcraft.data.clip_stage" in loaded  # the import ran
     assert [m for m in loaded if _is_under(m, FORBIDDEN)] == []
 
@@ -82,3 +86,11 @@ def test_models_have_no_import_cycle():
         return False
 
     assert [m for m in graph if reaches(m, m, set())] == []
+
+
+def test_the_trainers_and_the_stage_functions_run_without_dagster_or_the_assets():
+    loaded = _loaded_after_importing([_module_name(path) for prefix in ("goalcraft.training", "goalcraft.stages")
+                                      for path in _modules(prefix)])
+    assert "goalcraft.training.run_folder" in loaded and "goalcraft.stages.evaluation" in loaded
+    assert [m for m in loaded if _is_under(m, ("dagster", "goalcraft.assets", "goalcraft.pipelines",
+                                               "goalcraft.resources"))] == []

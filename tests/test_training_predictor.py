@@ -1,6 +1,7 @@
 """Two-stage goal-predictor training on a synthetic goal table with a known structure (real MiniLM
 backbone, tiny Q-Former/head/aligner), and the comparison with a baseline."""
 
+import contextlib
 import json
 
 import numpy as np
@@ -160,14 +161,39 @@ def test_comparison_and_paraphrase_rows(data, stage2, variants):
     assert len(texts) == 2 * len(splits["test"]) and all(t in variants[examples.tasks[r]] for t, r in zip(texts, rows))
 
 
+@contextlib.contextmanager
+def _hooked(handle):
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
 def test_bf16_autocast_path_trains(data, tmp_path):
     """The bf16 path GPUs use, exercised with CPU autocast: finite losses, float32 checkpoints."""
     examples, splits = data
-    s1 = train_stage1(examples, splits, CONFIG, tmp_path / "s1",
-                      Stage1Settings(**{**S1.__dict__, "epochs": 1, "precision": "bf16"}), resume=False)
+    seen: dict[str, set] = {}
+
+    def record(label):
+        # Every nn.Linear output during training: under bf16 autocast these are bfloat16, else float32.
+        def hook(module, inputs, output):
+            if isinstance(module, torch.nn.Linear) and torch.is_tensor(output):
+                seen.setdefault(label, set()).add(output.dtype)
+        return torch.nn.modules.module.register_module_forward_hook(hook)
+
+    with _hooked(record("s1")):
+        s1 = train_stage1(examples, splits, CONFIG, tmp_path / "s1",
+                          S1.model_copy(update={"epochs": 1, "precision": "bf16"}), resume=False)
     assert all(np.isfinite(v) for v in s1.history[0].values())
-    s2 = train_stage2(examples, splits, s1.best_dir, tmp_path / "s2",
-                      Stage2Settings(**{**S2.__dict__, "epochs": 2, "precision": "bf16"}), resume=False)
+    with _hooked(record("s2")):
+        s2 = train_stage2(examples, splits, s1.best_dir, tmp_path / "s2",
+                          S2.model_copy(update={"epochs": 2, "precision": "bf16"}), resume=False)
     assert all(np.isfinite(v) for h in s2.history for v in h.values())
+    with _hooked(record("fp32")):
+        train_stage2(examples, splits, s1.best_dir, tmp_path / "s2_fp32", S2.model_copy(update={"epochs": 1}),
+                     resume=False)
+    # The precision setting reaches the matmuls: bf16 runs compute in bfloat16, the fp32 run never does.
+    assert torch.bfloat16 in seen["s1"] and torch.bfloat16 in seen["s2"]
+    assert seen["fp32"] == {torch.float32}
     weights = load_file(str(tmp_path / "s2" / "best" / "model.safetensors"))
     assert {v.dtype for v in weights.values()} == {torch.float32}

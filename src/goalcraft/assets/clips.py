@@ -10,13 +10,11 @@ import dagster as dg
 
 from goalcraft.assets.keys import INGEST
 from goalcraft.config import GoalcraftConfig
-from goalcraft.data.clip_stage import build_clip_partition
-from goalcraft.data.manifest import VideoRecord
+from goalcraft.assets.materialize import materialize
 from goalcraft.data.shards import verify_partition
-from goalcraft.data.tables import read_partition_rows
-from goalcraft.data.trials import TrialRecord
 from goalcraft.pipelines.partitions_definition import corpus_partitions
 from goalcraft.resources import ClipStageResource, CorpusResource, StorageResource
+from goalcraft.stages.clips import clip_partition
 
 
 def definitions(config: GoalcraftConfig) -> dg.Definitions:
@@ -43,30 +41,8 @@ def build_clip_assets(partitions_def: dg.PartitionsDefinition,
     )
     def video_clips(context: dg.AssetExecutionContext, corpus: CorpusResource, storage: StorageResource,
                     clip_stage: ClipStageResource) -> dg.MaterializeResult:
-        paths = storage.paths
-        partition = context.partition_key
-        videos = read_partition_rows(paths.manifest_table, partition, count, VideoRecord)
-        trials = read_partition_rows(paths.trials_table, partition, count, TrialRecord)
-        context.log.info(f"partition {partition}: {len(videos)} videos, {len(trials)} trials")
-        report = build_clip_partition(partition, videos, trials, corpus.root, paths,
-                                      clip_stage.settings(corpus.root))
-        out_dir = paths.clip_partition_dir(partition)
-        return dg.MaterializeResult(
-            metadata={
-                "videos_seen": report.videos_seen,
-                "trials_seen": report.trials_seen,
-                "clips_written": report.clips_written,
-                "shards": len(report.shards),
-                "bytes": report.bytes,
-                "seconds": report.seconds,
-                "clips_per_second": round(report.clips_per_second, 2),
-                "segments_filtered": report.segments_filtered,
-                "quarantined": sum(report.failures.values()),
-                "failures_by_reason": dg.MetadataValue.json(report.failures),
-                "decoder": report.decoder,
-                "path": dg.MetadataValue.path(str(out_dir)),
-            }
-        )
+        return materialize(context, lambda: clip_partition(storage.paths, corpus.root, context.partition_key, count,
+                                                           clip_stage.settings(corpus.root)))
 
     # Partitioned asset checks are a Dagster preview feature (1.13); the check is per partition
     # because a 730K-video corpus cannot be re-verified whole after each partition.

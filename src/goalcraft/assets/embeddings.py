@@ -1,54 +1,24 @@
 """Embedding stage: goal-space embeddings of every goal clip and of every clip, as parquet tables
-(512 float32 per row, raw MineCLIP scale), with checks for dimension, NaN/inf and norm drift."""
+(512 float32 per row, raw MineCLIP scale), with checks for dimension, NaN/inf and norm drift.
+Bodies: goalcraft.stages.embeddings."""
 
-import json
 import warnings
-from collections import Counter
-from pathlib import Path
 
 import dagster as dg
-import pyarrow as pa
 import pyarrow.parquet as pq
 
 from goalcraft.assets.keys import GOAL_CLIPS, GOAL_SPACE_MODEL, VIDEO_CLIPS
-from goalcraft.assets.training import NORM_STATS_FILE, goal_space_device
+from goalcraft.assets.materialize import materialize, metadata_value
 from goalcraft.config import GoalcraftConfig
-from goalcraft.data.embeddings import NormStats, check_embeddings, embed_shards
-from goalcraft.data.goal_stage import GOAL_INDEX_SCHEMA
-from goalcraft.data.shards import INDEX_SCHEMA
-from goalcraft.data.splits import SPLITS, with_split_column
 from goalcraft.pipelines.partitions_definition import corpus_partitions
-from goalcraft.models.mineclip import load_mineclip
 from goalcraft.resources import StorageResource, TrainingResource
-from goalcraft.storage import StoragePaths, write_parquet_atomic
-
-
-
-def _embed(paths: StoragePaths, training: TrainingResource, shards: list[Path], log,
-           frame_features: bool = False, index_schema: pa.Schema = INDEX_SCHEMA) -> pa.Table:
-    model = load_mineclip(paths.goal_space_dir / "best")
-    device = goal_space_device(training.goal_space)
-    total = [0]
-
-    def progress(done: int) -> None:
-        if done - total[0] >= 256:
-            log(f"embedded {done} clips")
-            total[0] = done
-
-    return embed_shards(model.to(device), shards, batch_size=training.goal_space.embed_batch_size,
-                        device=device, progress=progress, frame_features=frame_features,
-                        index_schema=index_schema)
-
-
-def _reference(paths: StoragePaths) -> NormStats | None:
-    path = paths.goal_space_dir / NORM_STATS_FILE
-    return NormStats(**json.loads(path.read_text())) if path.is_file() else None
+from goalcraft.stages.embeddings import embed_clip_partition, embed_goal_clips, embeddings_sane
+from goalcraft.storage import StoragePaths
 
 
 def _check(table, paths: StoragePaths) -> dg.AssetCheckResult:
-    ok, meta = check_embeddings(table, dim=512, reference=_reference(paths))
-    return dg.AssetCheckResult(passed=ok, metadata={k: dg.MetadataValue.json(v) if isinstance(v, list) else v
-                                                    for k, v in meta.items()})
+    ok, meta = embeddings_sane(table, paths)
+    return dg.AssetCheckResult(passed=ok, metadata={k: metadata_value(v) for k, v in meta.items()})
 
 
 def definitions(config: GoalcraftConfig) -> dg.Definitions:
@@ -71,25 +41,8 @@ def build_embedding_assets(partitions_def: dg.PartitionsDefinition,
     )
     def goal_embeddings(context: dg.AssetExecutionContext, storage: StorageResource,
                         training: TrainingResource) -> dg.MaterializeResult:
-        paths = storage.paths
-        # Per-frame features too: the goal predictor's video Q-Former reads them (stage 1 targets).
-        table = _embed(paths, training, paths.goal_shards(), context.log.info, frame_features=True,
-                       index_schema=GOAL_INDEX_SCHEMA)
-        if table.num_rows == 0:
-            context.log.warning("no goal clips to embed: the goal-embeddings table is empty (see goal_clips' notes)")
-        s = training.splits
-        table = with_split_column(table, val_fraction=s.val_fraction, test_fraction=s.test_fraction)
-        write_parquet_atomic(table, paths.goal_embeddings_table)
-        split_counts = dict(Counter(table.column("split").to_pylist()))
-        norms = table.column("norm").to_numpy() if table.num_rows else []
-        return dg.MaterializeResult(metadata={
-            "rows": table.num_rows,
-            "by_miner": dg.MetadataValue.json(dict(Counter(table.column("miner").to_pylist())) if table.num_rows else {}),
-            "tasks": len(set(table.column("task").to_pylist())) if table.num_rows else 0,
-            "norm_mean": float(norms.mean()) if len(norms) else 0.0,
-            "splits": dg.MetadataValue.json({name: split_counts.get(name, 0) for name in SPLITS}),
-            "table": dg.MetadataValue.path(str(paths.goal_embeddings_table)),
-        })
+        return materialize(context, lambda: embed_goal_clips(storage.paths, training.goal_space, training.splits,
+                                                             context.log.info))
 
     @dg.asset(
         group_name="embeddings",
@@ -100,12 +53,8 @@ def build_embedding_assets(partitions_def: dg.PartitionsDefinition,
     )
     def clip_embeddings(context: dg.AssetExecutionContext, storage: StorageResource,
                         training: TrainingResource) -> dg.MaterializeResult:
-        paths = storage.paths
-        shards = sorted(paths.clip_partition_dir(context.partition_key).glob("p*-*.tar"))
-        table = _embed(paths, training, shards, context.log.info)
-        out = paths.clip_embeddings_table(context.partition_key)
-        write_parquet_atomic(table, out)
-        return dg.MaterializeResult(metadata={"rows": table.num_rows, "table": dg.MetadataValue.path(str(out))})
+        return materialize(context, lambda: embed_clip_partition(storage.paths, training.goal_space,
+                                                                 context.partition_key, context.log.info))
 
     @dg.asset_check(asset=goal_embeddings, name="embeddings_sane", blocking=True,
                     description="512-d, no NaN/inf, norms inside the goal space's observed range.")

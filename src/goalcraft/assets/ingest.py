@@ -1,40 +1,16 @@
-"""Ingest stage: the corpus manifest and the agent-trial folders, validated into parquet tables.
+"""Ingest stage: the corpus manifest, the agent-trial folders and the task vocabulary, validated into
+tables (bodies: goalcraft.stages.ingest).
 
 Every row the clip stage will see is here, with its partition; every row that could not be used is
 in the ingest quarantine table with the reason.
 """
 
-
-from collections import Counter
-
 import dagster as dg
-import pyarrow as pa
 
+from goalcraft.assets.materialize import materialize
 from goalcraft.config import GoalcraftConfig
-from goalcraft.data.manifest import ManifestError, VideoRecord, read_manifests
-from goalcraft.data.partition_keys import partition_of
-from goalcraft.data.quarantine import QuarantineRecord, quarantine_table
-from goalcraft.data.tables import PARTITION_COUNT_KEY, records_table
-from goalcraft.data.trials import TrialRecord, scan_trials
-from goalcraft.config import GoalsSettings
-from goalcraft.data.task_vocabulary import load_task_vocabulary, write_task_vocabulary
 from goalcraft.resources import CorpusResource, GoalsResource, StorageResource
-from goalcraft.storage import write_parquet_atomic
-
-
-
-def _with_partitions(table: pa.Table, ids: list[str], count: int) -> pa.Table:
-    table = table.append_column("partition", pa.array([partition_of(i, count) for i in ids], pa.string()))
-    # Recorded so the clip stage can refuse a table split for another partition count.
-    return table.replace_schema_metadata({PARTITION_COUNT_KEY: str(count).encode()})
-
-
-def _failure_metadata(rejected: list[QuarantineRecord]) -> dict[str, int]:
-    return {f"rejected: {reason}": n for reason, n in sorted(Counter(r.reason for r in rejected).items())}
-
-
-#: A corpus need not have the default tasks.json; a task file the user names must exist.
-DEFAULT_TASK_FILES = GoalsSettings.model_fields["task_files"].default
+from goalcraft.stages.ingest import ingest_manifests, ingest_task_vocabulary, ingest_trials
 
 
 def definitions(config: GoalcraftConfig) -> dg.Definitions:
@@ -53,27 +29,8 @@ def build_ingest_assets(partition_count: int) -> list[dg.AssetsDefinition]:
     )
     def corpus_manifest(context: dg.AssetExecutionContext, corpus: CorpusResource,
                         storage: StorageResource) -> dg.MaterializeResult:
-        paths = storage.paths
-        try:
-            records, rejected = read_manifests(corpus.manifest_paths, corpus.root)
-        except ManifestError as exc:  # a configuration error: one line, not a traceback
-            raise dg.Failure(str(exc)) from None
-        table = _with_partitions(records_table(records, VideoRecord), [r.id for r in records], partition_count)
-        write_parquet_atomic(table, paths.manifest_table)
-        write_parquet_atomic(quarantine_table(rejected), paths.manifest_quarantine_table)
-        with_transcript = sum(r.transcript_path is not None for r in records)
-        context.log.info(f"{len(records)} videos accepted, {len(rejected)} rejected")
-        return dg.MaterializeResult(
-            metadata={
-                "videos": len(records),
-                "with_transcript": with_transcript,
-                "rejected": len(rejected),
-                "partitions_used": len(set(table.column("partition").to_pylist())),
-                "hours": round(sum(r.duration for r in records) / 3600, 3),
-                "table": dg.MetadataValue.path(str(paths.manifest_table)),
-                **_failure_metadata(rejected),
-            }
-        )
+        return materialize(context, lambda: ingest_manifests(storage.paths, corpus.root, corpus.manifest_paths,
+                                                             partition_count))
 
     @dg.asset(
         group_name="ingest",
@@ -86,25 +43,8 @@ def build_ingest_assets(partition_count: int) -> list[dg.AssetsDefinition]:
     )
     def agent_trials(context: dg.AssetExecutionContext, corpus: CorpusResource,
                      storage: StorageResource) -> dg.MaterializeResult:
-        paths = storage.paths
-        if corpus.trials_path.is_dir():
-            trials, rejected = scan_trials(corpus.trials_path, corpus.root)
-        else:
-            trials, rejected = [], []
-            context.log.info(f"no trials folder at {corpus.trials_path}; no trials ingested")
-        table = _with_partitions(records_table(trials, TrialRecord), [t.id for t in trials], partition_count)
-        write_parquet_atomic(table, paths.trials_table)
-        write_parquet_atomic(quarantine_table(rejected), paths.trials_quarantine_table)
-        return dg.MaterializeResult(
-            metadata={
-                "trials": len(trials),
-                "successful": sum(t.success for t in trials),
-                "steve1_layout": sum(t.layout == "steve1" for t in trials),
-                "rejected": len(rejected),
-                "table": dg.MetadataValue.path(str(paths.trials_table)),
-                **_failure_metadata(rejected),
-            }
-        )
+        return materialize(context, lambda: ingest_trials(storage.paths, corpus.root, corpus.trials_path,
+                                                          partition_count))
 
     @dg.asset(
         group_name="ingest",
@@ -118,20 +58,6 @@ def build_ingest_assets(partition_count: int) -> list[dg.AssetsDefinition]:
     )
     def task_vocabulary(context: dg.AssetExecutionContext, corpus: CorpusResource, goals: GoalsResource,
                         storage: StorageResource) -> dg.MaterializeResult:
-        settings = goals.goals
-        try:
-            vocabulary = load_task_vocabulary(corpus.root, settings.task_files, steve1_prompts=settings.steve1_prompts,
-                                              task_files_set=settings.task_files != DEFAULT_TASK_FILES)
-        except ValueError as exc:  # a task file the user named is missing or malformed
-            raise dg.Failure(str(exc)) from None
-        write_task_vocabulary(vocabulary, storage.paths.task_vocabulary_file)
-        for note in vocabulary.notes:
-            context.log.warning(note)
-        return dg.MaterializeResult(metadata={
-            "tasks": len(vocabulary.tasks),
-            "by_source": dg.MetadataValue.json(dict(Counter(t.source for t in vocabulary.tasks))),
-            "notes": dg.MetadataValue.json(list(vocabulary.notes)),
-            "path": dg.MetadataValue.path(str(storage.paths.task_vocabulary_file)),
-        })
+        return materialize(context, lambda: ingest_task_vocabulary(storage.paths, corpus.root, goals.goals))
 
     return [corpus_manifest, agent_trials, task_vocabulary]

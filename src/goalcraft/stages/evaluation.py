@@ -1,0 +1,145 @@
+"""Evaluation: the goal models side by side on the test split, every model on every instruction set
+(tables that accumulate per run), and the HTML report of the latest run. Logic in goalcraft.evaluation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from goalcraft.config import EvaluationSettings
+from goalcraft.data.splits import SplitError, require_splits, split_indices
+from goalcraft.stages import Markdown, StageError, StageResult, Url
+from goalcraft.stages.training import history_markdown
+from goalcraft.storage import StoragePaths, atomic_path
+
+
+def _goal_table(paths: StoragePaths) -> tuple[pa.Table, dict[str, np.ndarray]]:
+    table = pq.read_table(paths.goal_embeddings_table)
+    splits = split_indices(table)
+    try:
+        require_splits(splits, ("train", "test"))
+    except SplitError as exc:
+        raise StageError(str(exc)) from None
+    return table, splits
+
+
+def _held_out(paths: StoragePaths):
+    from goalcraft.evaluation.run import HeldOutClips
+    from goalcraft.training.predictor import PredictorExamples
+
+    table, splits = _goal_table(paths)
+    examples = PredictorExamples.from_table(table)
+    idx = np.asarray(splits["test"])
+    return table, HeldOutClips([examples.keys[i] for i in idx], [examples.tasks[i] for i in idx], examples.goals[idx])
+
+
+def _models(paths: StoragePaths, prior_seeds: list[int]):
+    import torch
+
+    from goalcraft.evaluation.run import GoalModelUnderTest, file_digest
+    from goalcraft.models.backbones import mean_pool
+    from goalcraft.models.baseline import load_baseline
+    from goalcraft.models.predictor import load_goal_predictor
+
+    predictor = load_goal_predictor(paths.goal_predictor_dir / "best")
+    baseline = load_baseline(paths.goal_space_dir / "best", paths.prior_dir / "best")
+
+    @torch.inference_mode()
+    def predictor_text(texts):
+        states, mask = predictor.encode_text(texts)
+        return mean_pool(states, mask).float().numpy()
+
+    return [
+        GoalModelUnderTest("goal_predictor", lambda texts, seed: predictor.predict_goal(texts).numpy(),
+                           predictor_text, {"aligner": str(paths.goal_predictor_dir / "best"),
+                                            "version": file_digest(paths.goal_predictor_dir / "best" / "model.safetensors")}),
+        GoalModelUnderTest(
+            "mineclip_prior",
+            lambda texts, seed: baseline.predict_goal(texts, deterministic=seed is None, seed=seed).numpy(),
+            lambda texts: baseline.encode_text(texts).numpy(),
+            {"goal_space": str(paths.goal_space_dir / "best"), "prior": str(paths.prior_dir / "best"),
+             "version": file_digest(paths.prior_dir / "best" / "model.safetensors")},
+            seeds=tuple(prior_seeds)),
+    ]
+
+
+def compare_goal_models(paths: StoragePaths) -> StageResult:
+    """The predictor and the MineCLIP text → prior baseline on the test split (goalcraft.evaluation.comparison)."""
+    from goalcraft.evaluation.comparison import evaluate_against_baseline
+    from goalcraft.models.baseline import load_baseline
+    from goalcraft.models.predictor import load_goal_predictor
+    from goalcraft.training.launch import load_variants
+    from goalcraft.training.predictor import PredictorExamples
+
+    table, splits = _goal_table(paths)
+    examples = PredictorExamples.from_table(table)
+    predictor = load_goal_predictor(paths.goal_predictor_dir / "best")
+    baseline = load_baseline(paths.goal_space_dir / "best", paths.prior_dir / "best")
+    comparison = evaluate_against_baseline(examples, splits, predictor.predict_goal, baseline.predict_goal,
+                                           load_variants(paths.task_vocabulary_file))
+    rows = [{"model": name, **values} for name, values in comparison.items() if name != "n"]
+    return StageResult({
+        "test_cosine": comparison["predictor"]["cosine"],
+        "baseline_test_cosine": comparison["baseline"]["cosine"],
+        "test_norm_ratio": comparison["predictor"]["norm_ratio"],
+        "comparison": history_markdown(rows, ["model", "cosine", "centered_cosine", "norm_ratio"]),
+        "test_clips": int(comparison["n"]["clips"]),
+    })
+
+
+def evaluate_goal_models(paths: StoragePaths, corpus_root: Path, settings: EvaluationSettings) -> StageResult:
+    """Every goal model on every instruction set against the test split: one parquet file per table."""
+    from goalcraft.data.task_vocabulary import read_task_vocabulary
+    from goalcraft.evaluation.instructions import load_instruction_sets
+    from goalcraft.evaluation.report import summary_markdown
+    from goalcraft.evaluation.run import evaluate_runs, example_rows, file_digest, new_run_id, write_tables
+
+    sets = load_instruction_sets(settings.instruction_sets, corpus_root, read_task_vocabulary(paths.task_vocabulary_file))
+    _, clips = _held_out(paths)
+    models = _models(paths, settings.prior_seeds)
+    run_id = new_run_id()
+    tables = evaluate_runs(models, sets, clips, run_id=run_id, n_boot=settings.n_boot, seed=settings.seed,
+                           data_versions={"goal_embeddings": file_digest(paths.goal_embeddings_table)},
+                           settings={"instruction_sets": settings.instruction_sets})
+    tables["examples"] = example_rows(models, sets, clips, run_id=run_id, per_set=settings.examples_per_set)
+    written = write_tables(tables, paths.evaluation_dir, run_id)
+    missing = {s.name: [t.name for t in s.tasks if t.name not in set(clips.tasks)] for s in sets}
+    return StageResult({
+        "run_id": run_id,
+        "summary": Markdown(summary_markdown(tables["summary"])),
+        "held_out_clips": len(clips.keys),
+        "tasks_without_goal_clips": missing,
+        "tables": {k: str(v) for k, v in written.items()},
+    }, [f"{name}: {len(tasks)} task(s) have no held-out goal clips (goal accuracy skips them)"
+        for name, tasks in missing.items() if tasks])
+
+
+def write_evaluation_report(paths: StoragePaths) -> StageResult:
+    """The HTML report of the latest evaluation run (and a copy per run under reports/)."""
+    from goalcraft.evaluation.report import render_report, shard_frame_reader, summary_markdown
+    from goalcraft.evaluation.run import TABLES, examples_for_report
+    from goalcraft.sql import connect, view_sources
+
+    con = connect(paths.data_root)
+    if "eval_runs" not in view_sources(paths):
+        raise StageError("no evaluation run found: materialize goal_model_evaluation first")
+    ((run_id,),) = con.execute("SELECT run_id FROM eval_runs ORDER BY timestamp DESC, run_id DESC LIMIT 1").fetchall()
+    tables = {t: con.sql(f"SELECT * FROM eval_{t} WHERE run_id = ?", params=[run_id]).to_arrow_table()
+              for t in TABLES}
+    goal_table, _ = _held_out(paths)
+    frame = shard_frame_reader(goal_table, lambda shard: paths.goal_partition_dir(shard.split("-")[0]))
+    html_text = render_report(run_id, tables, examples_for_report(tables["examples"]), frame)
+    out = paths.evaluation_dir / "report.html"
+    for path in (paths.evaluation_dir / "reports" / f"{run_id}.html", out):
+        with atomic_path(path) as tmp:
+            tmp.write_text(html_text, encoding="utf-8")
+    return StageResult({
+        "run_id": run_id,
+        "summary": Markdown(summary_markdown(tables["summary"])),
+        "report": Url(out.resolve().as_uri()),
+        "report_path": out,
+        "bytes": len(html_text.encode()),
+    })

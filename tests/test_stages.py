@@ -1,0 +1,88 @@
+"""The asset bodies as plain functions, called without Dagster on the session's Crafter corpus."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import dagster as dg
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from goalcraft.config import ClipsSettings, GoalSpaceSettings, GoalsSettings, PredictorSettings, SplitSettings
+from goalcraft.data.clip_stage import ClipStageSettings
+from goalcraft.models.mineclip import MINECLIP_CONFIGS, MineCLIP, save_mineclip
+from goalcraft.stages import Markdown, StageError, StageResult, Url
+from goalcraft.stages.clips import clip_partition, goal_partition
+from goalcraft.stages.embeddings import embed_clip_partition, embed_goal_clips
+from goalcraft.stages.evaluation import write_evaluation_report
+from goalcraft.stages.ingest import ingest_manifests, ingest_task_vocabulary, ingest_trials
+from goalcraft.stages.predictor import predictor_config, stage_spec
+from goalcraft.storage import StoragePaths
+
+
+def test_ingest_clip_goal_and_embedding_stages_without_dagster(crafter_corpus, tmp_path):
+    from goalcraft.crafter.tasks import TASKS
+
+    paths = StoragePaths(tmp_path / "data")
+    manifest = ingest_manifests(paths, crafter_corpus, [crafter_corpus / "manifest.jsonl"], 1).metadata
+    assert (manifest["videos"], manifest["rejected"], manifest["table"]) == (3, 0, paths.manifest_table)
+    trials = ingest_trials(paths, crafter_corpus, crafter_corpus / "trials", 1).metadata
+    assert trials["trials"] == 3 and trials["steve1_layout"] == 1
+    vocabulary = ingest_task_vocabulary(paths, crafter_corpus, GoalsSettings())
+    assert vocabulary.metadata["tasks"] == len(TASKS) + 11 and vocabulary.warnings == []
+
+    clips = clip_partition(paths, crafter_corpus, "p0000", 1, ClipStageSettings()).metadata
+    indexed = sum(pq.read_metadata(p).num_rows for p in paths.clip_partition_dir("p0000").glob("p*-*.parquet"))
+    assert clips["clips_written"] == indexed > 0 and clips["videos_seen"] == 3 and clips["trials_seen"] == 3
+    goals = goal_partition(paths, crafter_corpus, "p0000", 1, GoalsSettings(), ClipsSettings())
+    assert goals.metadata["goals_written"] > 0 and goals.metadata["notes"] == [] and goals.warnings == []
+
+    torch.manual_seed(0)
+    save_mineclip(MineCLIP(dataclasses.replace(MINECLIP_CONFIGS["tiny"], embed_dim=512)), paths.goal_space_dir / "best")
+    embedded = embed_goal_clips(paths, GoalSpaceSettings(), SplitSettings()).metadata
+    assert embedded["rows"] == goals.metadata["goals_written"] == sum(embedded["splits"].values())
+    assert embed_clip_partition(paths, GoalSpaceSettings(), "p0000").metadata["rows"] == clips["clips_written"]
+
+
+def test_stage_errors_are_one_line_reasons(crafter_corpus, tmp_path):
+    paths = StoragePaths(tmp_path / "data")
+    with pytest.raises(StageError, match=r"manifest .*nope.jsonl' not found .*manifests = \[\]"):
+        ingest_manifests(paths, crafter_corpus, [crafter_corpus / "nope.jsonl"], 1)
+    ingest_manifests(paths, crafter_corpus, [crafter_corpus / "manifest.jsonl"], 1)
+    ingest_trials(paths, crafter_corpus, crafter_corpus / "trials", 1)
+    with pytest.raises(StageError, match="split into 1 partitions but the clip partitions number 4"):
+        clip_partition(paths, crafter_corpus, "p0000", 4, ClipStageSettings())
+    with pytest.raises(StageError, match="task file 'mine.yaml' not found"):
+        ingest_task_vocabulary(paths, crafter_corpus, GoalsSettings(task_files=["mine.yaml"]))
+    with pytest.raises(StageError, match="preset 'nope' is not one of"):
+        predictor_config(PredictorSettings(preset="nope"))
+    with pytest.raises(StageError, match="no evaluation run found"):
+        write_evaluation_report(paths)
+
+
+def test_predictor_stage_specs_carry_the_stage_settings(tmp_path):
+    paths = StoragePaths(tmp_path)
+    settings = PredictorSettings(preset="tiny-minilm", aligner="attention")
+    one, two = stage_spec(paths, settings, 1), stage_spec(paths, settings, 2)
+    assert one.settings == settings.stage1.model_dump() and two.settings == settings.stage2.model_dump()
+    assert (one.out_dir, two.out_dir) == (str(paths.predictor_stage1_dir), str(paths.goal_predictor_dir))
+    assert two.stage1_dir == str(paths.predictor_stage1_dir / "best") and two.config == {"aligner": "attention"}
+    assert one.tasks_file == two.tasks_file == str(paths.task_vocabulary_file)
+
+
+def test_materialize_converts_figures_and_failures(tmp_path):
+    from goalcraft.assets.materialize import materialize
+
+    result = materialize(None, lambda: StageResult({"n": 3, "table": tmp_path / "t.parquet", "md": Markdown("| a |"),
+                                                    "by": {"x": 1}, "link": Url("file:///r.html")}))
+    meta = result.metadata
+    assert meta["n"] == 3 and meta["table"] == dg.MetadataValue.path(str(tmp_path / "t.parquet"))
+    assert meta["md"] == dg.MetadataValue.md("| a |") and meta["by"] == dg.MetadataValue.json({"x": 1})
+    assert meta["link"] == dg.MetadataValue.url("file:///r.html")
+
+    def fails() -> StageResult:
+        raise StageError("no clips to train the goal space on")
+
+    with pytest.raises(dg.Failure, match="no clips to train the goal space on"):
+        materialize(None, fails)
