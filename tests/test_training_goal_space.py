@@ -132,6 +132,7 @@ def trained(shards, caption_map, tmp_path_factory):
     return result, [r for r in records if r["event"] == "eval"]  # progress records: see test_progress_lines
 
 
+@pytest.mark.slow  # the shared `trained` fixture is a 20-30 s training run
 def test_training_lowers_validation_loss_and_aligns_clips_with_captions(trained, shards, caption_map):
     """The session corpus (50 clips: 39 train, 11 validation) is too small for held-out retrieval:
     on it even nearest-neighbour retrieval in pixel space is at chance, so retrieval above chance on
@@ -190,6 +191,7 @@ def test_held_out_retrieval_beats_chance_on_the_demo_corpus(tmp_path):
     assert sum(h["top1"] - h["chance_top1"] for h in later) / len(later) >= 0.05, history
 
 
+@pytest.mark.slow  # the shared `trained` fixture is a 20-30 s training run
 def test_checkpoints_and_tensorboard(trained):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -206,6 +208,7 @@ def test_checkpoints_and_tensorboard(trained):
     assert len(events.Scalars("train/loss")) == LEARN["steps"]
 
 
+@pytest.mark.slow  # the shared `trained` fixture is a 20-30 s training run
 def test_best_checkpoint_reloads_to_its_logged_validation_loss(trained, shards, caption_map):
     result, _ = trained
     best_json = json.loads((result.best_dir / "best.json").read_text())
