@@ -379,11 +379,11 @@ def _absolute(value: str, base: Path) -> str:
     return str(path if path.is_absolute() else (base / path).resolve())
 
 
-def _describe(exc: ValidationError) -> str:
-    """One line per problem, naming the key path as it is written in TOML."""
+def _describe(errors: list[dict[str, Any]]) -> str:
+    """The problems of one section on one line, each naming its key path as written in TOML."""
     parts = []
-    for err in exc.errors():
-        where = ".".join(str(p) for p in err["loc"]) or "(section)"
+    for err in errors:
+        where = ".".join(str(p) for p in err["loc"][1:]) or "(section)"
         if err["type"] == "extra_forbidden":
             parts.append(f"unknown key {where}")
         else:
@@ -411,12 +411,14 @@ def config_from_dict(raw: dict[str, Any], base: Path, source: str = "defaults") 
     for name, values in raw.items():
         if not isinstance(values, dict):
             raise ConfigError(f"in {source}: [{name}] must be a table of keys, got {values!r}")
-        cls = GoalcraftConfig.model_fields[name].annotation
-        try:
-            cls(**values)
-        except ValidationError as exc:
-            raise ConfigError(f"invalid [{name}] in {source}: {_describe(exc)}") from None
-    return GoalcraftConfig(**raw, source=source)
+    try:
+        return GoalcraftConfig(**raw, source=source)
+    except ValidationError as exc:
+        # Report the first section with problems (sections in file order), all of its problems.
+        errors = exc.errors()
+        section = next(n for n in raw if any(e["loc"][:1] == (n,) for e in errors))
+        raise ConfigError(f"invalid [{section}] in {source}: "
+                          f"{_describe([e for e in errors if e['loc'][:1] == (section,)])}") from None
 
 
 def load_config(path: Path | None = None) -> GoalcraftConfig:

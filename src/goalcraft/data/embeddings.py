@@ -101,8 +101,7 @@ def embedding_table(index: pa.Table | None, embeddings: dict[str, np.ndarray],
     """Index rows (minus per-frame columns) plus ``embedding`` and ``norm`` (and ``frame_features``,
     ``[T][D]`` fixed-size lists, when given), in index order."""
     if index is None or index.num_rows == 0:
-        return pa.table({"key": pa.array([], pa.string()), "embedding": pa.array([], pa.list_(pa.float32())),
-                         "norm": pa.array([], pa.float32())})
+        raise ValueError("no clips: a table of zero clips is empty_embedding_table(schema, dim)")
     keys = index.column("key").to_pylist()
     missing = [k for k in keys if k not in embeddings]
     if missing:

@@ -30,8 +30,6 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from goalcraft.data.goal_stage import GOAL_INDEX_SCHEMA
-from goalcraft.data.shards import INDEX_SCHEMA
 from goalcraft.storage import StoragePaths
 
 
@@ -57,12 +55,21 @@ def _empty_select(schema: pa.Schema) -> str:
     return f"SELECT {columns} WHERE false"
 
 
-def _partitioned_views(views: dict[str, str], root: Path, prefix: str, index_schema: pa.Schema) -> None:
+def _index_schema(stage: str) -> pa.Schema:
+    # Imported only for an empty stage: the shard modules load the decoders (about 1 s at start-up).
+    if stage == "goals":
+        from goalcraft.data.goal_stage import GOAL_INDEX_SCHEMA
+        return GOAL_INDEX_SCHEMA
+    from goalcraft.data.shards import INDEX_SCHEMA
+    return INDEX_SCHEMA
+
+
+def _partitioned_views(views: dict[str, str], root: Path, prefix: str, stage: str) -> None:
     """``<prefix>s``, ``<prefix>_shard_stats``, ``<prefix>_partitions`` for one shard stage folder."""
     if any(root.glob("p*/p*-*.parquet")):
         views[f"{prefix}s"] = f"SELECT * FROM read_parquet({_quote(root / 'p*' / 'p*-*.parquet')})"
     elif any(root.glob("p*/partition.json")):
-        views[f"{prefix}s"] = _empty_select(index_schema)
+        views[f"{prefix}s"] = _empty_select(_index_schema(stage))
     if any(root.glob("p*/*_stats.json")):
         views[f"{prefix}_shard_stats"] = (
             f"SELECT * FROM read_json({_quote(root / 'p*' / '*_stats.json')}, {_SHARD_STATS_COLUMNS})")
@@ -92,8 +99,8 @@ def view_sources(paths: StoragePaths) -> dict[str, str]:
         views["quarantined_inputs"] = (
             "SELECT input, stage, reason, any_value(source_id) AS source_id, any_value(detail) AS detail, "
             "list(DISTINCT step ORDER BY step) AS steps FROM quarantine GROUP BY input, stage, reason")
-    _partitioned_views(views, paths.clips_dir, "clip", INDEX_SCHEMA)
-    _partitioned_views(views, paths.goals_dir, "goal_clip", GOAL_INDEX_SCHEMA)
+    _partitioned_views(views, paths.clips_dir, "clip", "clips")
+    _partitioned_views(views, paths.goals_dir, "goal_clip", "goals")
     if paths.goal_embeddings_table.is_file():
         views["goal_embeddings"] = f"SELECT * FROM read_parquet({_quote(paths.goal_embeddings_table)})"
     clip_embedding_files = sorted(paths.clip_embeddings_dir.glob("p*.parquet"))

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import nullcontext
@@ -132,16 +131,6 @@ class StageResult:
     best_dir: Path
     resumed_from_epoch: int
     extra: dict[str, Any] = field(default_factory=dict)
-
-
-def _check_settings(s: Stage1Settings | Stage2Settings) -> None:
-    if s.epochs < 1 or s.batch_size < 1 or s.checkpoint_every < 1:
-        raise PredictorTrainingError(f"epochs, batch_size and checkpoint_every must be >= 1, got {s.epochs}, "
-                                     f"{s.batch_size}, {s.checkpoint_every}")
-    if not (s.lr > 0 and math.isfinite(s.lr)):
-        raise PredictorTrainingError(f"lr must be positive, got {s.lr}")
-    if s.precision not in ("fp32", "bf16"):
-        raise PredictorTrainingError(f"precision must be 'fp32' or 'bf16', got {s.precision!r}")
 
 
 # -- distributed -----------------------------------------------------------------------------------
@@ -258,7 +247,6 @@ def train_stage1(examples: PredictorExamples, splits: Mapping[str, np.ndarray], 
                  variants: Mapping[str, Sequence[str]] | None = None,
                  log: Callable[[dict], None] | None = None) -> StageResult:
     """Stage 1 (see the module docstring). Needs ``examples.frames``."""
-    _check_settings(settings)
     if examples.frames is None:
         raise PredictorTrainingError("stage 1 needs the goal clips' frame features (goal_embeddings table "
                                      "with a frame_features column)")
@@ -405,7 +393,6 @@ def train_stage2(examples: PredictorExamples, splits: Mapping[str, np.ndarray], 
     ``aligner`` ("mlp" = A, "attention" = B) overrides the stage-1 config's choice; the aligner is
     freshly initialised from ``settings.seed`` either way.
     """
-    _check_settings(settings)
     device = torch.device(settings.device)
     model = load_goal_predictor(stage1_dir)
     if aligner is not None and aligner != model.config.aligner:
