@@ -135,7 +135,7 @@ def toy_evaluation():
 
 
     MODELS = [GoalModelUnderTest("separating", _separating, checkpoints={"w": "a"}),
-              GoalModelUnderTest("collapsed", _collapsed, checkpoints={"w": "b"}, seeds=(0, 1))]
+              GoalModelUnderTest("collapsed", _collapsed, checkpoints={"w": "b"}, stochastic=True)]
     CLIPS = HeldOutClips(["k0", "k1", "k2", "k3"], ["wood", "wood", "dirt", "swim"],
                          np.stack([AXES["wood"], AXES["wood"] * 2, AXES["dirt"], AXES["swim"]]))
     return types.SimpleNamespace(models=MODELS, instruction_set=SET, clips=CLIPS, axes=AXES)

@@ -27,20 +27,28 @@ def _metric(tables, model, metric, mode="deterministic"):
 
 
 def test_known_answers(tables):
-    assert _metric(tables, "separating", "goal_similarity")["value"] == pytest.approx(0.0)
+    assert _metric(tables, "separating", "prior_collapse")["value"] == pytest.approx(0.0)
     assert _metric(tables, "separating", "discriminability")["value"] == pytest.approx(1.0)
     assert _metric(tables, "separating", "top1")["value"] == pytest.approx(1.0)
-    assert _metric(tables, "collapsed", "goal_similarity")["value"] == pytest.approx(1.0)
+    assert _metric(tables, "separating", "top1")["chance"] == pytest.approx(1 / 3)
+    assert _metric(tables, "separating", "goal_accuracy")["value"] == pytest.approx(1.0)  # (cos 1 + 1) / 2
+    assert _metric(tables, "separating", "consistency")["value"] == 1.0  # deterministic
+    assert _metric(tables, "collapsed", "prior_collapse")["value"] == pytest.approx(1.0)
     assert _metric(tables, "collapsed", "discriminability")["value"] == pytest.approx(0.0, abs=1e-12)
-    sampled = _metric(tables, "collapsed", "goal_similarity", "sampled")
-    assert sampled["n_seeds"] == 2 and 0.99 < sampled["value"] < 1.0 and sampled["seed_std"] >= 0
+    assert _metric(tables, "collapsed", "degraded")["value"] == 1.0
+    # (1,1,1,1) against each task's axis: cos 0.5 → (0.5 + 1) / 2.
+    assert _metric(tables, "collapsed", "goal_accuracy")["value"] == pytest.approx(0.75)
+    sampled = _metric(tables, "collapsed", "prior_collapse", "sampled")
+    assert sampled["n_seeds"] == 1 and 0.99 < sampled["value"] < 1.0 and sampled["seed_std"] == 0.0
+    assert 0.99 < _metric(tables, "collapsed", "consistency", "sampled")["value"] < 1.0
+    assert sampled["entry"] == "collapsed" and _metric(tables, "collapsed", "top1")["entry"] == "collapsed:deterministic"
     # The confusion matrix: separating tasks are orthogonal, collapsed ones identical.
     pairs = {(r["model"], r["task_a"], r["task_b"]): r["cosine"] for r in tables["per_pair"].to_pylist()}
     assert pairs[("separating", "wood", "dirt")] == pytest.approx(0.0)
     assert pairs[("collapsed", "wood", "swim")] == pytest.approx(1.0)
     tasks = {(r["model"], r["task"]): r for r in tables["per_task"].to_pylist()}
     assert tasks[("separating", "wood")]["held_out_clips"] == 2
-    assert tasks[("separating", "wood")]["cosine_to_own_clips"] == pytest.approx(1.0)
+    assert tasks[("separating", "wood")]["goal_accuracy"] == pytest.approx(1.0)
     inst = [r for r in tables["per_instruction"].to_pylist() if r["model"] == "separating"]
     assert all(r["nearest_task"] == r["task"] for r in inst) and {r["z_norm"] for r in inst} == {5.0}
     (run,) = tables["runs"].to_pylist()
@@ -52,8 +60,10 @@ def test_tasks_without_clips_are_reported_and_skipped_by_accuracy(toy_evaluation
     clips = HeldOutClips(["k0"], ["wood"], AXES["wood"][None, :])
     tables = evaluate_runs(MODELS[:1], [SET], clips, run_id="r2", data_versions={}, n_boot=50)
     tasks = {r["task"]: r for r in tables["per_task"].to_pylist()}
-    assert tasks["wood"]["has_goal_clips"] and not tasks["swim"]["has_goal_clips"]
-    assert _metric(tables, "separating", "top1")["n_rows"] == 2  # only the wood phrasings are scored
+    assert tasks["wood"]["held_out_clips"] == 1 and tasks["swim"]["held_out_clips"] == 0
+    assert tasks["swim"]["goal_accuracy"] is None and tasks["wood"]["top1"] == 1.0
+    top1 = _metric(tables, "separating", "top1")
+    assert top1["n_tasks_with_clips"] == 1 and top1["chance"] == 1.0
 
 
 def test_tables_accumulate_and_duckdb_reads_them(tables, tmp_path, toy_evaluation):
@@ -71,11 +81,15 @@ def test_tables_accumulate_and_duckdb_reads_them(tables, tmp_path, toy_evaluatio
     parquet = {r["metric"]: r["value"] for r in pq.read_table(paths.evaluation_dir / "summary" / f"{latest}.parquet").to_pylist()
                if r["model"] == "separating" and r["mode"] == "deterministic"}
     assert comparison["discriminability"]["separating_value"] == pytest.approx(parquet["discriminability"])
-    assert comparison["goal_similarity"]["collapsed_value"] == pytest.approx(1.0)
-    assert comparison["goal_similarity"]["separating_ci_low"] <= comparison["goal_similarity"]["separating_value"]
+    assert comparison["prior_collapse"]["collapsed:deterministic_value"] == pytest.approx(1.0)
+    assert comparison["prior_collapse"]["direction"] == "↓" and comparison["top1"]["chance"] == pytest.approx(1 / 3)
+    assert comparison["prior_collapse"]["separating_ci_low"] <= comparison["prior_collapse"]["separating_value"]
     confused = run_query(tmp_path, "confused_pairs").to_pylist()
     assert confused[0]["model"] == "collapsed" and confused[0]["cosine"] == pytest.approx(1.0)
-    assert len(run_query(tmp_path, "metric_history").to_pylist()) == 2 * len(comparison) * 2
+    # Two runs × (separating, collapsed sampled, collapsed deterministic) × every metric each reports.
+    history = run_query(tmp_path, "metric_history").to_pylist()
+    assert len(history) == 2 * sum(1 for _ in pq.read_table(paths.evaluation_dir / "summary" / "r9.parquet").to_pylist()
+                                   if _["mode"] != "text_probe")
     assert "discriminability" in format_table(run_query(tmp_path, "comparison"))
     assert written["summary"].name == "r9.parquet"
 
@@ -86,3 +100,33 @@ def test_examples_are_nearest_held_out_clips(toy_evaluation):
     grouped = examples_for_report(table)
     wood = [g for g in grouped if g["task"] == "wood"][0]
     assert [c["task"] for c in wood["clips"]] == ["wood", "wood"] and wood["clips"][0]["cosine"] == pytest.approx(1.0)
+
+
+def test_oracles_fractions_and_paired_differences(toy_evaluation):
+    """The separating model as the predictor, the collapsed one as the prior: every figure is known."""
+    import dataclasses
+
+    import numpy as np
+
+    from goalcraft.evaluation.run import TrainingGoals
+
+    sep, col = toy_evaluation.models
+    models = [dataclasses.replace(sep, name="goal_predictor"),
+              dataclasses.replace(col, name="mineclip_prior", training_seed=0),
+              dataclasses.replace(col, name="mineclip_prior", training_seed=1)]
+    AXES = toy_evaluation.axes
+    train = TrainingGoals(["wood", "dirt", "swim", "swim"], np.stack([AXES["wood"], AXES["dirt"], AXES["swim"], AXES["swim"]]))
+    t = evaluate_runs(models, [toy_evaluation.instruction_set], toy_evaluation.clips, run_id="r3",
+                      data_versions={}, training=train, n_boot=200)
+    rows = {(r["entry"], r["metric"]): r for r in t["summary"].to_pylist() if r["mode"] != "text_probe"}
+    assert rows[("oracle_train_mean", "top1")]["value"] == 1.0
+    assert rows[("oracle_held_out_mean", "goal_accuracy")]["value"] == pytest.approx(1.0)
+    assert rows[("goal_predictor", "top1")]["fraction_of_oracle"] == pytest.approx(1.0)
+    assert rows[("mineclip_prior", "top1")]["n_seeds"] == 2
+    # Centred on the training mean (¼, ¼, ½, 0): the collapsed goal (1,1,1,1) − centre is one vector for all.
+    assert rows[("mineclip_prior:deterministic", "prior_collapse_centred")]["value"] == pytest.approx(1.0)
+    diffs = {(r["mode_b"], r["metric"]): r for r in t["differences"].to_pylist()}
+    d = diffs[("deterministic", "discriminability")]
+    assert d["difference"] == pytest.approx(1.0) and d["excludes_zero"] and d["better"] == "goal_predictor"
+    assert diffs[("deterministic", "consistency")]["zero_width_ci"]  # both deterministic: always 0
+    assert diffs[("sampled", "goal_accuracy")]["better"] == "goal_predictor"

@@ -5,9 +5,14 @@ Tables (one parquet file per run under ``<data_root>/evaluation/<table>/<run_id>
 reads each table as a glob, see goalcraft.sql):
 
 ``runs``             run id, timestamp, models and their checkpoints, data versions, settings
-``summary``          per run, model, instruction set and metric: value and bootstrap 95% CI
-``per_task``         per task: phrasings, held-out clips, synonym robustness, cosine to its clips
-``per_pair``         per pair of tasks: mean cosine between their z_goal (the confusion matrix)
+``summary``          per run, model, mode (sampled / deterministic / oracle / text_probe), instruction
+                     set and metric: direction (↑/↓), value over training seeds, bootstrap 95% CI
+                     (tasks, clips and seeds resampled), seed std, zero-width flag, chance, the
+                     training-mean oracle's value and the model's fraction of it
+``differences``      paired bootstrap differences goal_predictor − mineclip_prior (sampled and
+                     deterministic) per metric, with CI, whether it excludes 0 and which model is better
+``per_task``         per model and task: the user's per-task figures and retrieval
+``per_pair``         per model and pair of tasks: cosine between their canonical z_goal (the heatmaps)
 ``per_instruction``  per phrasing: z_goal norm, nearest task by clip centroid and its cosine
 """
 
@@ -26,26 +31,35 @@ import numpy as np
 import pyarrow as pa
 
 from goalcraft.evaluation.instructions import InstructionSet
-from goalcraft.evaluation.metrics import (
-    aggregate_over_seeds,
-    evaluate_model,
-    pairwise_task_cosine,
+from goalcraft.evaluation.goal_model_metrics import (
+    DIRECTIONS,
+    ModelGoals,
+    Visuals,
+    bootstrap_models,
+    chance_levels,
+    per_task_values,
+    probe_cosines,
 )
 from goalcraft.storage import write_parquet_atomic
 
-TABLES = ("runs", "summary", "per_task", "per_pair", "per_instruction", "examples")
+TABLES = ("runs", "summary", "differences", "per_task", "per_pair", "per_instruction", "examples")
 
 
 @dataclass
 class GoalModelUnderTest:
-    """A goal model as the evaluation sees it. ``predict(texts, seed)`` → ``[B, 512]``; ``seed=None``
-    is its deterministic mode. ``seeds`` (for stochastic models) are evaluated and aggregated too."""
+    """A goal model as the evaluation sees it. ``predict(texts, seed)`` → ``[B, D]``: ``seed=None``
+    is its deterministic mode, an int draws one sample per row (stochastic models). Several entries
+    with the same ``name`` are training seeds of one model: their figures are aggregated.
+    ``text_in_goal_space``: ``encode_text`` lives in the goal space (MineCLIP's text side), so the
+    user's ``mineclip_baseline`` / ``prior_gain`` apply."""
 
     name: str
     predict: Callable[[list[str], int | None], np.ndarray]
     encode_text: Callable[[list[str]], np.ndarray] | None = None
     checkpoints: dict[str, str] = field(default_factory=dict)
-    seeds: tuple[int, ...] = ()
+    stochastic: bool = False
+    text_in_goal_space: bool = False
+    training_seed: int = 0
 
 
 @dataclass(frozen=True)
@@ -55,6 +69,42 @@ class HeldOutClips:
     keys: list[str]
     tasks: list[str]
     embeddings: np.ndarray
+
+
+@dataclass(frozen=True)
+class TrainingGoals:
+    """The goal embeddings the models trained on (train + val splits): the centre of the centred
+    metrics and the training-mean oracle."""
+
+    tasks: list[str]
+    embeddings: np.ndarray
+
+    def centre(self) -> np.ndarray:
+        return np.asarray(self.embeddings, dtype=np.float64).mean(0)
+
+    def task_means(self, tasks: Sequence[str]) -> np.ndarray:
+        """Each task's mean training goal (zeros for a task with none: the oracle has no answer)."""
+        labels = np.asarray(self.tasks)
+        emb = np.asarray(self.embeddings, dtype=np.float64)
+        return np.stack([emb[labels == t].mean(0) if (labels == t).any() else np.zeros(emb.shape[1])
+                         for t in tasks])
+
+
+#: The oracles (upper bounds): what a perfect text→goal model could output (each task's mean
+#: training goal), and, with hindsight, each task's mean held-out goal.
+ORACLE_TRAIN = "oracle_train_mean"
+ORACLE_HELD_OUT = "oracle_held_out_mean"
+#: The headline paired comparison: the goal predictor against MineCLIP text + prior (sampled, as STEVE-1).
+PREDICTOR, BASELINE = "goal_predictor", "mineclip_prior"
+CONSISTENCY_SAMPLES = 10
+
+
+def first_seeds(models: Sequence[GoalModelUnderTest]) -> list[GoalModelUnderTest]:
+    """One entry per model name: its first training seed (for the per-phrasing tables and examples)."""
+    seen: dict[str, GoalModelUnderTest] = {}
+    for m in models:
+        seen.setdefault(m.name, m)
+    return list(seen.values())
 
 
 def new_run_id() -> str:
@@ -72,59 +122,145 @@ def _unit(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
 
 
+def _split_rows(z: np.ndarray, iset: InstructionSet) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+    """Rows of ``iset.rows()`` order → (canonical [T, D], variants per task)."""
+    canonical, variants, k = [], [], 0
+    for task in iset.tasks:
+        n = len(task.phrasings)
+        canonical.append(z[k])
+        variants.append(z[k + 1:k + n])
+        k += n
+    return np.stack(canonical), tuple(variants)
+
+
+def _model_goals(model: GoalModelUnderTest, iset: InstructionSet, texts: list[str], mode: str,
+                 sample_seed: int) -> ModelGoals:
+    """One model's goals for a set. ``mode``: "sampled" (one draw per text, as STEVE-1 samples) or
+    "deterministic"."""
+    seed = sample_seed if mode == "sampled" else None
+    z = np.asarray(model.predict(texts, seed), dtype=np.float64)
+    canonical, variants = _split_rows(z, iset)
+    samples = None
+    if mode == "sampled":
+        firsts = [t.phrasings[0] for t in iset.tasks]
+        draws = np.asarray(model.predict(firsts * CONSISTENCY_SAMPLES, sample_seed + 1), dtype=np.float64)
+        draws = draws.reshape(CONSISTENCY_SAMPLES, len(firsts), -1)
+        samples = tuple(draws[:, t] for t in range(len(firsts)))
+    text = text_all = None
+    if model.encode_text is not None:
+        emb = np.asarray(model.encode_text(texts), dtype=np.float64)
+        first, rest = _split_rows(emb, iset)
+        text_all = tuple(np.vstack([first[t:t + 1], rest[t]]) for t in range(len(iset.tasks)))
+        text = first if model.text_in_goal_space else None
+    return ModelGoals(tuple(t.name for t in iset.tasks), canonical, variants, samples, text, text_all)
+
+
+def _oracle_goals(iset: InstructionSet, vectors: np.ndarray) -> ModelGoals:
+    """An oracle answers every phrasing of a task with the task's vector."""
+    tasks = tuple(t.name for t in iset.tasks)
+    variants = tuple(np.repeat(vectors[i:i + 1], len(t.phrasings) - 1, axis=0) for i, t in enumerate(iset.tasks))
+    return ModelGoals(tasks, vectors, variants)
+
+
 def evaluate_runs(models: Sequence[GoalModelUnderTest], sets: Sequence[InstructionSet], clips: HeldOutClips, *,
-                  run_id: str, data_versions: dict[str, str], n_boot: int = 1000, seed: int = 0,
-                  settings: dict[str, Any] | None = None) -> dict[str, pa.Table]:
-    """All five tables of one run (see the module docstring)."""
+                  run_id: str, data_versions: dict[str, str], training: TrainingGoals | None = None,
+                  n_boot: int = 1000, seed: int = 0, settings: dict[str, Any] | None = None) -> dict[str, pa.Table]:
+    """The tables of one run (see the module docstring): every model (every training seed; stochastic
+    models sampled and deterministic), the oracles when ``training`` is given, on every set."""
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    summary, per_task, per_pair, per_instruction = [], [], [], []
+    summary, per_task, per_pair, per_instruction, differences = [], [], [], [], []
     names, cents = _centroids(clips)
-    clip_tasks = set(names)
+    centre = training.centre() if training is not None else None
     for iset in sets:
         rows = iset.rows()
-        tasks = [t for t, _, _ in rows]
         texts = [p for _, p, _ in rows]
-        # Clips count for a task of this set when the set's task name is the clips' task label.
-        in_set = np.isin(np.asarray(clips.tasks), [t.name for t in iset.tasks])
+        task_names = [t.name for t in iset.tasks]
+        vis = Visuals.from_rows(task_names, clips.embeddings, clips.tasks)
+        goals: dict[str, list[ModelGoals]] = {}
+        modes: dict[str, tuple[str, str]] = {}  # key → (model name, mode)
         for model in models:
-            base = {"run_id": run_id, "model": model.name, "instruction_set": iset.name}
-            text_emb = model.encode_text(texts) if model.encode_text is not None else None
-            variants: list[tuple[str, int | None]] = [("deterministic", None)] + [(f"seed{s}", s) for s in model.seeds]
-            per_seed_rows: list[list[dict]] = []
-            for mode, s in variants:
-                z = np.asarray(model.predict(texts, s), dtype=np.float64)
-                metric_rows = evaluate_model(
-                    z, tasks, text_emb=text_emb,
-                    clip_emb=clips.embeddings[in_set] if in_set.any() else None,
-                    clip_tasks=[t for t, keep in zip(clips.tasks, in_set) if keep] if in_set.any() else None,
-                    n_boot=n_boot, seed=seed)
-                if mode == "deterministic":
-                    summary += [{**base, "mode": mode, **r} for r in metric_rows]
-                    per_instruction += _instruction_rows(base, rows, z, names, cents)
-                    per_task += _task_rows(base, iset, tasks, z, clips, clip_tasks)
-                    task_names, matrix = pairwise_task_cosine(z, tasks)
-                    per_pair += [{**base, "task_a": a, "task_b": b, "cosine": float(matrix[i, j])}
-                                 for i, a in enumerate(task_names) for j, b in enumerate(task_names) if i != j]
-                else:
-                    per_seed_rows.append(metric_rows)
-            if per_seed_rows:
-                summary += [{**base, "mode": "sampled", **r} for r in aggregate_over_seeds(per_seed_rows)]
+            for mode in (("sampled", "deterministic") if model.stochastic else ("deterministic",)):
+                key = model.name if mode == "sampled" or not model.stochastic else f"{model.name}:deterministic"
+                goals.setdefault(key, []).append(_model_goals(model, iset, texts, mode, seed))
+                modes[key] = (model.name, mode)
+        if training is not None:
+            goals[ORACLE_TRAIN] = [_oracle_goals(iset, training.task_means(task_names))]
+            modes[ORACLE_TRAIN] = (ORACLE_TRAIN, "oracle")
+            held = np.stack([v.mean(0) if len(v) else np.zeros(clips.embeddings.shape[1]) for v in vis.embeddings])
+            goals[ORACLE_HELD_OUT] = [_oracle_goals(iset, held)]
+            modes[ORACLE_HELD_OUT] = (ORACLE_HELD_OUT, "oracle")
+        pairs = [(PREDICTOR, b) for b in (BASELINE, f"{BASELINE}:deterministic") if PREDICTOR in goals and b in goals]
+        stats, diffs = bootstrap_models(goals, vis, pairs=pairs, centre=centre, n_boot=n_boot, seed=seed)
+        chance = chance_levels(vis)
+        oracle = stats.get(ORACLE_TRAIN, {})
+        n_tasks = int((vis.counts() > 0).sum())
+        for key, metrics in stats.items():
+            model_name, mode = modes[key]
+            base = {"run_id": run_id, "model": model_name, "instruction_set": iset.name}
+            for metric, ci in metrics.items():
+                ref = oracle.get(metric)
+                fraction = (ci.value / ref.value if ref is not None and ref.value not in (0.0,) and ref.value == ref.value
+                            and DIRECTIONS.get(metric) == "↑" else None)
+                summary.append({**base, "mode": mode, "entry": key, "metric": metric, "direction": DIRECTIONS.get(metric, "·"),
+                                "value": ci.value, "ci_low": ci.ci_low, "ci_high": ci.ci_high,
+                                "seed_std": ci.seed_std, "n_seeds": ci.n_seeds, "zero_width_ci": ci.zero_width,
+                                "chance": chance.get(metric), "oracle": ref.value if ref is not None else None,
+                                "fraction_of_oracle": fraction, "n_tasks": len(task_names),
+                                "n_tasks_with_clips": n_tasks, "n_clips": int(vis.counts().sum())})
+        for model in first_seeds(models):
+            if model.encode_text is not None:
+                for probe, value in probe_cosines(model.encode_text).items():
+                    summary.append({"run_id": run_id, "model": model.name, "instruction_set": iset.name,
+                                    "mode": "text_probe", "metric": probe, "direction": "·", "value": value})
+        for (a, b), metrics in diffs.items():
+            for metric, ci in metrics.items():
+                direction = DIRECTIONS.get(metric, "·")
+                excludes = bool(ci.ci_low > 0 or ci.ci_high < 0)
+                better = None
+                if excludes and direction in ("↑", "↓"):
+                    better = a if (ci.value > 0) == (direction == "↑") else b
+                differences.append({"run_id": run_id, "instruction_set": iset.name, "model_a": modes[a][0],
+                                    "mode_a": modes[a][1], "model_b": modes[b][0], "mode_b": modes[b][1],
+                                    "metric": metric, "direction": direction, "difference": ci.value,
+                                    "ci_low": ci.ci_low, "ci_high": ci.ci_high, "excludes_zero": excludes,
+                                    "zero_width_ci": ci.zero_width, "better": better, "n_seeds": ci.n_seeds})
+        firsts = {key: g[0] for key, g in goals.items()}
+        per_task += _task_rows(run_id, iset, firsts, modes, vis, centre)
+        for key, g in firsts.items():
+            model_name, mode = modes[key]
+            u = _unit(g.canonical)
+            matrix = u @ u.T
+            per_pair += [{"run_id": run_id, "model": model_name, "mode": mode, "instruction_set": iset.name,
+                          "task_a": a, "task_b": b, "cosine": float(matrix[i, j])}
+                         for i, a in enumerate(task_names) for j, b in enumerate(task_names) if i != j]
+        for model in first_seeds(models):
+            z = np.asarray(model.predict(texts, None), dtype=np.float64)
+            per_instruction += _instruction_rows({"run_id": run_id, "model": model.name, "instruction_set": iset.name},
+                                                 rows, z, names, cents)
     runs = [{"run_id": run_id, "timestamp": stamp,
-             "models": json.dumps({m.name: m.checkpoints for m in models}, sort_keys=True),
+             "models": json.dumps({f"{m.name}#seed{m.training_seed}": m.checkpoints for m in models}, sort_keys=True),
              "instruction_sets": json.dumps([s.name for s in sets]),
              "data_versions": json.dumps(data_versions, sort_keys=True),
              "settings": json.dumps({"n_boot": n_boot, "seed": seed, **(settings or {})}, sort_keys=True),
              "held_out_clips": len(clips.keys)}]
     return {"runs": pa.Table.from_pylist(runs), "summary": _table(summary, stamp),
-            "per_task": _table(per_task, stamp), "per_pair": _table(per_pair, stamp),
-            "per_instruction": _table(per_instruction, stamp)}
+            "differences": _table(differences, stamp) if differences else _EMPTY_DIFFERENCES, "per_task": _table(per_task, stamp),
+            "per_pair": _table(per_pair, stamp), "per_instruction": _table(per_instruction, stamp)}
+
+
+_EMPTY_DIFFERENCES = pa.schema([
+    ("run_id", pa.string()), ("instruction_set", pa.string()), ("model_a", pa.string()), ("mode_a", pa.string()),
+    ("model_b", pa.string()), ("mode_b", pa.string()), ("metric", pa.string()), ("direction", pa.string()),
+    ("difference", pa.float64()), ("ci_low", pa.float64()), ("ci_high", pa.float64()),
+    ("excludes_zero", pa.bool_()), ("zero_width_ci", pa.bool_()), ("better", pa.string()),
+    ("n_seeds", pa.int64()), ("timestamp", pa.string())]).empty_table()
 
 
 def _table(rows: list[dict], stamp: str) -> pa.Table:
     if not rows:
         return pa.table({"timestamp": pa.array([], pa.string())})
-    # Every key of any row (from_pylist would take the columns of the first row only): deterministic
-    # and sampled summary rows have different keys.
+    # Every key of any row (from_pylist would take the columns of the first row only): text-probe and
+    # metric rows have different keys.
     columns = list(dict.fromkeys(k for r in rows for k in r))
     return pa.Table.from_pylist([{**{c: r.get(c) for c in columns}, "timestamp": stamp} for r in rows])
 
@@ -144,24 +280,24 @@ def _instruction_rows(base: dict, rows, z: np.ndarray, names: list[str], cents: 
     return out
 
 
-def _task_rows(base: dict, iset: InstructionSet, tasks: list[str], z: np.ndarray, clips: HeldOutClips,
-               clip_tasks: set[str]) -> list[dict]:
+def _task_rows(run_id: str, iset: InstructionSet, goals: dict[str, ModelGoals], modes: dict[str, tuple[str, str]],
+               vis: Visuals, centre: np.ndarray | None) -> list[dict]:
+    """Per model (first training seed) and task: the user's per-task figures and retrieval."""
     out = []
-    labels = np.asarray(tasks)
-    clip_labels = np.asarray(clips.tasks)
-    unit = _unit(z)
-    for task in iset.tasks:
-        idx = np.flatnonzero(labels == task.name)
-        pair = unit[idx] @ unit[idx].T
-        robust = float(pair[np.triu_indices(len(idx), 1)].mean()) if len(idx) > 1 else None
-        n_clips = int((clip_labels == task.name).sum())
-        own = None
-        if n_clips:
-            cent = _unit(clips.embeddings[clip_labels == task.name].mean(0))
-            own = float((unit[idx] @ cent).mean())
-        out.append({**base, "task": task.name, "phrasings": len(idx), "held_out_clips": n_clips,
-                    "has_goal_clips": task.name in clip_tasks, "synonym_robustness": robust,
-                    "cosine_to_own_clips": own})
+    for key, g in goals.items():
+        model_name, mode = modes[key]
+        p = per_task_values(g, vis, centre, (1, 5))
+        for t, task in enumerate(iset.tasks):
+            def val(x: float) -> float | None:
+                return None if x != x else float(x)
+
+            out.append({"run_id": run_id, "model": model_name, "mode": mode, "instruction_set": iset.name,
+                        "task": task.name, "instruction": task.phrasings[0], "variants": len(task.phrasings) - 1,
+                        "held_out_clips": int(len(vis.embeddings[t])), "goal_accuracy": val(p.goal_acc[t]),
+                        "goal_accuracy_std": val(p.goal_acc_std[t]), "consistency": val(p.consistency[t]),
+                        "semantic_robustness": val(p.robustness[t]), "mineclip_baseline": val(p.baseline[t]),
+                        "top1": val(p.hits[1][t]), "top5": val(p.hits[5][t]),
+                        "goal_cosine_centred": val(p.goal_cos_centred[t])})
     return out
 
 
@@ -198,7 +334,7 @@ def example_rows(models: Sequence[GoalModelUnderTest], sets: Sequence[Instructio
         if not chosen or unit_clips is None:
             continue
         texts = [t.phrasings[0] for t in chosen]
-        for model in models:
+        for model in first_seeds(models):
             sims = _unit(np.asarray(model.predict(texts, None), dtype=np.float64)) @ unit_clips.T
             for task, text, row in zip(chosen, texts, sims):
                 for rank, j in enumerate(np.argsort(-row, kind="stable")[:k]):

@@ -14,7 +14,7 @@ root; the views read the files as they are (nothing is copied or loaded ahead):
                                    the same three for the goal clips
     goal_embeddings                one row per goal clip: provenance and its 512-d embedding
     clip_embeddings                one row per clip of every embedded partition
-    eval_runs, eval_summary, eval_per_task, eval_per_pair, eval_per_instruction, eval_examples
+    eval_runs, eval_summary, eval_differences, eval_per_task, eval_per_pair, eval_per_instruction, eval_examples
                                    the evaluation tables of every run (goalcraft.evaluation.run)
 
 Named queries live beside this file as ``<name>.sql`` (:func:`named_queries`, :func:`run_query`):
@@ -106,7 +106,7 @@ def view_sources(paths: StoragePaths) -> dict[str, str]:
     clip_embedding_files = sorted(paths.clip_embeddings_dir.glob("p*.parquet"))
     if clip_embedding_files:
         views["clip_embeddings"] = f"SELECT * FROM read_parquet({_parquet_list(clip_embedding_files)})"
-    for table in ("runs", "summary", "per_task", "per_pair", "per_instruction", "examples"):
+    for table in ("runs", "summary", "differences", "per_task", "per_pair", "per_instruction", "examples"):
         if any((paths.evaluation_dir / table).glob("*.parquet")):
             views[f"eval_{table}"] = (f"SELECT * FROM read_parquet({_quote(paths.evaluation_dir / table / '*.parquet')}, "
                                       "union_by_name = true)")
