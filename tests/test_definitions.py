@@ -57,7 +57,7 @@ def test_every_artefact_an_asset_reads_is_an_upstream_asset(tmp_path, make_confi
     def upstream(name: str) -> set[str]:
         return {k.to_user_string() for k in graph.get(dg.AssetKey(name)).parent_keys}
 
-    assert upstream("steve1_prior") == {"goal_embeddings", "goal_space_model"}
+    assert upstream("steve1_prior") == {"goal_embeddings", "goal_space_model", "task_vocabulary"}
     assert upstream("goal_embeddings") == {"goal_clips", "goal_space_model"}
     assert upstream("goal_aligner") == {"goal_predictor", "goal_embeddings", "task_vocabulary"}
     assert upstream("goal_clips") == upstream("goal_space_model") - {"video_clips"} | {"corpus_manifest", "agent_trials"}

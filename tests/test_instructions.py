@@ -68,3 +68,20 @@ def test_real_minedojo_and_minestudio_files():
     assert creative.name == "minedojo:creative_tasks" and len(creative.tasks) > 1000
     minestudio = load_instruction_set(str(SHARED / "minestudio" / "simple"), Path("/"))
     assert len(minestudio.tasks) > 10 and all(t.phrasings[0] for t in minestudio.tasks)
+
+
+def test_unseen_paraphrases_are_new_to_every_training_text():
+    """The fair synonym-robustness set: the Crafter instructions, with paraphrases that appear nowhere in
+    tasks.json (instructions, paraphrases or narration), which is all any model or goal space trains on."""
+    import json
+    from pathlib import Path
+
+    from goalcraft.crafter.tasks import TASKS
+    from goalcraft.evaluation.instructions import load_instruction_set
+
+    unseen = load_instruction_set("unseen_paraphrases", Path("."))
+    trained = {p for spec in TASKS.values() for p in [spec["instruction"], *spec["paraphrases"], *spec["narration"]]}
+    assert {t.name for t in unseen.tasks} == set(TASKS)
+    for task in unseen.tasks:
+        assert task.phrasings[0] == TASKS[task.name]["instruction"]
+        assert len(task.phrasings) >= 4 and not set(task.phrasings[1:]) & trained

@@ -10,9 +10,9 @@ import pytest
 from goalcraft.evaluation.metrics import (
     aggregate_over_seeds,
     bootstrap_ci,
-    discriminability,
+    separation_gap,
     evaluate_model,
-    goal_accuracy,
+    task_retrieval,
     goal_similarity,
     mean_cross_task_cosine,
     mean_same_task_cosine,
@@ -38,7 +38,7 @@ CROSS = (0 + 1 / R2) / 2  # the one task pair {A, B}: mean over its 2 row pairs
 def test_identical_rows():
     z = np.tile([0.3, -1.2, 2.0, 0.5], (9, 1)) * 7.0
     tasks = np.repeat([0, 1, 2], 3)
-    assert discriminability(z, tasks) == pytest.approx(0.0, abs=1e-12)
+    assert separation_gap(z, tasks) == pytest.approx(0.0, abs=1e-12)
     assert goal_similarity(z, tasks) == pytest.approx(1.0)
     assert synonym_robustness(z, tasks) == pytest.approx(1.0)
 
@@ -49,7 +49,7 @@ def test_orthogonal_tasks():
     tasks = np.repeat(["w", "x", "y", "z"], 2)
     assert mean_cross_task_cosine(z, tasks) == pytest.approx(0.0, abs=1e-12)
     assert goal_similarity(z, tasks) == pytest.approx(0.0, abs=1e-12)
-    assert discriminability(z, tasks) == pytest.approx(1.0)
+    assert separation_gap(z, tasks) == pytest.approx(1.0)
     assert synonym_robustness(z, tasks) == pytest.approx(1.0)
     text = text_discriminability(z, tasks)
     assert text["discriminability"] == pytest.approx(1.0)
@@ -61,12 +61,12 @@ def test_small_example_every_pair_metric():
     assert mean_same_task_cosine(SMALL, SMALL_TASKS) == pytest.approx(SAME)
     assert mean_cross_task_cosine(SMALL, SMALL_TASKS) == pytest.approx(CROSS)
     assert goal_similarity(SMALL, SMALL_TASKS) == pytest.approx(CROSS)
-    assert discriminability(SMALL, SMALL_TASKS) == pytest.approx(SAME - CROSS)
+    assert separation_gap(SMALL, SMALL_TASKS) == pytest.approx(SAME - CROSS)
     assert synonym_robustness(SMALL, SMALL_TASKS) == pytest.approx(SAME)
     text = text_discriminability(SMALL, SMALL_TASKS)
     assert text == pytest.approx({"discriminability": 1 - CROSS, "paraphrase_cosine": SAME, "gap": SAME - CROSS})
     # integer labels give the same answers as string labels
-    assert discriminability(SMALL, [5, 5, 9]) == pytest.approx(SAME - CROSS)
+    assert separation_gap(SMALL, [5, 5, 9]) == pytest.approx(SAME - CROSS)
 
 
 def test_small_example_pairwise_matrix_and_accuracy():
@@ -74,19 +74,19 @@ def test_small_example_pairwise_matrix_and_accuracy():
     assert names == ["A", "B"]
     np.testing.assert_allclose(m, [[SAME, CROSS], [CROSS, 1.0]])  # B has one row: diagonal 1.0
     # clips: A's centroid points along x, B's along (1, 2). a1 → A (hit), a2 → B (miss), b → B (hit).
-    acc = goal_accuracy(SMALL, SMALL_TASKS, [[3.0, 0.0], [1.0, 2.0]], ["A", "B"], ks=(1, 2))
+    acc = task_retrieval(SMALL, SMALL_TASKS, [[3.0, 0.0], [1.0, 2.0]], ["A", "B"], ks=(1, 2))
     assert acc["top1"] == pytest.approx((1 / 2 + 1) / 2)  # per task: A 1/2, B 1, mean over tasks
     assert acc["top2"] == pytest.approx(1.0)
     assert acc["chance@1"] == pytest.approx(0.5) and acc["chance@2"] == pytest.approx(1.0)
     assert acc["rows_without_clips"] == 0 and acc["n_rows_scored"] == 3
-    rows = goal_accuracy(SMALL, SMALL_TASKS, [[3.0, 0.0], [1.0, 2.0]], ["A", "B"], ks=(1,), weighting="row")
+    rows = task_retrieval(SMALL, SMALL_TASKS, [[3.0, 0.0], [1.0, 2.0]], ["A", "B"], ks=(1,), weighting="row")
     assert rows["top1"] == pytest.approx(2 / 3)
 
 
 def test_small_example_bootstrap_is_exact():
     # Two tasks: resamples {A, B} / {B, A} reproduce the point estimate; {A, A} has no cross-task pair
     # (the copies are one task: same group) and {B, B} no same-task pair, so both are NaN and dropped.
-    point, low, high = metric_with_ci(discriminability, SMALL, SMALL_TASKS, n_boot=50, seed=1)
+    point, low, high = metric_with_ci(separation_gap, SMALL, SMALL_TASKS, n_boot=50, seed=1)
     assert point == pytest.approx(SAME - CROSS)
     assert low == pytest.approx(SAME - CROSS) and high == pytest.approx(SAME - CROSS)
     # synonym robustness: {B, B} is NaN, {A, A} and {A, B} both give SAME
@@ -124,7 +124,7 @@ def test_goal_accuracy_three_tasks():
                   [0.9, 0.5, 0, 0],  # task 1: best 0, then 1 (miss at top-1, hit at top-2)
                   [0, 0, 1.0, 0],  # task 2: hit
                   [0, 0, 0, 1.0]])  # task 3: has no clips
-    acc = goal_accuracy(z, [0, 1, 2, 3], clips, clip_tasks, ks=(1, 2, 5))
+    acc = task_retrieval(z, [0, 1, 2, 3], clips, clip_tasks, ks=(1, 2, 5))
     assert acc["top1"] == pytest.approx(2 / 3)
     assert acc["top2"] == pytest.approx(1.0) and acc["top5"] == pytest.approx(1.0)
     assert acc["chance@1"] == pytest.approx(1 / 3)
@@ -136,11 +136,11 @@ def test_goal_accuracy_three_tasks():
 def test_goal_accuracy_ties_and_raw_centroid():
     clips = np.array([[1.0, 0.0], [0.0, 1.0]])
     z = np.array([[1.0, 1.0]])  # equally close to both tasks: the task that sorts first wins
-    assert goal_accuracy(z, ["a"], clips, ["a", "b"], ks=(1,))["top1"] == 1.0
-    assert goal_accuracy(z, ["b"], clips, ["a", "b"], ks=(1,))["top1"] == 0.0
+    assert task_retrieval(z, ["a"], clips, ["a", "b"], ks=(1,))["top1"] == 1.0
+    assert task_retrieval(z, ["b"], clips, ["a", "b"], ks=(1,))["top1"] == 0.0
     # the centroid is the mean of the raw clip embeddings: A = mean((10, 0), (0, 1)) = (5, 0.5), not the
     # mean of unit vectors (which would tie with B = (1, 1) for the row (0, 1) and hand the hit to A)
-    acc = goal_accuracy([[0.0, 1.0]], ["B"], [[10.0, 0.0], [0.0, 1.0], [1.0, 1.0]], ["A", "A", "B"], ks=(1,))
+    acc = task_retrieval([[0.0, 1.0]], ["B"], [[10.0, 0.0], [0.0, 1.0], [1.0, 1.0]], ["A", "A", "B"], ks=(1,))
     assert acc["top1"] == 1.0
 
 
@@ -186,18 +186,18 @@ def test_evaluate_model_rows():
     clip_tasks = ["t0", "t1", "t2", "t3"]  # t4 has no clips
     rows = evaluate_model(z, tasks, text_emb=text, clip_emb=centres[:4], clip_tasks=clip_tasks, n_boot=50)
     by = {r["metric"]: r for r in rows}
-    assert list(by) == ["goal_similarity", "discriminability", "synonym_robustness", "text_discriminability",
+    assert list(by) == ["goal_similarity", "separation_gap", "synonym_robustness", "text_discriminability",
                         "text_paraphrase_cosine", "text_gap", "top1", "top5"]
-    assert by["discriminability"]["value"] == pytest.approx(discriminability(z, tasks))
+    assert by["separation_gap"]["value"] == pytest.approx(separation_gap(z, tasks))
     assert by["goal_similarity"]["value"] == pytest.approx(goal_similarity(z, tasks))
     assert by["text_gap"]["value"] == pytest.approx(text_discriminability(text, tasks)["gap"])
-    assert by["top1"]["value"] == pytest.approx(goal_accuracy(z, tasks, centres[:4], clip_tasks)["top1"])
+    assert by["top1"]["value"] == pytest.approx(task_retrieval(z, tasks, centres[:4], clip_tasks)["top1"])
     assert (by["top1"]["n_tasks"], by["top1"]["n_rows"]) == (4, 12)
-    assert (by["discriminability"]["n_tasks"], by["discriminability"]["n_rows"]) == (5, 15)
+    assert (by["separation_gap"]["n_tasks"], by["separation_gap"]["n_rows"]) == (5, 15)
     for r in rows:
         assert r["ci_low"] <= r["ci_high"]
     only_z = evaluate_model(z, tasks, n_boot=20)
-    assert [r["metric"] for r in only_z] == ["goal_similarity", "discriminability", "synonym_robustness"]
+    assert [r["metric"] for r in only_z] == ["goal_similarity", "separation_gap", "synonym_robustness"]
 
 
 # --------------------------------------------------------------------------- bootstrap
@@ -235,7 +235,7 @@ def test_bootstrap_ci_covers_the_population_value():
     covered = 0
     for rep in range(200):
         z, tasks = _instruction_set(rng, 20)
-        _, low, high = metric_with_ci(discriminability, z, tasks, n_boot=200, seed=rep)
+        _, low, high = metric_with_ci(separation_gap, z, tasks, n_boot=200, seed=rep)
         covered += low <= true <= high
     assert 0.88 <= covered / 200 <= 0.99, covered / 200
 
@@ -247,7 +247,7 @@ def test_bootstrap_ci_narrows_with_more_tasks():
         w = []
         for rep in range(5):
             z, tasks = _instruction_set(rng, n_tasks)
-            _, low, high = metric_with_ci(discriminability, z, tasks, n_boot=200, seed=rep)
+            _, low, high = metric_with_ci(separation_gap, z, tasks, n_boot=200, seed=rep)
             w.append(high - low)
         widths[n_tasks] = float(np.mean(w))
     assert widths[80] < 0.6 * widths[10], widths  # ~ 1/sqrt(8) ≈ 0.35 expected
@@ -255,9 +255,9 @@ def test_bootstrap_ci_narrows_with_more_tasks():
 
 def test_bootstrap_determinism():
     z, tasks = _instruction_set(np.random.default_rng(3), 15)
-    a = metric_with_ci(discriminability, z, tasks, n_boot=100, seed=11)
-    b = metric_with_ci(discriminability, z, tasks, n_boot=100, seed=11)
-    c = metric_with_ci(discriminability, z, tasks, n_boot=100, seed=12)
+    a = metric_with_ci(separation_gap, z, tasks, n_boot=100, seed=11)
+    b = metric_with_ci(separation_gap, z, tasks, n_boot=100, seed=11)
+    c = metric_with_ci(separation_gap, z, tasks, n_boot=100, seed=12)
     assert a == b
     assert a[0] == c[0]
     assert a[1] != c[1] and a[2] != c[2]
@@ -300,19 +300,19 @@ def test_bootstrap_drops_nan_resamples():
 # --------------------------------------------------------------------------- bad input
 
 @pytest.mark.parametrize("call, message", [
-    (lambda: discriminability(np.zeros(4), [0, 1, 2, 3]), "2-D"),
+    (lambda: separation_gap(np.zeros(4), [0, 1, 2, 3]), "2-D"),
     (lambda: goal_similarity(np.ones((3, 4)), [0, 1]), "2 labels but z has 3 rows"),
     (lambda: mean_cross_task_cosine(np.ones((3, 4)), [[0, 1, 2]]), "1-D"),
     (lambda: synonym_robustness(np.full((2, 2), np.nan), [0, 1]), "NaN"),
-    (lambda: goal_accuracy(np.ones((2, 3)), [0, 1], np.ones((2, 4)), [0, 1]), "dimension"),
-    (lambda: goal_accuracy(np.ones((2, 3)), [0, 1], np.ones((2, 3)), [0]), "clip_tasks has 1 labels"),
-    (lambda: goal_accuracy(np.ones((2, 3)), [0, 1], np.ones((2, 3)), [0, 1], ks=(0,)), "ks"),
+    (lambda: task_retrieval(np.ones((2, 3)), [0, 1], np.ones((2, 4)), [0, 1]), "dimension"),
+    (lambda: task_retrieval(np.ones((2, 3)), [0, 1], np.ones((2, 3)), [0]), "clip_tasks has 1 labels"),
+    (lambda: task_retrieval(np.ones((2, 3)), [0, 1], np.ones((2, 3)), [0, 1], ks=(0,)), "ks"),
     (lambda: evaluate_model(np.ones((2, 3)), [0, 1], text_emb=np.ones((3, 3)), n_boot=5), "text_emb has 3 rows"),
     (lambda: evaluate_model(np.ones((2, 3)), [0, 1], clip_emb=np.ones((2, 3)), n_boot=5), "together"),
     (lambda: bootstrap_ci(lambda i, t: 0.0, [0, 1], level=1.5), "level"),
     (lambda: bootstrap_ci(lambda i, t: 0.0, [0, 1], n_boot=0), "n_boot"),
-    (lambda: discriminability(np.ones((2, 2)), [0, 1], weighting="pairs"), "weighting"),
-    (lambda: discriminability(np.ones((2, 2)), [0, 0], groups=[0, 1]), "constant within each task"),
+    (lambda: separation_gap(np.ones((2, 2)), [0, 1], weighting="pairs"), "weighting"),
+    (lambda: separation_gap(np.ones((2, 2)), [0, 0], groups=[0, 1]), "constant within each task"),
     (lambda: most_confused_pairs(["a", "b"], np.ones((3, 3))), "square"),
 ])
 def test_bad_input(call, message):

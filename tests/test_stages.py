@@ -86,3 +86,19 @@ def test_materialize_converts_figures_and_failures(tmp_path):
 
     with pytest.raises(dg.Failure, match="no clips to train the goal space on"):
         materialize(None, fails)
+
+
+def test_prior_trains_on_every_phrasing_of_a_clips_task():
+    """The fair comparison: the prior sees each goal clip with its own instruction and each paraphrase of
+    its task (what the goal predictor samples from), a clip of a task without paraphrases once."""
+    import pyarrow as pa
+
+    from goalcraft.stages.training import prior_training_pairs
+
+    goals = pa.table({"instruction": ["chop a tree", "drink water", "collect wood"],
+                      "task": ["collect_wood", "collect_drink", "collect_wood"]})
+    texts, rows = prior_training_pairs(goals, {"collect_wood": ["collect wood", "gather some logs"]})
+    assert list(zip(texts, rows.tolist())) == [
+        ("chop a tree", 0), ("collect wood", 0), ("gather some logs", 0),
+        ("drink water", 1),
+        ("collect wood", 2), ("gather some logs", 2)]

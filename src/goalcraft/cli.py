@@ -60,8 +60,8 @@ def _instance(paths: StoragePaths):
     return dg.DagsterInstance.get()
 
 
-def ensure_demo_corpus(config: GoalcraftConfig, *, seed: int, videos: int, trials: int,
-                       say: Callable[[str], None] = _say) -> None:
+def ensure_demo_corpus(config: GoalcraftConfig, say: Callable[[str], None] = _say) -> None:
+    """Generate the Crafter corpus ``[demo]`` describes, unless the configured corpus exists."""
     corpus = config.paths.corpus_path
     manifests = [corpus / m for m in config.paths.manifests]
     if all(m.is_file() for m in manifests):
@@ -71,10 +71,17 @@ def ensure_demo_corpus(config: GoalcraftConfig, *, seed: int, videos: int, trial
         raise CliError(f"manifest(s) {', '.join(map(str, manifests))} not found under the configured "
                        f"corpus_root; the demo only generates a corpus in the default location")
     from goalcraft.crafter.corpus import generate_crafter_corpus
+    from goalcraft.crafter.tasks import STUDY_TRIAL_TARGETS, TRIAL_TARGETS
 
-    say(f"corpus: generating the Crafter demo corpus in {corpus} (seed {seed})")
+    demo = config.demo
+    say(f"corpus: generating the Crafter demo corpus in {corpus} (seed {demo.seed}, {demo.videos} videos of "
+        f"{demo.steps_per_video} steps, {demo.trials} trials, {demo.workers} worker(s))")
     started = time.perf_counter()
-    summary = generate_crafter_corpus(corpus, seed=seed, n_videos=videos, n_trials=trials, progress=say)
+    summary = generate_crafter_corpus(
+        corpus, seed=demo.seed, n_videos=demo.videos, steps_per_video=demo.steps_per_video, n_trials=demo.trials,
+        n_steve1_episodes=demo.steve1_episodes, trial_max_steps=demo.trial_max_steps, video_agent=demo.video_agent,
+        trial_targets=STUDY_TRIAL_TARGETS if demo.trial_targets == "study" else TRIAL_TARGETS,
+        workers=demo.workers, progress=say)
     say(f"corpus: {summary.videos} videos, {summary.trials + summary.episodes} trials, "
         f"{summary.events} achievement events in {time.perf_counter() - started:.1f}s")
 
@@ -95,15 +102,14 @@ def run_pipeline(config: GoalcraftConfig, *, select: str | None = None, partitio
     return summary.metadata
 
 
-def run_demo(config: GoalcraftConfig, *, seed: int = 0, videos: int = 6, trials: int = 4,
-             say: Callable[[str], None] = _say) -> dict[str, dict]:
+def run_demo(config: GoalcraftConfig, *, say: Callable[[str], None] = _say) -> dict[str, dict]:
     """Generate the demo corpus if needed, then materialize every asset, partition by partition."""
-    ensure_demo_corpus(config, seed=seed, videos=videos, trials=trials, say=say)
+    ensure_demo_corpus(config, say=say)
     return run_pipeline(config, say=say)
 
 
-def _config(args: argparse.Namespace) -> GoalcraftConfig:
-    config = load_config(args.config)
+def _config(args: argparse.Namespace, preset: str | None = None) -> GoalcraftConfig:
+    config = load_config(args.config, preset=preset)
     if getattr(args, "data_root", None):
         config = config.model_copy(update={"paths": config.paths.model_copy(
             update={"data_root": str(Path(args.data_root).resolve())})})
@@ -111,7 +117,11 @@ def _config(args: argparse.Namespace) -> GoalcraftConfig:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    run_demo(_config(args), seed=args.seed, videos=args.videos, trials=args.trials)
+    config = _config(args, "study" if args.study else None)
+    flags = {k: v for k, v in (("seed", args.seed), ("videos", args.videos), ("trials", args.trials)) if v is not None}
+    if flags:  # the flags override [demo] (validated like the file)
+        config = config.model_copy(update={"demo": type(config.demo)(**(config.demo.model_dump() | flags))})
+    run_demo(config)
     return 0
 
 
@@ -291,9 +301,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="generate the Crafter corpus if needed and materialize every asset")
     demo.add_argument("--data-root", default=None, help="override [paths] data_root")
-    demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--videos", type=int, default=6)
-    demo.add_argument("--trials", type=int, default=4)
+    demo.add_argument("--study", action="store_true",
+                      help="the evaluation study: the packaged study preset (a larger corpus, 3 training replicates; "
+                           "about 45 minutes on 2 cores) under your settings file")
+    demo.add_argument("--seed", type=int, default=None, help="override [demo] seed")
+    demo.add_argument("--videos", type=int, default=None, help="override [demo] videos")
+    demo.add_argument("--trials", type=int, default=None, help="override [demo] trials")
     demo.set_defaults(func=_cmd_demo)
 
     run = sub.add_parser("run", help="materialize assets in-process on the configured corpus, in dependency order")

@@ -313,11 +313,31 @@ class EvaluationSettings(Settings):
     instruction_sets: list[str] = ["steve1", "corpus"]
     n_boot: PositiveInt = 1000
     seed: int = 0
-    prior_seeds: list[int] = [0, 1, 2]  # the stochastic prior is also evaluated sampled, per seed
+    # Training replicates of each goal model: the prior and the predictor's aligner are trained this
+    # many times (seeds seed, seed + 1, ...; replicate 0 is the served model), and the evaluation's
+    # CIs carry the variance between them. The study run uses 3.
+    replicates: PositiveInt = 1
     examples_per_set: int = Field(4, ge=0)
 
 
 DEFAULT_RETRAIN_CRON = "0 3 * * 0"  # Sundays 03:00
+class DemoSettings(Settings):
+    """``[demo]``: the Crafter corpus ``goalcraft demo`` generates when the corpus is absent
+    (goalcraft.crafter.corpus.generate_crafter_corpus). ``video_agent = "varied"`` plays a curriculum
+    of errands so every video unlocks many different achievements; ``trial_targets = "study"`` adds
+    the harder achievements to the trials' targets."""
+
+    seed: int = Field(0, ge=0)
+    videos: int = Field(6, ge=0)
+    steps_per_video: PositiveInt = 300
+    trials: int = Field(4, ge=0)
+    steve1_episodes: int = Field(2, ge=0)
+    trial_max_steps: PositiveInt = 250
+    video_agent: Literal["free", "varied"] = "free"
+    trial_targets: Literal["default", "study"] = "default"
+    workers: PositiveInt = 1  # processes playing and encoding episodes (the output does not depend on it)
+
+
 _CRON_FIELD = re.compile(r"^[0-9A-Za-z*/,\-?#L]+$")
 
 
@@ -362,6 +382,7 @@ class GoalcraftConfig(Settings):
     gpu: GpuSettings = GpuSettings()
     evaluation: EvaluationSettings = EvaluationSettings()
     automation: AutomationSettings = AutomationSettings()
+    demo: DemoSettings = DemoSettings()
     source: str = "defaults"
 
 
@@ -421,8 +442,31 @@ def config_from_dict(raw: dict[str, Any], base: Path, source: str = "defaults") 
                           f"{_describe([e for e in errors if e['loc'][:1] == (section,)])}") from None
 
 
-def load_config(path: Path | None = None) -> GoalcraftConfig:
-    """Load settings from ``path``, else ``$GOALCRAFT_CONFIG``, else ``./goalcraft.toml``, else defaults."""
+#: Settings presets shipped with goalcraft (``goalcraft/presets/<name>.toml``), layered under a file.
+PRESETS: tuple[str, ...] = ("study",)
+
+
+def preset_settings(name: str) -> dict[str, Any]:
+    """A packaged preset's settings, as read from its TOML file."""
+    from importlib import resources
+
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}")
+    return tomllib.loads(resources.files("goalcraft.presets").joinpath(f"{name}.toml").read_text(encoding="utf-8"))
+
+
+def _layered(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    """``top``'s keys over ``base``'s, table by table."""
+    out = {k: dict(v) if isinstance(v, dict) else v for k, v in base.items()}
+    for key, value in top.items():
+        out[key] = _layered(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def load_config(path: Path | None = None, preset: str | None = None) -> GoalcraftConfig:
+    """Load settings from ``path``, else ``$GOALCRAFT_CONFIG``, else ``./goalcraft.toml``, else defaults;
+    with ``preset`` the packaged preset's values come first and the file's override them."""
+    base = preset_settings(preset) if preset else {}
     if path is None:
         env = os.environ.get(CONFIG_ENV_VAR)
         if env:
@@ -430,7 +474,7 @@ def load_config(path: Path | None = None) -> GoalcraftConfig:
         elif Path(DEFAULT_CONFIG_NAME).is_file():
             path = Path(DEFAULT_CONFIG_NAME)
     if path is None:
-        return config_from_dict({}, Path.cwd())
+        return config_from_dict(base, Path.cwd(), source=f"preset {preset}" if preset else "defaults")
     path = Path(path).expanduser().resolve()
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -438,4 +482,5 @@ def load_config(path: Path | None = None) -> GoalcraftConfig:
         raise ConfigError(f"config file not found: {path}") from exc
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
-    return config_from_dict(raw, path.parent, source=str(path))
+    return config_from_dict(_layered(base, raw), path.parent,
+                            source=f"{path} over preset {preset}" if preset else str(path))

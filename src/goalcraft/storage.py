@@ -108,6 +108,12 @@ class StoragePaths:
         """Stage 1 of the goal predictor (text → 32 visual query tokens), the start of stage 2."""
         return self.data_root / "models" / "predictor_stage1"
 
+    @staticmethod
+    def replicate_dirs(base: Path, replicates: int) -> list[Path]:
+        """The folders of a model's training replicates: ``base`` for replicate 0 (the served model),
+        ``<base>_r<k>`` beside it for the others."""
+        return [base if k == 0 else base.with_name(f"{base.name}_r{k}") for k in range(replicates)]
+
     @property
     def goal_predictor_dir(self) -> Path:
         """The whole goal predictor (stage 1 frozen + its trained aligner): what ``predict_goal`` loads."""

@@ -24,15 +24,25 @@ from goalcraft.training.launch import SPEC_ENV_VAR
 
 
 def _train(context: dg.AssetExecutionContext, paths: StoragePaths, settings: PredictorSettings, stage: int,
-           gpu: GpuSettings) -> StageResult:
+           gpu: GpuSettings, replicates: int = 1) -> StageResult:
+    """Stage 1 once; stage 2 once per replicate (the first one's figures are reported)."""
+    results = [_train_one(context, paths, settings, stage, gpu, k) for k in range(replicates if stage == 2 else 1)]
+    if stage == 2:
+        results[0].metadata["replicates"] = replicates
+    return results[0]
+
+
+def _train_one(context: dg.AssetExecutionContext, paths: StoragePaths, settings: PredictorSettings, stage: int,
+               gpu: GpuSettings, replicate: int) -> StageResult:
     """Train in this process, or through torchrun workers under Dagster Pipes (rank 0 reports)."""
     if settings.launcher == "inprocess":
-        return train_predictor_stage(paths, settings, stage, log=lambda m: context.log.debug(str(m)))
+        return train_predictor_stage(paths, settings, stage, log=lambda m: context.log.debug(str(m)),
+                                     replicate=replicate)
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
                f"--nproc_per_node={gpu.nproc_per_node}", "-m", "goalcraft.training.launch"]
     # Every worker reads the spec from the environment.
     invocation = dg.PipesSubprocessClient().run(command=command, context=context,
-                                                env={SPEC_ENV_VAR: stage_spec(paths, settings, stage).to_json()})
+                                                env={SPEC_ENV_VAR: stage_spec(paths, settings, stage, replicate).to_json()})
     metadata = invocation.get_materialize_result().metadata or {}
     summary: dict[str, Any] = {k: v.value if isinstance(v, dg.MetadataValue) else v for k, v in metadata.items()}
     return stage_result(paths, settings, stage, summary)
@@ -70,13 +80,15 @@ def build_predictor_assets(gpu: GpuSettings) -> tuple[list[dg.AssetsDefinition],
             "Stage 2: the aligner (A: flatten + MLP, or B: attention pooling) from the frozen predictor's "
             "32 tokens to a 512-d z_goal at the goal space's raw scale (MSE + 0.1 x (1 − cos), best "
             "validation kept, scale calibrated). The whole predictor is saved here (predictor/aligner/best); "
+            "[evaluation] replicates aligners (seeds seed, seed + 1, ...) on the one stage 1. "
             "goal_model_comparison compares it with the baseline."
         ),
         **gpu_kwargs,
     )
     def goal_aligner(context: dg.AssetExecutionContext, storage: StorageResource,
                      training: TrainingResource) -> dg.MaterializeResult:
-        return materialize(context, lambda: _train(context, storage.paths, training.predictor, 2, gpu))
+        return materialize(context, lambda: _train(context, storage.paths, training.predictor, 2, gpu,
+                                                   training.evaluation.replicates))
 
     @dg.asset_check(asset=goal_aligner, name="scale_matches_goal_space", blocking=True,
                     description="Predicted z_goal norms on the validation clips are within 0.8–1.25x of the "

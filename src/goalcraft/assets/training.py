@@ -38,16 +38,19 @@ def build_training_assets() -> list[dg.AssetsDefinition]:
     @dg.asset(
         group_name="training",
         kinds={"pytorch", "safetensors"},
-        deps=[GOAL_EMBEDDINGS, goal_space_model],
+        deps=[GOAL_EMBEDDINGS, goal_space_model, TASK_VOCABULARY],
         description=(
             "STEVE-1's prior: an MLP conditional VAE from the goal space's text embedding of an instruction "
-            "to a goal embedding, trained on the goal clips (MSE + beta KL, best validation kept). "
+            "to a goal embedding, trained on the goal clips of the train and val splits with every phrasing "
+            "of their task (the paraphrases the goal predictor also trains with), MSE + beta KL, best "
+            "validation kept; [evaluation] replicates copies (seeds seed, seed + 1, ...). "
             "This is the MineCLIP text → prior baseline the goal predictor must beat."
         ),
     )
     def steve1_prior(context: dg.AssetExecutionContext, storage: StorageResource,
                      training: TrainingResource) -> dg.MaterializeResult:
         return materialize(context, lambda: train_steve1_prior(
-            storage.paths, training.prior, log=lambda r: context.log.info(json.dumps(r))))
+            storage.paths, training.prior, training.evaluation.replicates,
+            log=lambda r: context.log.info(json.dumps(r))))
 
     return [goal_space_model, steve1_prior]

@@ -5,6 +5,9 @@ An entry of ``[evaluation] instruction_sets`` is one of
 ``steve1``                 STEVE-1's 11 evaluation prompts with their paraphrases (packaged data file)
 ``corpus``                 the tasks of the configured task files (the task_vocabulary asset; without
                            one, the corpus's ``tasks.json``), with their paraphrases
+``unseen_paraphrases``     the Crafter tasks' instructions with new paraphrases that no goal model and
+                           no goal space trains on (packaged: ``goalcraft/crafter/unseen_paraphrases.json``):
+                           the fair synonym-robustness test
 ``<file>.json``            any ``{task: {"instruction": ..., "paraphrases": [...]}}`` file
 ``<file>.yaml``            MineDojo task prompts (``programmatic_tasks.yaml``, ``creative_tasks.yaml``)
 ``<folder>``               a folder of MineStudio task configs (``text:`` per file)
@@ -29,6 +32,11 @@ from goalcraft.data.task_vocabulary import (
     load_minestudio_tasks,
     normalise_text,
 )
+
+
+#: Instruction sets shipped with goalcraft: name → (package, file).
+PACKAGED_SETS = {"steve1": ("goalcraft.data", STEVE1_PROMPTS_FILE),
+                 "unseen_paraphrases": ("goalcraft.crafter", "unseen_paraphrases.json")}
 
 
 @dataclass(frozen=True)
@@ -69,9 +77,10 @@ def load_instruction_set(entry: str, corpus_root: Path, vocabulary: TaskVocabula
             vocabulary = load_task_vocabulary(corpus_root, ["tasks.json"], steve1_prompts=False, task_files_set=False)
         mapping = TaskVocabulary(vocabulary.corpus_tasks()).to_mapping()
         return _from_mapping("corpus", mapping, "the task vocabulary") if mapping else InstructionSet("corpus", ())
-    if entry == "steve1":
-        text = resources.files("goalcraft.data").joinpath(STEVE1_PROMPTS_FILE).read_text(encoding="utf-8")
-        return _from_mapping("steve1", json.loads(text), STEVE1_PROMPTS_FILE)
+    if entry in PACKAGED_SETS:
+        package, filename = PACKAGED_SETS[entry]
+        text = resources.files(package).joinpath(filename).read_text(encoding="utf-8")
+        return _from_mapping(entry, json.loads(text), filename)
     path = Path(corpus_root) / entry
     name = path.stem
     if path.is_dir():

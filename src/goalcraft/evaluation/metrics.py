@@ -1,5 +1,7 @@
-"""Goal-model metrics: how well a model's z_goal tells tasks apart, how robust it is to paraphrase,
-and whether it retrieves the right task's real goal clips, each with a bootstrap CI over tasks.
+"""Per-phrasing goal-model metrics (every phrasing a row): cross- and same-task cosines, the
+``separation_gap`` (same − cross), ``task_retrieval`` of held-out goal clips, each with a bootstrap
+CI over tasks; the pairwise task views the report uses. The evaluation's headline metrics, under the
+user's STEVE-1 evaluator's names, are in :mod:`goalcraft.evaluation.goal_model_metrics`.
 
 Plain numpy, float64 throughout. Inputs are embedding arrays ``[N, D]`` (raw scale; every metric
 works on cosines, i.e. on L2-normalised rows, and a zero row has cosine 0 with everything) plus one
@@ -31,16 +33,16 @@ Statistic = Callable[[np.ndarray, np.ndarray], float]
 __all__ = [
     "aggregate_over_seeds",
     "bootstrap_ci",
-    "discriminability",
     "evaluate_model",
-    "goal_accuracy",
     "goal_similarity",
     "mean_cross_task_cosine",
     "mean_same_task_cosine",
     "metric_with_ci",
     "most_confused_pairs",
     "pairwise_task_cosine",
+    "separation_gap",
     "synonym_robustness",
+    "task_retrieval",
     "text_discriminability",
 ]
 
@@ -205,7 +207,7 @@ def goal_similarity(z: ArrayLike, tasks: Labels, *, weighting: Weighting = "task
     return _cross_from_blocks(_blocks(z, tasks, groups, name="z"), weighting)
 
 
-def discriminability(z: ArrayLike, tasks: Labels, *, weighting: Weighting = "task",
+def separation_gap(z: ArrayLike, tasks: Labels, *, weighting: Weighting = "task",
                      groups: Labels | None = None) -> float:
     """Mean same-task cosine − mean cross-task cosine of z_goal (higher = better separated)."""
     _check_weighting(weighting)
@@ -265,7 +267,7 @@ def _check_ks(ks: Sequence[int]) -> tuple[int, ...]:
     return out
 
 
-def goal_accuracy(z: ArrayLike, z_tasks: Labels, clip_emb: ArrayLike, clip_tasks: Labels,
+def task_retrieval(z: ArrayLike, z_tasks: Labels, clip_emb: ArrayLike, clip_tasks: Labels,
                   ks: Sequence[int] = (1, 5), *, weighting: Weighting = "task") -> dict[str, float]:
     """Task-level retrieval against held-out goal clips.
 
@@ -413,7 +415,7 @@ def evaluate_model(z: ArrayLike, tasks: Labels, *, text_emb: ArrayLike | None = 
     """Every metric of one model on one instruction set, with bootstrap CIs over tasks.
 
     Rows ``{"metric", "value", "ci_low", "ci_high", "n_tasks", "n_rows"}`` for ``goal_similarity``,
-    ``discriminability``, ``synonym_robustness``; with ``text_emb`` (one row per z row) also
+    ``separation_gap``, ``synonym_robustness``; with ``text_emb`` (one row per z row) also
     ``text_discriminability``, ``text_paraphrase_cosine``, ``text_gap``; with clips ``top{k}`` per k
     (bootstrap over the tasks of the z rows whose task has clips). ``n_tasks``/``n_rows``: the tasks
     and rows the value is computed from. Every bootstrap uses the same ``seed``, so metrics on the
@@ -428,7 +430,7 @@ def evaluate_model(z: ArrayLike, tasks: Labels, *, text_emb: ArrayLike | None = 
     boot = {"n_boot": n_boot, "seed": seed, "level": level}
     rows = [
         _row("goal_similarity", metric_with_ci(goal_similarity, x, labels, **boot), n_tasks, n_rows),
-        _row("discriminability", metric_with_ci(discriminability, x, labels, **boot), n_tasks, n_rows),
+        _row("separation_gap", metric_with_ci(separation_gap, x, labels, **boot), n_tasks, n_rows),
         _row("synonym_robustness", metric_with_ci(synonym_robustness, x, labels, **boot),
              int(multi.sum()), int(counts[multi].sum())),
     ]

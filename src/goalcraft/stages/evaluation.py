@@ -27,43 +27,51 @@ def _goal_table(paths: StoragePaths) -> tuple[pa.Table, dict[str, np.ndarray]]:
 
 
 def _held_out(paths: StoragePaths):
-    from goalcraft.evaluation.run import HeldOutClips
+    """(goal table, the test split's clips, the train + val goals the models trained on)."""
+    from goalcraft.evaluation.run import HeldOutClips, TrainingGoals
     from goalcraft.training.predictor import PredictorExamples
 
     table, splits = _goal_table(paths)
     examples = PredictorExamples.from_table(table)
     idx = np.asarray(splits["test"])
-    return table, HeldOutClips([examples.keys[i] for i in idx], [examples.tasks[i] for i in idx], examples.goals[idx])
+    seen = np.sort(np.concatenate([splits["train"], splits["val"]]))
+    return (table, HeldOutClips([examples.keys[i] for i in idx], [examples.tasks[i] for i in idx], examples.goals[idx]),
+            TrainingGoals([examples.tasks[i] for i in seen], examples.goals[seen]))
 
 
-def _models(paths: StoragePaths, prior_seeds: list[int]):
+def _models(paths: StoragePaths, replicates: int):
+    """Every training replicate of the goal predictor and of the MineCLIP text → prior baseline."""
     import torch
 
-    from goalcraft.evaluation.run import GoalModelUnderTest, file_digest
+    from goalcraft.evaluation.run import BASELINE, PREDICTOR, GoalModelUnderTest, file_digest
     from goalcraft.models.backbones import mean_pool
     from goalcraft.models.baseline import load_baseline
     from goalcraft.models.predictor import load_goal_predictor
 
-    predictor = load_goal_predictor(paths.goal_predictor_dir / "best")
-    baseline = load_baseline(paths.goal_space_dir / "best", paths.prior_dir / "best")
+    models = []
+    for k, folder in enumerate(paths.replicate_dirs(paths.goal_predictor_dir, replicates)):
+        predictor = load_goal_predictor(folder / "best")
 
-    @torch.inference_mode()
-    def predictor_text(texts):
-        states, mask = predictor.encode_text(texts)
-        return mean_pool(states, mask).float().numpy()
+        @torch.inference_mode()
+        def predictor_text(texts, predictor=predictor):
+            states, mask = predictor.encode_text(texts)
+            return mean_pool(states, mask).float().numpy()
 
-    return [
-        GoalModelUnderTest("goal_predictor", lambda texts, seed: predictor.predict_goal(texts).numpy(),
-                           predictor_text, {"aligner": str(paths.goal_predictor_dir / "best"),
-                                            "version": file_digest(paths.goal_predictor_dir / "best" / "model.safetensors")}),
-        GoalModelUnderTest(
-            "mineclip_prior",
-            lambda texts, seed: baseline.predict_goal(texts, deterministic=seed is None, seed=seed).numpy(),
-            lambda texts: baseline.encode_text(texts).numpy(),
-            {"goal_space": str(paths.goal_space_dir / "best"), "prior": str(paths.prior_dir / "best"),
-             "version": file_digest(paths.prior_dir / "best" / "model.safetensors")},
-            seeds=tuple(prior_seeds)),
-    ]
+        models.append(GoalModelUnderTest(
+            PREDICTOR, lambda texts, seed, predictor=predictor: predictor.predict_goal(texts).numpy(), predictor_text,
+            {"aligner": str(folder / "best"), "version": file_digest(folder / "best" / "model.safetensors")},
+            training_seed=k))
+    for k, folder in enumerate(paths.replicate_dirs(paths.prior_dir, replicates)):
+        baseline = load_baseline(paths.goal_space_dir / "best", folder / "best")
+        models.append(GoalModelUnderTest(
+            BASELINE,
+            lambda texts, seed, baseline=baseline: baseline.predict_goal(
+                texts, deterministic=seed is None, seed=seed).numpy(),
+            lambda texts, baseline=baseline: baseline.encode_text(texts).numpy(),
+            {"goal_space": str(paths.goal_space_dir / "best"), "prior": str(folder / "best"),
+             "version": file_digest(folder / "best" / "model.safetensors")},
+            stochastic=True, text_in_goal_space=True, training_seed=k))
+    return models
 
 
 def compare_goal_models(paths: StoragePaths) -> StageResult:
@@ -98,12 +106,13 @@ def evaluate_goal_models(paths: StoragePaths, corpus_root: Path, settings: Evalu
     from goalcraft.evaluation.run import evaluate_runs, example_rows, file_digest, new_run_id, write_tables
 
     sets = load_instruction_sets(settings.instruction_sets, corpus_root, read_task_vocabulary(paths.task_vocabulary_file))
-    _, clips = _held_out(paths)
-    models = _models(paths, settings.prior_seeds)
+    _, clips, training = _held_out(paths)
+    models = _models(paths, settings.replicates)
     run_id = new_run_id()
-    tables = evaluate_runs(models, sets, clips, run_id=run_id, n_boot=settings.n_boot, seed=settings.seed,
+    tables = evaluate_runs(models, sets, clips, run_id=run_id, training=training, n_boot=settings.n_boot,
+                           seed=settings.seed,
                            data_versions={"goal_embeddings": file_digest(paths.goal_embeddings_table)},
-                           settings={"instruction_sets": settings.instruction_sets})
+                           settings={"instruction_sets": settings.instruction_sets, "replicates": settings.replicates})
     tables["examples"] = example_rows(models, sets, clips, run_id=run_id, per_set=settings.examples_per_set)
     written = write_tables(tables, paths.evaluation_dir, run_id)
     missing = {s.name: [t.name for t in s.tasks if t.name not in set(clips.tasks)] for s in sets}
@@ -129,7 +138,7 @@ def write_evaluation_report(paths: StoragePaths) -> StageResult:
     ((run_id,),) = con.execute("SELECT run_id FROM eval_runs ORDER BY timestamp DESC, run_id DESC LIMIT 1").fetchall()
     tables = {t: con.sql(f"SELECT * FROM eval_{t} WHERE run_id = ?", params=[run_id]).to_arrow_table()
               for t in TABLES}
-    goal_table, _ = _held_out(paths)
+    goal_table, _, _ = _held_out(paths)
     frame = shard_frame_reader(goal_table, lambda shard: paths.goal_partition_dir(shard.split("-")[0]))
     html_text = render_report(run_id, tables, examples_for_report(tables["examples"]), frame)
     out = paths.evaluation_dir / "report.html"

@@ -35,15 +35,17 @@ def predictor_config(settings: PredictorSettings) -> PredictorConfig:
     return config.replace(backbone=backbone, aligner=settings.aligner)
 
 
-def stage_spec(paths: StoragePaths, settings: PredictorSettings, stage: int) -> StageSpec:
-    """What training stage 1 (text → query tokens) or 2 (the aligner) needs, as plain values."""
+def stage_spec(paths: StoragePaths, settings: PredictorSettings, stage: int, replicate: int = 0) -> StageSpec:
+    """What training stage 1 (text → query tokens) or 2 (the aligner) needs, as plain values. Stage 2's
+    ``replicate`` k trains with seed + k into the k-th replicate folder (stage 1 is shared)."""
     common = dict(goal_table=str(paths.goal_embeddings_table), tasks_file=str(paths.task_vocabulary_file))
     if stage == 1:
         return StageSpec(stage=1, out_dir=str(paths.predictor_stage1_dir), config=asdict(predictor_config(settings)),
                          settings=settings.stage1.model_dump(), **common)
-    return StageSpec(stage=2, out_dir=str(paths.goal_predictor_dir), config={"aligner": settings.aligner},
-                     settings=settings.stage2.model_dump(), stage1_dir=str(paths.predictor_stage1_dir / "best"),
-                     **common)
+    out_dir = paths.replicate_dirs(paths.goal_predictor_dir, replicate + 1)[replicate]
+    stage2 = settings.stage2.model_dump() | {"seed": settings.stage2.seed + replicate}
+    return StageSpec(stage=2, out_dir=str(out_dir), config={"aligner": settings.aligner},
+                     settings=stage2, stage1_dir=str(paths.predictor_stage1_dir / "best"), **common)
 
 
 def stage_result(paths: StoragePaths, settings: PredictorSettings, stage: int, summary: dict[str, Any]) -> StageResult:
@@ -66,11 +68,11 @@ def stage_result(paths: StoragePaths, settings: PredictorSettings, stage: int, s
 
 
 def train_predictor_stage(paths: StoragePaths, settings: PredictorSettings, stage: int,
-                          log: Callable[[Any], None] | None = None) -> StageResult:
-    """Train a stage in this process (CPU, or one GPU)."""
+                          log: Callable[[Any], None] | None = None, replicate: int = 0) -> StageResult:
+    """Train a stage (stage 2: one replicate) in this process (CPU, or one GPU)."""
     from goalcraft.training.launch import run_stage
 
-    return stage_result(paths, settings, stage, run_stage(stage_spec(paths, settings, stage), log=log))
+    return stage_result(paths, settings, stage, run_stage(stage_spec(paths, settings, stage, replicate), log=log))
 
 
 def aligner_norm_ratio(paths: StoragePaths) -> tuple[float, int]:

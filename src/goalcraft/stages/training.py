@@ -90,8 +90,24 @@ def train_goal_space_model(paths: StoragePaths, settings: GoalSpaceSettings, log
     })
 
 
-def train_steve1_prior(paths: StoragePaths, settings: PriorSettings, log: Log | None = None) -> StageResult:
-    """STEVE-1's prior (goal-space text embedding → goal embedding) on the train and val splits."""
+def prior_training_pairs(goals, variants: dict[str, list[str]]) -> tuple[list[str], np.ndarray]:
+    """(instruction, goal row) pairs: every goal clip once with its own instruction and once with
+    each other phrasing of its task (the paraphrase augmentation the goal predictor trains with, so
+    both goal models see the same instruction texts)."""
+    texts, rows = [], []
+    for i, (instruction, task) in enumerate(zip(goals.column("instruction").to_pylist(), goals.column("task").to_pylist())):
+        for text in dict.fromkeys([instruction, *variants.get(task, ())]):
+            texts.append(text)
+            rows.append(i)
+    return texts, np.asarray(rows, dtype=np.int64)
+
+
+def train_steve1_prior(paths: StoragePaths, settings: PriorSettings, replicates: int = 1,
+                       log: Log | None = None) -> StageResult:
+    """STEVE-1's prior (goal-space text embedding → goal embedding) on the train and val splits, with
+    the task vocabulary's paraphrases; ``replicates`` priors (seeds seed, seed + 1, ...)."""
+    from goalcraft.training.launch import load_variants
+
     goals = pq.read_table(paths.goal_embeddings_table)
     if goals.num_rows < 4:
         raise StageError(f"only {goals.num_rows} goal clips: too few to train the prior (goal_clips' notes "
@@ -102,16 +118,20 @@ def train_steve1_prior(paths: StoragePaths, settings: PriorSettings, log: Log | 
     except SplitError as exc:
         raise StageError(str(exc)) from None
     goals = goals.take(np.sort(np.concatenate([splits["train"], splits["val"]])))
-    goal = embedding_matrix(goals)
-    text = encode_instructions(load_mineclip(paths.goal_space_dir / "best"),
-                               goals.column("instruction").to_pylist()).numpy()
-    result = train_prior(text, goal, prior_config_for(goal.shape[1]), paths.prior_dir, epochs=settings.epochs,
-                         batch_size=settings.batch_size, lr=settings.lr, beta=settings.beta, seed=settings.seed,
-                         resume="auto", log=log)
+    texts, rows = prior_training_pairs(goals, load_variants(paths.task_vocabulary_file))
+    goal = embedding_matrix(goals)[rows]
+    text = encode_instructions(load_mineclip(paths.goal_space_dir / "best"), texts).numpy()
+    results = []
+    for k, out_dir in enumerate(paths.replicate_dirs(paths.prior_dir, replicates)):
+        results.append(train_prior(text, goal, prior_config_for(goal.shape[1]), out_dir, epochs=settings.epochs,
+                                   batch_size=settings.batch_size, lr=settings.lr, beta=settings.beta,
+                                   seed=settings.seed + k, resume="auto", log=log))
     return StageResult({
-        "pairs": int(goals.num_rows),
+        "clips": int(goals.num_rows),
+        "pairs": int(len(rows)),
         "tasks": len(set(goals.column("task").to_pylist())),
-        "best_epoch": result.best_epoch,
-        "best_val_loss": float(result.best_val_loss),
+        "replicates": replicates,
+        "best_epoch": results[0].best_epoch,
+        "best_val_loss": [float(r.best_val_loss) for r in results],
         "checkpoint": paths.prior_dir / "best",
     })

@@ -1,0 +1,1 @@
+"""Settings presets shipped with goalcraft (TOML files read by goalcraft.config.load_config)."""
