@@ -178,7 +178,8 @@ def test_demo_evaluates_both_models_and_writes_the_report(demo_run):
     tasks = pq.read_table(next((data / "evaluation" / "per_task").glob("*.parquet"))).to_pylist()
     assert any(not t["has_goal_clips"] for t in tasks if t["instruction_set"] == "steve1")  # reported, not hidden
     report = (data / "evaluation" / "report.html").read_text()
-    assert report.count("class='heat'") == 4 and "data:image/jpeg;base64," in report
+    # Per set: the predictor, the prior sampled and deterministic, the success visuals.
+    assert report.count("<figure class='heat'>") == 8 and "data:image/jpeg;base64," in report
     assert "evaluation: run " in output
 
 

@@ -86,6 +86,12 @@ def test_tables_accumulate_and_duckdb_reads_them(tables, tmp_path, toy_evaluatio
     assert comparison["prior_collapse"]["separating_ci_low"] <= comparison["prior_collapse"]["separating_value"]
     confused = run_query(tmp_path, "confused_pairs").to_pylist()
     assert confused[0]["model"] == "collapsed" and confused[0]["cosine"] == pytest.approx(1.0)
+    # Ranked per model and mode (the prior sampled and deterministic apart), the success visuals too.
+    ranks = {}
+    for r in confused:
+        ranks.setdefault((r["model"], r["mode"]), []).append(r["rank"])
+    assert ranks == {k: [1, 2, 3] for k in [("collapsed", "deterministic"), ("collapsed", "sampled"),
+                                             ("separating", "deterministic"), ("success_visuals", "visuals")]}
     # Two runs × (separating, collapsed sampled, collapsed deterministic) × every metric each reports.
     history = run_query(tmp_path, "metric_history").to_pylist()
     assert len(history) == 2 * sum(1 for _ in pq.read_table(paths.evaluation_dir / "summary" / "r9.parquet").to_pylist()
@@ -130,3 +136,22 @@ def test_oracles_fractions_and_paired_differences(toy_evaluation):
     assert d["difference"] == pytest.approx(1.0) and d["excludes_zero"] and d["better"] == "goal_predictor"
     assert diffs[("deterministic", "consistency")]["zero_width_ci"]  # both deterministic: always 0
     assert diffs[("sampled", "goal_accuracy")]["better"] == "goal_predictor"
+
+
+def test_success_visuals_pairs_are_the_held_out_clips_cross_task_cosines(toy_evaluation):
+    """per_pair's success_visuals rows: the mean cosine between two tasks' held-out clips (the
+    heatmap of what visual_similarity averages); NULL for a task without clips."""
+    import math
+
+    import numpy as np
+
+    MODELS, SET, AXES = toy_evaluation.models, toy_evaluation.instruction_set, toy_evaluation.axes
+    clips = HeldOutClips(["k0", "k1", "k2"], ["wood", "wood", "dirt"],
+                         np.stack([AXES["wood"], AXES["wood"] * 2, AXES["wood"] + AXES["dirt"]]))
+    tables = evaluate_runs(MODELS[:1], [SET], clips, run_id="r4", data_versions={}, n_boot=20)
+    visuals = {(r["task_a"], r["task_b"]): r for r in tables["per_pair"].to_pylist() if r["model"] == "success_visuals"}
+    assert len(visuals) == 6 and {r["mode"] for r in visuals.values()} == {"visuals"}
+    assert visuals[("wood", "dirt")]["cosine"] == pytest.approx(1 / math.sqrt(2))
+    assert visuals[("dirt", "wood")]["cosine"] == pytest.approx(1 / math.sqrt(2))
+    assert visuals[("wood", "swim")]["cosine"] is None and visuals[("swim", "dirt")]["cosine"] is None
+    assert _metric(tables, "separating", "visual_similarity")["value"] == pytest.approx(1 / math.sqrt(2))

@@ -29,6 +29,7 @@ __all__ = [
     "bootstrap_models",
     "compute_metrics",
     "probe_cosines",
+    "visual_pair_cosines",
 ]
 
 #: The design's text-side probe pairs (its "1.3 %": how little MineCLIP's text side separates them).
@@ -202,7 +203,7 @@ def _wvariance(z: np.ndarray, w: np.ndarray) -> float:
     return float(((ww[:, None] * (zz - mu) ** 2).sum(0) / ww.sum()).mean())
 
 
-def _visual_pair(vis: Visuals, centre: np.ndarray | None) -> np.ndarray:
+def visual_pair_cosines(vis: Visuals, centre: np.ndarray | None) -> np.ndarray:
     """[T, T]: mean cosine between the success visuals of tasks a and b (NaN where one has none)."""
     T = len(vis.tasks)
     sums, n = [], []
@@ -229,7 +230,8 @@ def compute_metrics(g: ModelGoals, vis: Visuals, *, centre: np.ndarray | None = 
     T = len(g.tasks)
     w = np.ones(T) if w is None else np.asarray(w, dtype=np.float64)
     p = _per if _per is not None else per_task_values(g, vis, centre, ks)
-    vp, vpc = visual_pair if visual_pair is not None else (_visual_pair(vis, None), _visual_pair(vis, centre))
+    vp, vpc = (visual_pair if visual_pair is not None
+               else (visual_pair_cosines(vis, None), visual_pair_cosines(vis, centre)))
     collapse = _wpair(p.pair, w)
     variance = _wvariance(g.canonical, w)
     out = {
@@ -318,7 +320,7 @@ def bootstrap_models(models: Mapping[str, Sequence[ModelGoals]], vis: Visuals, *
         if a not in models or b not in models:
             raise ValueError(f"paired difference {a} − {b}: both models must be evaluated")
     T = len(vis.tasks)
-    base_pair = (_visual_pair(vis, None), _visual_pair(vis, centre))
+    base_pair = (visual_pair_cosines(vis, None), visual_pair_cosines(vis, centre))
     point_per_seed = {m: [compute_metrics(g, vis, centre=centre, ks=ks, visual_pair=base_pair) for g in models[m]]
                       for m in names}
     metric_names = list(dict.fromkeys(k for m in names for d in point_per_seed[m] for k in d))
@@ -339,7 +341,7 @@ def bootstrap_models(models: Mapping[str, Sequence[ModelGoals]], vis: Visuals, *
     for r in range(int(n_boot)):
         w = np.bincount(rng.integers(0, T, T), minlength=T).astype(np.float64)
         v = vis.resample(rng)
-        vpair = (_visual_pair(v, None), _visual_pair(v, centre))
+        vpair = (visual_pair_cosines(v, None), visual_pair_cosines(v, centre))
         drawn = {}
         for m in names:
             g = models[m][int(rng.integers(0, len(models[m])))]

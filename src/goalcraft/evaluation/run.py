@@ -12,7 +12,9 @@ reads each table as a glob, see goalcraft.sql):
 ``differences``      paired bootstrap differences goal_predictor − mineclip_prior (sampled and
                      deterministic) per metric, with CI, whether it excludes 0 and which model is better
 ``per_task``         per model and task: the user's per-task figures and retrieval
-``per_pair``         per model and pair of tasks: cosine between their canonical z_goal (the heatmaps)
+``per_pair``         per model (and mode) and pair of tasks: cosine between their canonical z_goal (the
+                     heatmaps); model ``success_visuals`` (mode ``visuals``): mean cosine between the
+                     two tasks' held-out goal clips (NULL where one has none)
 ``per_instruction``  per phrasing: z_goal norm, nearest task by clip centroid and its cosine
 """
 
@@ -39,6 +41,7 @@ from goalcraft.evaluation.goal_model_metrics import (
     chance_levels,
     per_task_values,
     probe_cosines,
+    visual_pair_cosines,
 )
 from goalcraft.storage import write_parquet_atomic
 
@@ -97,6 +100,9 @@ ORACLE_HELD_OUT = "oracle_held_out_mean"
 #: The headline paired comparison: the goal predictor against MineCLIP text + prior (sampled, as STEVE-1).
 PREDICTOR, BASELINE = "goal_predictor", "mineclip_prior"
 CONSISTENCY_SAMPLES = 10
+#: ``per_pair``'s (model, mode) of the success visuals' cross-task cosine (the held-out goal clips of
+#: two tasks; what ``visual_similarity`` averages).
+VISUALS = ("success_visuals", "visuals")
 
 
 def first_seeds(models: Sequence[GoalModelUnderTest]) -> list[GoalModelUnderTest]:
@@ -226,12 +232,11 @@ def evaluate_runs(models: Sequence[GoalModelUnderTest], sets: Sequence[Instructi
                                     "zero_width_ci": ci.zero_width, "better": better, "n_seeds": ci.n_seeds})
         firsts = {key: g[0] for key, g in goals.items()}
         per_task += _task_rows(run_id, iset, firsts, modes, vis, centre)
-        for key, g in firsts.items():
-            model_name, mode = modes[key]
-            u = _unit(g.canonical)
-            matrix = u @ u.T
+        matrices = {modes[key]: _unit(g.canonical) @ _unit(g.canonical).T for key, g in firsts.items()}
+        matrices[VISUALS] = visual_pair_cosines(vis, None)  # NaN where a task has no held-out clip
+        for (model_name, mode), matrix in matrices.items():
             per_pair += [{"run_id": run_id, "model": model_name, "mode": mode, "instruction_set": iset.name,
-                          "task_a": a, "task_b": b, "cosine": float(matrix[i, j])}
+                          "task_a": a, "task_b": b, "cosine": _finite(matrix[i, j])}
                          for i, a in enumerate(task_names) for j, b in enumerate(task_names) if i != j]
         for model in first_seeds(models):
             z = np.asarray(model.predict(texts, None), dtype=np.float64)
@@ -265,6 +270,10 @@ def _table(rows: list[dict], stamp: str) -> pa.Table:
     return pa.Table.from_pylist([{**{c: r.get(c) for c in columns}, "timestamp": stamp} for r in rows])
 
 
+def _finite(x: float) -> float | None:
+    return None if x != x else float(x)
+
+
 def _instruction_rows(base: dict, rows, z: np.ndarray, names: list[str], cents: np.ndarray) -> list[dict]:
     out = []
     sims = _unit(z) @ _unit(cents).T if len(names) else None
@@ -287,10 +296,8 @@ def _task_rows(run_id: str, iset: InstructionSet, goals: dict[str, ModelGoals], 
     for key, g in goals.items():
         model_name, mode = modes[key]
         p = per_task_values(g, vis, centre, (1, 5))
+        val = _finite
         for t, task in enumerate(iset.tasks):
-            def val(x: float) -> float | None:
-                return None if x != x else float(x)
-
             out.append({"run_id": run_id, "model": model_name, "mode": mode, "instruction_set": iset.name,
                         "task": task.name, "instruction": task.phrasings[0], "variants": len(task.phrasings) - 1,
                         "held_out_clips": int(len(vis.embeddings[t])), "goal_accuracy": val(p.goal_acc[t]),

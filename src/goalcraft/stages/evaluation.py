@@ -118,7 +118,7 @@ def evaluate_goal_models(paths: StoragePaths, corpus_root: Path, settings: Evalu
     missing = {s.name: [t.name for t in s.tasks if t.name not in set(clips.tasks)] for s in sets}
     return StageResult({
         "run_id": run_id,
-        "summary": Markdown(summary_markdown(tables["summary"])),
+        "summary": Markdown(summary_markdown(tables["summary"], tables.get("differences"))),
         "held_out_clips": len(clips.keys),
         "tasks_without_goal_clips": missing,
         "tables": {k: str(v) for k, v in written.items()},
@@ -133,21 +133,24 @@ def write_evaluation_report(paths: StoragePaths) -> StageResult:
     from goalcraft.sql import connect, view_sources
 
     con = connect(paths.data_root)
-    if "eval_runs" not in view_sources(paths):
+    views = view_sources(paths)
+    if "eval_runs" not in views:
         raise StageError("no evaluation run found: materialize goal_model_evaluation first")
     ((run_id,),) = con.execute("SELECT run_id FROM eval_runs ORDER BY timestamp DESC, run_id DESC LIMIT 1").fetchall()
+    # A table no run has written yet (runs older than it) is left out; the report skips what is missing.
     tables = {t: con.sql(f"SELECT * FROM eval_{t} WHERE run_id = ?", params=[run_id]).to_arrow_table()
-              for t in TABLES}
+              for t in TABLES if f"eval_{t}" in views}
     goal_table, _, _ = _held_out(paths)
     frame = shard_frame_reader(goal_table, lambda shard: paths.goal_partition_dir(shard.split("-")[0]))
-    html_text = render_report(run_id, tables, examples_for_report(tables["examples"]), frame)
+    examples = examples_for_report(tables["examples"]) if "examples" in tables else []
+    html_text = render_report(run_id, tables, examples, frame)
     out = paths.evaluation_dir / "report.html"
     for path in (paths.evaluation_dir / "reports" / f"{run_id}.html", out):
         with atomic_path(path) as tmp:
             tmp.write_text(html_text, encoding="utf-8")
     return StageResult({
         "run_id": run_id,
-        "summary": Markdown(summary_markdown(tables["summary"])),
+        "summary": Markdown(summary_markdown(tables.get("summary"), tables.get("differences"))),
         "report": Url(out.resolve().as_uri()),
         "report_path": out,
         "bytes": len(html_text.encode()),
