@@ -155,3 +155,22 @@ def test_success_visuals_pairs_are_the_held_out_clips_cross_task_cosines(toy_eva
     assert visuals[("dirt", "wood")]["cosine"] == pytest.approx(1 / math.sqrt(2))
     assert visuals[("wood", "swim")]["cosine"] is None and visuals[("swim", "dirt")]["cosine"] is None
     assert _metric(tables, "separating", "visual_similarity")["value"] == pytest.approx(1 / math.sqrt(2))
+
+
+def test_headline_names_the_figures_of_each_set(toy_evaluation):
+    import dataclasses
+
+    import numpy as np
+
+    from goalcraft.evaluation.run import TrainingGoals, headline, headline_line
+
+    sep, col = toy_evaluation.models
+    models = [dataclasses.replace(sep, name="goal_predictor"), dataclasses.replace(col, name="mineclip_prior")]
+    AXES = toy_evaluation.axes
+    train = TrainingGoals(["wood", "dirt", "swim"], np.stack([AXES["wood"], AXES["dirt"], AXES["swim"]]))
+    t = evaluate_runs(models, [toy_evaluation.instruction_set], toy_evaluation.clips, run_id="r4",
+                      data_versions={}, training=train, n_boot=50)
+    h = headline(t)["toy"]
+    assert h["goal_predictor"] == 1.0 and h["oracle_train_mean"] == 1.0 and h["chance"] == pytest.approx(1 / 3)
+    assert h["difference"][0] == pytest.approx(1.0 - h["mineclip_prior"])
+    assert headline_line({"toy": h}).startswith("toy top1: predictor 1.00, prior ")

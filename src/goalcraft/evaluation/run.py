@@ -86,11 +86,11 @@ class TrainingGoals:
         return np.asarray(self.embeddings, dtype=np.float64).mean(0)
 
     def task_means(self, tasks: Sequence[str]) -> np.ndarray:
-        """Each task's mean training goal (zeros for a task with none: the oracle has no answer)."""
+        """Each task's mean training goal; for a task with no training goal, the mean of all of them
+        (a model trained on these clips knows nothing more about it)."""
         labels = np.asarray(self.tasks)
         emb = np.asarray(self.embeddings, dtype=np.float64)
-        return np.stack([emb[labels == t].mean(0) if (labels == t).any() else np.zeros(emb.shape[1])
-                         for t in tasks])
+        return np.stack([emb[labels == t].mean(0) if (labels == t).any() else self.centre() for t in tasks])
 
 
 #: The oracles (upper bounds): what a perfect text→goal model could output (each task's mean
@@ -192,7 +192,7 @@ def evaluate_runs(models: Sequence[GoalModelUnderTest], sets: Sequence[Instructi
         if training is not None:
             goals[ORACLE_TRAIN] = [_oracle_goals(iset, training.task_means(task_names))]
             modes[ORACLE_TRAIN] = (ORACLE_TRAIN, "oracle")
-            held = np.stack([v.mean(0) if len(v) else np.zeros(clips.embeddings.shape[1]) for v in vis.embeddings])
+            held = np.stack([v.mean(0) if len(v) else centre for v in vis.embeddings])
             goals[ORACLE_HELD_OUT] = [_oracle_goals(iset, held)]
             modes[ORACLE_HELD_OUT] = (ORACLE_HELD_OUT, "oracle")
         pairs = [(PREDICTOR, b) for b in (BASELINE, f"{BASELINE}:deterministic") if PREDICTOR in goals and b in goals]
@@ -205,7 +205,8 @@ def evaluate_runs(models: Sequence[GoalModelUnderTest], sets: Sequence[Instructi
             base = {"run_id": run_id, "model": model_name, "instruction_set": iset.name}
             for metric, ci in metrics.items():
                 ref = oracle.get(metric)
-                fraction = (ci.value / ref.value if ref is not None and ref.value not in (0.0,) and ref.value == ref.value
+                # Only for ↑ metrics where the oracle scores above 0 (a ratio to ~0 means nothing).
+                fraction = (ci.value / ref.value if ref is not None and ref.value == ref.value and ref.value > 1e-6
                             and DIRECTIONS.get(metric) == "↑" else None)
                 summary.append({**base, "mode": mode, "entry": key, "metric": metric, "direction": DIRECTIONS.get(metric, "·"),
                                 "value": ci.value, "ci_low": ci.ci_low, "ci_high": ci.ci_high,
@@ -359,3 +360,31 @@ def examples_for_report(table: pa.Table) -> list[dict]:
                                {"model": r["model"], "instruction": r["instruction"], "task": r["task"], "clips": []})
         g["clips"].append({"key": r["key"], "task": r["clip_task"], "cosine": r["cosine"]})
     return list(grouped.values())
+
+
+def headline(tables: dict[str, pa.Table], metric: str = "top1") -> dict[str, dict[str, Any]]:
+    """Per instruction set: ``metric`` for the predictor, the prior (sampled) and the training-mean
+    oracle, its chance level, and the paired difference predictor − prior with its CI."""
+    out: dict[str, dict[str, Any]] = {}
+    for r in tables["summary"].to_pylist():
+        if r["metric"] == metric and r.get("entry") in (PREDICTOR, BASELINE, ORACLE_TRAIN):
+            entry = out.setdefault(r["instruction_set"], {"chance": r.get("chance")})
+            entry[r["entry"]] = r["value"]
+    for r in tables["differences"].to_pylist():
+        if r["metric"] == metric and r["mode_b"] == "sampled" and r["instruction_set"] in out:
+            out[r["instruction_set"]]["difference"] = [r["difference"], r["ci_low"], r["ci_high"]]
+    return out
+
+
+def headline_line(figures: dict[str, dict[str, Any]], metric: str = "top1") -> str:
+    """:func:`headline` as one progress line."""
+    def f(x: Any) -> str:
+        return "–" if x is None or x != x else f"{x:.2f}"
+
+    parts = []
+    for name, h in figures.items():
+        d = h.get("difference")
+        diff = f", Δ {f(d[0])} [{f(d[1])}, {f(d[2])}]" if d else ""
+        parts.append(f"{name} {metric}: predictor {f(h.get(PREDICTOR))}, prior {f(h.get(BASELINE))}, "
+                     f"oracle {f(h.get(ORACLE_TRAIN))}, chance {f(h.get('chance'))}{diff}")
+    return "; ".join(parts)

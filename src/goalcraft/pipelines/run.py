@@ -146,14 +146,14 @@ DESCRIBE: dict[str, Callable[[Mapping[str, Any]], str]] = {
     "goal_embeddings": lambda m: f"{m.get('rows', 0)} goal embeddings",
     "steve1_prior": lambda m: f"best val loss {_nan(m, 'best_val_loss'):.4f}",
     "clip_embeddings": lambda m: f"{m.get('rows', 0)} clips embedded",
-    "goal_predictor": lambda m: f"epoch {m.get('epoch', '?')}, val loss {_nan(m, 'val_loss'):.4f}",
+    "goal_predictor": lambda m: f"best epoch {m.get('best_epoch', '?')}, best val loss {_nan(m, 'best_val_loss'):.4f}",
     "goal_aligner": lambda m: f"best val loss {_nan(m, 'best_val_loss'):.4f}, output scale "
                               f"{_nan(m, 'output_scale'):.3f}",
     "goal_model_comparison": lambda m: f"test cosine {_nan(m, 'test_cosine'):.4f} (baseline "
                                        f"{_nan(m, 'baseline_test_cosine'):.4f}) on {m.get('test_clips', 0)} clips, "
                                        f"norm ratio {_nan(m, 'test_norm_ratio'):.3f}",
     "task_vocabulary": lambda m: f"{m.get('tasks', 0)} tasks" + "".join(f" ({n})" for n in m.get("notes") or []),
-    "goal_model_evaluation": lambda m: f"run {m.get('run_id', '?')}",
+    "goal_model_evaluation": lambda m: f"run {m.get('run_id', '?')}" + (f"; {m['headline']}" if m.get("headline") else ""),
     "evaluation_report": lambda m: f"report {m.get('report_path', '?')}",
 }
 

@@ -103,7 +103,15 @@ def evaluate_goal_models(paths: StoragePaths, corpus_root: Path, settings: Evalu
     from goalcraft.data.task_vocabulary import read_task_vocabulary
     from goalcraft.evaluation.instructions import load_instruction_sets
     from goalcraft.evaluation.report import summary_markdown
-    from goalcraft.evaluation.run import evaluate_runs, example_rows, file_digest, new_run_id, write_tables
+    from goalcraft.evaluation.run import (
+        evaluate_runs,
+        example_rows,
+        file_digest,
+        headline,
+        headline_line,
+        new_run_id,
+        write_tables,
+    )
 
     sets = load_instruction_sets(settings.instruction_sets, corpus_root, read_task_vocabulary(paths.task_vocabulary_file))
     _, clips, training = _held_out(paths)
@@ -116,8 +124,12 @@ def evaluate_goal_models(paths: StoragePaths, corpus_root: Path, settings: Evalu
     tables["examples"] = example_rows(models, sets, clips, run_id=run_id, per_set=settings.examples_per_set)
     written = write_tables(tables, paths.evaluation_dir, run_id)
     missing = {s.name: [t.name for t in s.tasks if t.name not in set(clips.tasks)] for s in sets}
+    figures = headline(tables)
     return StageResult({
         "run_id": run_id,
+        "headline": headline_line(figures),
+        "top1": figures,
+        "replicates": settings.replicates,
         "summary": Markdown(summary_markdown(tables["summary"], tables.get("differences"))),
         "held_out_clips": len(clips.keys),
         "tasks_without_goal_clips": missing,

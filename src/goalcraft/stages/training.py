@@ -132,6 +132,7 @@ def train_steve1_prior(paths: StoragePaths, settings: PriorSettings, replicates:
         "tasks": len(set(goals.column("task").to_pylist())),
         "replicates": replicates,
         "best_epoch": results[0].best_epoch,
-        "best_val_loss": [float(r.best_val_loss) for r in results],
+        "best_val_loss": float(results[0].best_val_loss),
+        "replicate_val_losses": [float(r.best_val_loss) for r in results],
         "checkpoint": paths.prior_dir / "best",
     })
