@@ -28,7 +28,7 @@ from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError, model_validator
 
-from goalcraft.formats import CLIP_FRAMES, CLIP_HEIGHT, CLIP_WIDTH  # noqa: F401  (re-exported)
+from goalcraft.formats import CLIP_FRAMES, CLIP_HEIGHT, CLIP_WIDTH, MINECRAFT_FPS  # noqa: F401  (re-exported)
 
 CONFIG_ENV_VAR = "GOALCRAFT_CONFIG"
 DEFAULT_CONFIG_NAME = "goalcraft.toml"
@@ -81,6 +81,9 @@ class ClipsSettings(Settings):
     shard_target_bytes: PositiveInt = 1_000_000_000
     jpeg_quality: int = Field(90, ge=1, le=100)
     decoder: Literal["auto", "decord", "pyav"] = "auto"
+    # Frame rate of PNG frame-folder sources (step_NNNN.png, as STEVE-1 evaluation tools save
+    # episodes), which carry none: Minecraft's tick rate by default.
+    frames_fps: PositiveFloat = MINECRAFT_FPS
 
     @model_validator(mode="after")
     def _window_range(self) -> ClipsSettings:
