@@ -53,6 +53,12 @@ class PathsSettings(Settings):
     manifests: list[str] = ["manifest.jsonl"]
     # Folder of agent trial recordings, relative to corpus_root; one subfolder per trial.
     trials_dir: str = "trials"
+    # Folders of STEVE-1 evaluation results (konder/aimc: <set>_<ts>/<task>_<lang>_<ts>/result.json
+    # with trial_<i>.mp4 or report frames), searched at any depth; relative to corpus_root.
+    steve1_results_dirs: list[str] = []
+    # Folders of recorded samples (<task>/trial<N>/ with frames/step_NNNN.png and trial_info.json),
+    # relative to corpus_root.
+    recorded_samples_dirs: list[str] = []
 
     @property
     def corpus_path(self) -> Path:

@@ -48,7 +48,6 @@ clip stage's reasons (``transcript_*`` with stage ``transcript``; ``video_*`` wi
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
@@ -60,7 +59,7 @@ from goalcraft.formats import CLIP_HEIGHT, CLIP_WIDTH
 from goalcraft.data.decode import VideoDecoder, get_decoder
 from goalcraft.data.manifest import VideoRecord
 from goalcraft.data.paths import relative_to_root, resolve_inside
-from goalcraft.data.quarantine import InputError, QuarantineRecord, json_error_detail
+from goalcraft.data.quarantine import InputError, QuarantineRecord, read_json
 from goalcraft.data.task_vocabulary import Task, TaskMatcher
 from goalcraft.data.transcripts import read_transcript
 from goalcraft.data.trials import TrialRecord, trial_id_for
@@ -225,18 +224,7 @@ def _shown(path: Path, corpus_root: Path) -> str:
 
 
 def _load_rating_file(path: Path) -> list[Any]:
-    try:
-        data = Path(path).read_bytes()
-    except OSError as exc:
-        raise InputError("rating_malformed", f"cannot read the rating file: {exc}") from exc
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise InputError("rating_malformed", f"not UTF-8 (byte offset {exc.start})") from exc
-    try:
-        value = json.loads(text)
-    except (ValueError, RecursionError) as exc:
-        raise InputError("rating_malformed", f"not valid JSON: {json_error_detail(exc)}") from exc
+    value = read_json(path, "rating_malformed", "the rating file")
     if not isinstance(value, list):
         raise InputError("rating_malformed",
                          f"expected a JSON list of ratings and rater notes, got {type(value).__name__}")
