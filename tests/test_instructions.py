@@ -68,3 +68,21 @@ def test_real_minedojo_and_minestudio_files():
     assert creative.name == "minedojo:creative_tasks" and len(creative.tasks) > 1000
     minestudio = load_instruction_set(str(SHARED / "minestudio" / "simple"), Path("/"))
     assert len(minestudio.tasks) > 10 and all(t.phrasings[0] for t in minestudio.tasks)
+
+
+def test_steve1_evaluation_task_files_are_instruction_sets_with_their_variants(tmp_path):
+    import shutil
+
+    aimc = Path(__file__).parent / "fixtures" / "aimc"
+    for name in ("eval_tasks.yaml", "instruction_variants.json"):
+        shutil.copy(aimc / name, tmp_path / name)
+    config, variants = load_instruction_sets(["eval_tasks.yaml", "instruction_variants.json"], tmp_path)
+    assert config.name == "aimc:eval_tasks" and variants.name == "aimc:instruction_variants"
+    by = {t.name: t.phrasings for t in config.tasks}
+    assert by["harvest_1_log"] == ("chop a tree", "cut down a tree", "get a log", "go punch some wood",
+                                   "grab a log real quick")
+    assert by["techtree_craft_planks"] == ("craft wooden planks",)
+    assert config.rows()[:2] == [("harvest_1_log", "chop a tree", False), ("harvest_1_log", "cut down a tree", True)]
+    assert [(t.name, t.phrasings) for t in variants.tasks] == [
+        ("harvest_1_log", ("chop a tree", "cut down a tree", "collect some wood")),
+        ("combat_pig", ("hunt a pig", "kill a pig", "get some pork"))]
