@@ -139,3 +139,120 @@ def toy_evaluation():
     CLIPS = HeldOutClips(["k0", "k1", "k2", "k3"], ["wood", "wood", "dirt", "swim"],
                          np.stack([AXES["wood"], AXES["wood"] * 2, AXES["dirt"], AXES["swim"]]))
     return types.SimpleNamespace(models=MODELS, instruction_set=SET, clips=CLIPS, axes=AXES)
+
+
+# --------------------------------------------------------------------------------------------------
+# A corpus in the layouts of a user's own STEVE-1 evaluation framework (konder/aimc): evaluation result
+# folders (result.json + trial_<i>.mp4 or report PNG frames) and recorded samples (PNG frames +
+# trial_info.json + visual_embeds.pkl). Every frame is one flat colour that encodes its index, so a
+# clip cut from it says which frames it holds.
+
+AIMC_RESULT = "evaluation/quick_test_20251121_214545/combat_pig_en_20251121_214600"
+AIMC_OLD_RESULT = "evaluation/old/baseline_20251120_100000/harvest_1_log_zh_auto_20251120_100500"
+AIMC_SAMPLES = "train_samples"
+
+
+def aimc_colour(k: int) -> tuple[int, int, int]:
+    return (8 * k) % 256, 255 - (8 * k) % 256, 100
+
+
+def aimc_frames(n: int, height: int = 360, width: int = 640):
+    import numpy as np
+
+    return [np.full((height, width, 3), aimc_colour(k), np.uint8) for k in range(n)]
+
+
+def write_png_frames(folder, n: int, height: int = 320, width: int = 640):
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for k, frame in enumerate(aimc_frames(n, height, width)):
+        Image.fromarray(frame).save(folder / f"step_{k:04d}.png")
+    return folder
+
+
+def write_aimc_result(folder, task: str, instruction: str, trials: list[dict], *, language: str = "en",
+                      videos: dict[int, int] | None = None, reports: dict[int, int] | None = None):
+    """``result.json`` as aimc's evaluation framework writes it, with ``trial_<i>.mp4`` of ``videos[i]``
+    frames (640x360, 20 fps) and report frame folders of ``reports[i]`` frames."""
+    import json
+
+    from goalcraft.data.video_writer import write_video
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for index, n in (videos or {}).items():
+        write_video(folder / f"trial_{index}.mp4", aimc_frames(n), 20)
+    for index, n in (reports or {}).items():
+        write_png_frames(folder / f"report_{task}_trial{index}" / "frames", n)
+    successes = [t for t in trials if isinstance(t, dict) and t.get("success") is True]
+    result = {"task_id": task, "language": language, "instruction": instruction,
+              "success_rate": len(successes) / max(1, len(trials)),
+              "avg_steps": sum(t["steps"] for t in successes) / max(1, len(successes)), "avg_time": 1.0,
+              "trials": trials}
+    (folder / "result.json").write_text(json.dumps(result, ensure_ascii=False, indent=2), encoding="utf-8")
+    (folder / "result.txt").write_text("human-readable summary\n", encoding="utf-8")
+    return folder
+
+
+def write_recorded_sample(folder, task: str, instruction: str, *, success: bool, steps: int, frames: int,
+                          embed=None):
+    """``<task>/trial<N>/`` as aimc's record_samples writes it."""
+    import json
+    import pickle
+
+    write_png_frames(folder / "frames", frames)
+    info = {"task_id": task, "instruction": instruction, "success": success, "steps": steps, "time_seconds": 3.5}
+    (folder / "trial_info.json").write_text(json.dumps(info), encoding="utf-8")
+    (folder / "actions.json").write_text("[]", encoding="utf-8")
+    if embed is not None:
+        (folder / "visual_embeds.pkl").write_bytes(pickle.dumps(embed))
+    return folder
+
+
+def _aimc_corpus(root):
+    import json
+
+    import numpy as np
+
+    write_aimc_result(root / AIMC_RESULT, "combat_pig", "hunt pig", [
+        {"trial_idx": 1, "success": True, "steps": 24, "time_seconds": 3.1, "has_video": True},
+        {"trial_idx": 2, "success": False, "steps": 30, "time_seconds": 4.0, "has_video": True},
+        {"trial_idx": 3, "success": True, "steps": 20, "time_seconds": 2.2, "has_video": False},
+    ], videos={1: 24, 2: 30}, reports={3: 20})
+    write_aimc_result(root / AIMC_OLD_RESULT, "harvest_1_log", "砍树获取原木", [
+        {"trial_idx": 1, "success": True, "steps": 18, "time_seconds": 2.0, "has_video": True},
+    ], language="zh_auto", videos={1: 18})
+    samples = root / AIMC_SAMPLES / "harvest_1_dirt"
+    write_recorded_sample(samples / "trial1", "harvest_1_dirt", "dig dirt", success=True, steps=22, frames=22,
+                          embed=np.linspace(-1, 1, 512, dtype=np.float32))
+    write_recorded_sample(samples / "trial2", "harvest_1_dirt", "dig dirt", success=False, steps=17, frames=17)
+    (samples / "result.json").write_text(json.dumps({"task_id": "harvest_1_dirt", "instruction": "dig dirt",
+                                                     "trials": []}), encoding="utf-8")
+    return root
+
+
+@pytest.fixture(scope="session")
+def aimc_corpus_master(tmp_path_factory):
+    return _aimc_corpus(tmp_path_factory.mktemp("aimc") / "corpus")
+
+
+@pytest.fixture
+def aimc_corpus(aimc_corpus_master, tmp_path):
+    """A private copy of a corpus in aimc's layouts (see the constants above): results under
+    ``evaluation/`` (combat_pig: trial 1 succeeds at step 24 with an mp4, 2 fails, 3 succeeds at step 20
+    with report frames only; harvest_1_log: trial 1 at step 18) and recorded samples under
+    ``train_samples/harvest_1_dirt/`` (trial1 succeeds at step 22 with visual_embeds.pkl, trial2 fails)."""
+    root = tmp_path / "corpus"
+    shutil.copytree(aimc_corpus_master, root)
+    return root
+
+
+@pytest.fixture(scope="session")
+def aimc():
+    """The aimc-layout builders: ``aimc.result``, ``aimc.sample``, ``aimc.png_frames``, ``aimc.colour``
+    and the folder constants ``RESULT``, ``OLD_RESULT``, ``SAMPLES``."""
+    import types
+
+    return types.SimpleNamespace(result=write_aimc_result, sample=write_recorded_sample, png_frames=write_png_frames,
+                                 colour=aimc_colour, RESULT=AIMC_RESULT, OLD_RESULT=AIMC_OLD_RESULT,
+                                 SAMPLES=AIMC_SAMPLES)

@@ -224,3 +224,50 @@ def test_empty_manifest_runs_every_stage_to_empty_typed_outputs(crafter_corpus, 
     # The blocking check on an empty table passes (nothing is wrong with no rows) and says it saw none.
     checks = result.get_asset_check_evaluations()
     assert [(c.passed, c.metadata["rows"].value) for c in checks] == [(True, 0)]
+
+
+def test_steve1_evaluation_results_and_recorded_samples_flow_into_goal_clips(aimc_corpus, aimc, tmp_path, instance):
+    """A corpus of a user's own STEVE-1 evaluation files (konder/aimc layouts, conftest.aimc_corpus) and
+    nothing else: ingest reads the result folders and recorded samples, the clip stage tiles their
+    footage (mp4s and PNG frame folders), and every successful trial gives a goal clip ending at
+    frame steps - 1, checked by the colour that encodes each frame's index."""
+    import numpy as np
+
+    from goalcraft.data.shards import iter_shard, read_clip, shard_indexes
+
+    data = tmp_path / "data"
+    (aimc_corpus / aimc.SAMPLES / "harvest_1_dirt" / "trial9").mkdir()  # no trial_info.json: quarantined
+    defs = _defs(aimc_corpus, data, paths={"manifests": [], "steve1_results_dirs": ["evaluation"],
+                                           "recorded_samples_dirs": [aimc.SAMPLES]},
+                 goals={"task_files": [], "steve1_prompts": False})
+    meta = _stages(defs, instance)
+    trials = meta["agent_trials"]
+    assert (trials["trials"], trials["steve1_results"], trials["recorded_samples"], trials["successful"]) == (6, 4, 2, 4)
+    assert trials["rejected"] == 1 and trials["rejected: trial_metadata_missing"] == 1
+    assert meta["video_clips"]["trials_seen"] == 6 and meta["video_clips"]["clips_written"] > 0
+
+    con = connect(data)
+    clip_sources = {r[0] for r in con.execute("SELECT DISTINCT source_id FROM clips").fetchall()}
+    assert len(clip_sources) == 6
+    expected = {  # source id -> (task, instruction, success frame = steps - 1)
+        aimc.RESULT.replace("/", "__") + "__trial1": ("combat_pig", "hunt pig", 23),
+        aimc.RESULT.replace("/", "__") + "__trial3": ("combat_pig", "hunt pig", 19),
+        aimc.OLD_RESULT.replace("/", "__") + "__trial1": ("harvest_1_log", "砍树获取原木", 17),
+        f"{aimc.SAMPLES}__harvest_1_dirt__trial1": ("harvest_1_dirt", "dig dirt", 21),
+    }
+    rows = con.execute("SELECT source_id, task, instruction, success_frame, miner FROM goal_clips").fetchall()
+    assert {r[0]: r[1:4] for r in rows} == expected and {r[4] for r in rows} == {"trial"}
+    assert meta["goal_clips"]["goals_written"] == 4
+
+    clips = {}
+    for index in shard_indexes(StoragePaths(data).goal_partition_dir("p0000")):
+        for sample in iter_shard(index.with_suffix(".tar")):
+            frames, caption, clip_meta = read_clip(sample)
+            clips[clip_meta["source_id"]] = (frames, caption, clip_meta)
+    for source_id, (task, instruction, frame) in expected.items():
+        frames, caption, clip_meta = clips[source_id]
+        assert caption == instruction and clip_meta["task"] == task
+        assert clip_meta["frame_indices"] == list(range(frame - 15, frame + 1)) and clip_meta["fps"] == 20.0
+        # the last frame shows frame steps - 1, the first frame steps - 16 (JPEG q90 over H.264 or PNG)
+        for pixels, index in ((frames[-1], frame), (frames[0], frame - 15)):
+            assert np.abs(pixels.reshape(-1, 3).mean(0) - aimc.colour(index)).max() < 6

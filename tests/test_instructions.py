@@ -73,7 +73,6 @@ def test_real_minedojo_and_minestudio_files():
 def test_unseen_paraphrases_are_new_to_every_training_text():
     """The fair synonym-robustness set: the Crafter instructions, with paraphrases that appear nowhere in
     tasks.json (instructions, paraphrases or narration), which is all any model or goal space trains on."""
-    import json
     from pathlib import Path
 
     from goalcraft.crafter.tasks import TASKS
@@ -85,3 +84,21 @@ def test_unseen_paraphrases_are_new_to_every_training_text():
     for task in unseen.tasks:
         assert task.phrasings[0] == TASKS[task.name]["instruction"]
         assert len(task.phrasings) >= 4 and not set(task.phrasings[1:]) & trained
+
+
+def test_steve1_evaluation_task_files_are_instruction_sets_with_their_variants(tmp_path):
+    import shutil
+
+    aimc = Path(__file__).parent / "fixtures" / "aimc"
+    for name in ("eval_tasks.yaml", "instruction_variants.json"):
+        shutil.copy(aimc / name, tmp_path / name)
+    config, variants = load_instruction_sets(["eval_tasks.yaml", "instruction_variants.json"], tmp_path)
+    assert config.name == "aimc:eval_tasks" and variants.name == "aimc:instruction_variants"
+    by = {t.name: t.phrasings for t in config.tasks}
+    assert by["harvest_1_log"] == ("chop a tree", "cut down a tree", "get a log", "go punch some wood",
+                                   "grab a log real quick")
+    assert by["techtree_craft_planks"] == ("craft wooden planks",)
+    assert config.rows()[:2] == [("harvest_1_log", "chop a tree", False), ("harvest_1_log", "cut down a tree", True)]
+    assert [(t.name, t.phrasings) for t in variants.tasks] == [
+        ("harvest_1_log", ("chop a tree", "cut down a tree", "collect some wood")),
+        ("combat_pig", ("hunt a pig", "kill a pig", "get some pork"))]

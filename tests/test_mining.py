@@ -245,12 +245,20 @@ def test_a_rated_video_missing_from_the_corpus_is_quarantined(rating_corpus, tmp
     assert (record.input, record.stage, record.reason, record.source_id) == (
         "vlm_rating_res/combat_spider.json#2", "rating", "rating_video_missing", "combat_spider_8")
     assert "combat_spider_8.mp4" in record.detail and "no file" in record.detail and "eval_video" in record.detail
-    # two files of that name are ambiguous
+    # two files of that name: the rated path's folders tell them apart ...
     other = rating_corpus / "eval_video" / "copy"
     other.mkdir()
     shutil.copy(FIXTURES / "minestudio" / "combat_spider_7.mp4", other)
     moments, quarantined = mine_ratings([path], rating_corpus, videos_dir="eval_video")
+    assert [(m.video_path, m.source_id) for m in moments] == [
+        ("eval_video/combat_spider/combat_spider_7.mp4", "combat_spider__combat_spider_7")]
+    # ... and where they do not, the rating is ambiguous
+    same = rating_corpus / "eval_video" / "copy" / "eval_video" / "combat_spider"
+    same.mkdir(parents=True)
+    shutil.copy(FIXTURES / "minestudio" / "combat_spider_7.mp4", same)
+    moments, quarantined = mine_ratings([path], rating_corpus, videos_dir="eval_video")
     assert moments == [] and [q.reason for q in quarantined] == ["rating_video_ambiguous", "rating_video_missing"]
+    assert "2 files" in quarantined[0].detail
 
 
 @pytest.mark.parametrize("content", [b"{not json", b"\xff\xfe[]", b'{"video_path": "x.mp4"}', b"3"])
@@ -267,7 +275,7 @@ def test_malformed_rating_elements_are_quarantined_one_by_one(rating_corpus):
     path = rating_corpus / "ratings.json"
     elements = [
         _rating("combat_spider_7.mp4", 10),
-        _rating("combat_spider_7.mp4", "10"),  # score as text
+        _rating("combat_spider_7.mp4", "ten"),  # text that is not a number
         _rating("combat_spider_7.mp4", True),
         _rating("combat_spider_7.mp4", 11),
         {"Task Progress": 9, "task_name": "combat_spider"},  # no video_path
@@ -292,6 +300,86 @@ def test_an_unreadable_rated_video_is_quarantined(rating_corpus):
     assert moments == []
     assert [(q.stage, q.reason, q.input) for q in quarantined] == [
         ("decode", "video_empty", "eval_video/combat_spider/combat_spider_5.mp4")]
+
+
+@pytest.fixture
+def mcu_corpus(tmp_path) -> Path:
+    """MCU's layout: one video folder per task, every episode named episode_<n>.mp4, and one rating
+    file per episode (vlm_rating_res/<agent>_res/<task> episode_<n>.json)."""
+    root = tmp_path / "corpus"
+    for task, video in (("collect dirt", "combat_spider_7.mp4"), ("collect wood", "build_pillar_0.mp4")):
+        folder = root / "mcu" / "steve" / task
+        folder.mkdir(parents=True)
+        shutil.copy(FIXTURES / "minestudio" / video, folder / "episode_2.mp4")
+    (root / "vlm_rating_res" / "steve_res").mkdir(parents=True)
+    return root
+
+
+def _mcu_rating(root: Path, task: str, progress: object, **extra) -> Path:
+    rating = {"Task Progress": progress, "Action Control": "9", "Error Recognition and Correction": "4",
+              "Creative Attempts": "5", "Task Completion Efficiency": "8", "Material Selection and Usage": "10",
+              "video_path": f"/nfs-shared-2//steve/{task}/episode_2.mp4", "task_name": task.replace(" ", "_")} | extra
+    path = root / "vlm_rating_res" / "steve_res" / f"{task} episode_2.json"
+    path.write_text(json.dumps(rating, indent=4), encoding="utf-8")
+    return path
+
+
+def test_mcu_rating_files_hold_one_episode_with_scores_as_text(mcu_corpus):
+    from goalcraft.data.mining import rating_files
+
+    dirt = _mcu_rating(mcu_corpus, "collect dirt", "8")
+    wood = _mcu_rating(mcu_corpus, "collect wood", "3")
+    (mcu_corpus / "vlm_rating_res" / ".old").mkdir()
+    (mcu_corpus / "vlm_rating_res" / ".old" / "x.json").write_text("{")
+    assert rating_files(mcu_corpus / "vlm_rating_res") == [dirt, wood]  # any depth, hidden entries left out
+    moments, quarantined = mine_ratings([dirt, wood], mcu_corpus, videos_dir="mcu")
+    assert quarantined == []  # wood is rated 3 < 8: not a success, not an error
+    (moment,) = moments
+    # every episode is episode_2.mp4: the task folder of the rated path picks the right one
+    assert (moment.video_path, moment.task, moment.instruction, moment.confidence, moment.miner) == (
+        "mcu/steve/collect dirt/episode_2.mp4", "collect_dirt", "collect dirt", 0.8, "rating")
+    assert moment.source_id.startswith("collect_dirt__episode_2-") and moment.success_frame == 599
+    assert "rated Task Progress 8 >= 8" in moment.detail
+    bad = _mcu_rating(mcu_corpus, "collect dirt", "8/10")
+    moments, quarantined = mine_ratings([bad], mcu_corpus, videos_dir="mcu")
+    assert moments == [] and [(q.input, q.reason) for q in quarantined] == [
+        ("vlm_rating_res/steve_res/collect dirt episode_2.json", "rating_malformed")]
+    assert "'8/10'" in quarantined[0].detail
+    # the task may be under "task" (an MCU fork) instead of "task_name"
+    data = {k: v for k, v in json.loads(dirt.read_text()).items() if k != "task_name"}
+    bad.write_text(json.dumps(data | {"task": "collect dirt", "Task Progress": "9.5"}))
+    (moment,) = mine_ratings([bad], mcu_corpus, videos_dir="mcu")[0]
+    assert (moment.task, moment.confidence) == ("collect dirt", 0.95)
+
+
+def _comparison(root: Path, task: str, verdict: object, video_1: str, video_2: str) -> Path:
+    """MineStudio's video_comparison.py output: ``[{criteria..., video_1_path, video_2_path}, answer]``
+    in ``vlm_rating_res/<task>.json``."""
+    judged = {"Task Progress": verdict, "Action Control": verdict,
+              "video_1_path": f"/home/user/eval_video/{video_1}", "video_2_path": f"/home/user/eval_video/{video_2}"}
+    path = root / "vlm_rating_res" / f"{task}.json"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(json.dumps([judged, f"- Task Progress: {verdict}\n- Action Control: {verdict}"]), encoding="utf-8")
+    return path
+
+
+def test_minestudio_comparisons_give_the_judged_better_video(rating_corpus):
+    shutil.copy(FIXTURES / "minestudio" / "build_pillar_0.mp4", rating_corpus / "eval_video")
+    first = _comparison(rating_corpus, "combat_spider", "A", "combat_spider/combat_spider_7.mp4", "build_pillar_0.mp4")
+    second = _comparison(rating_corpus, "build_pillar", "Video 2", "combat_spider/combat_spider_7.mp4",
+                         "build_pillar_0.mp4")
+    tie = _comparison(rating_corpus, "build_a_house", "tie", "combat_spider/combat_spider_7.mp4", "build_pillar_0.mp4")
+    moments, quarantined = mine_ratings([first, second, tie], rating_corpus, videos_dir="eval_video")
+    assert quarantined == []
+    assert [(m.video_path, m.task, m.miner, m.confidence, m.success_frame) for m in moments] == [
+        ("eval_video/combat_spider/combat_spider_7.mp4", "combat_spider", "comparison", 0.5, 599),
+        ("eval_video/build_pillar_0.mp4", "build_pillar", "comparison", 0.5, 599)]
+    assert "judged the better video of a pair (Task Progress: 'A')" in moments[0].detail
+    for verdict in ("maybe", 7, None):
+        path = _comparison(rating_corpus, "combat_spider", verdict, "a.mp4", "b.mp4")
+        (record,) = mine_ratings([path], rating_corpus)[1]
+        assert (record.input, record.reason) == ("vlm_rating_res/combat_spider.json#0", "rating_malformed")
+        assert "must name video A or B" in record.detail
 
 
 def test_mining_notes_say_why_a_partition_can_give_no_goal_clips():

@@ -57,10 +57,14 @@ def test_tasks_json_normalises_and_deduplicates(tmp_path):
     ("{not json", "cannot read"),
 ])
 def test_tasks_json_that_is_not_a_vocabulary_raises(tmp_path, content, message):
-    path = tmp_path / "tasks.json"
+    _refused(tmp_path / "tasks.json", content, message, load_tasks_json)
+
+
+def _refused(path: Path, content: str, message: str, load) -> None:
+    """``load(path)`` of a file holding ``content`` raises a ValueError saying ``message``."""
     path.write_text(content, encoding="utf-8")
     with pytest.raises(ValueError, match=message):
-        load_tasks_json(path)
+        load(path)
 
 
 def test_steve1_prompts_are_the_eleven_evaluation_tasks():
@@ -311,3 +315,81 @@ def test_keywords_from_a_broken_json_file_name_the_file(tmp_path):
     path.write_text("[\"chop a tree\",", encoding="utf-8")
     with pytest.raises(ValueError, match="keywords.json"):
         load_keywords(path)
+
+
+# --------------------------------------------------------------------------------------------------
+# STEVE-1 evaluation task files (konder/aimc's eval_tasks.yaml and instruction_variants.json)
+
+AIMC = Path(__file__).parent / "fixtures" / "aimc"
+
+
+def test_eval_tasks_yaml_gives_en_instruction_and_every_variant_as_paraphrases():
+    from goalcraft.data.task_vocabulary import load_aimc_tasks
+
+    tasks = load_aimc_tasks(AIMC / "eval_tasks.yaml")
+    assert [t.name for t in tasks] == ["harvest_1_log", "combat_pig", "techtree_craft_planks"]  # task_sets: not tasks
+    log, pig, planks = tasks
+    assert (log.instruction, log.source) == ("chop a tree", "aimc:eval_tasks")
+    # every category's variants in file order, de-duplicated, without the instruction itself
+    assert log.paraphrases == ("cut down a tree", "get a log", "go punch some wood", "grab a log real quick")
+    assert log.phrasings == (*log.paraphrases, "chop a tree")
+    assert pig.paraphrases == ("kill a pig", "get some pork", "attack the pig")  # a bare-list category too
+    assert (planks.instruction, planks.paraphrases, planks.phrasings) == ("craft wooden planks", (), ("craft wooden planks",))
+
+
+def test_instruction_variants_json_gives_canonical_and_variants():
+    from goalcraft.data.task_vocabulary import load_instruction_variants
+
+    log, pig = load_instruction_variants(AIMC / "instruction_variants.json")
+    assert (log.name, log.instruction, log.paraphrases, log.source) == (
+        "harvest_1_log", "chop a tree", ("cut down a tree", "collect some wood"), "aimc:instruction_variants")
+    assert pig.phrasings == ("kill a pig", "get some pork", "hunt a pig")
+
+
+def test_task_files_tell_the_evaluation_forms_by_content(tmp_path):
+    import shutil
+
+    for name in ("eval_tasks.yaml", "instruction_variants.json"):
+        shutil.copy(AIMC / name, tmp_path / name)
+    (tmp_path / "programmatic_tasks.yaml").write_text("harvest_milk:\n  prompt: obtain milk from a cow\n")
+    (tmp_path / "tasks.json").write_text(json.dumps({"collect_dirt": {"instruction": "dig dirt"}}))
+    tasks = load_task_files(tmp_path, ["eval_tasks.yaml", "programmatic_tasks.yaml", "tasks.json"], steve1_prompts=False)
+    assert [(t.name, t.source) for t in tasks] == [
+        ("harvest_1_log", "aimc:eval_tasks"), ("combat_pig", "aimc:eval_tasks"),
+        ("techtree_craft_planks", "aimc:eval_tasks"), ("harvest_milk", "minedojo:programmatic_tasks"),
+        ("collect_dirt", "tasks")]
+    # a transcript saying a variant is matched to its task (the mining vocabulary)
+    matcher = TaskMatcher(tasks)
+    assert matcher.best("ok now I go punch some wood over here").task.name == "harvest_1_log"
+    assert matcher.best("time to attack the pig").task.instruction == "hunt a pig"
+    # both files define harvest_1_log: task names must stay unique across the vocabulary
+    with pytest.raises(ValueError, match="defined by both"):
+        load_task_files(tmp_path, ["eval_tasks.yaml", "instruction_variants.json"], steve1_prompts=False)
+    variants = load_task_files(tmp_path, ["instruction_variants.json"], steve1_prompts=False)
+    assert [t.source for t in variants] == ["aimc:instruction_variants"] * 2
+
+
+@pytest.mark.parametrize("content, message", [
+    ("tasks: {}\n", "non-empty 'tasks' mapping"),
+    ("tasks:\n  a: 3\n", "expected a mapping"),
+    ("tasks:\n  a:\n    description: no instruction\n", "no 'en_instruction'"),
+    ("tasks:\n  a:\n    en_instruction: '  '\n", "'en_instruction' must be a non-blank string"),
+    ("tasks:\n  a:\n    en_instruction: x\n    instruction_variants: [x]\n", "must be a mapping of categories"),
+    ("tasks:\n  a:\n    en_instruction: x\n    instruction_variants:\n      c:\n        variants: [1]\n",
+     "instruction_variants.c: variants must be a list of strings"),
+])
+def test_an_eval_tasks_yaml_with_the_wrong_structure_raises(tmp_path, content, message):
+    from goalcraft.data.task_vocabulary import load_aimc_tasks
+
+    _refused(tmp_path / "eval_tasks.yaml", content, message, load_aimc_tasks)
+
+
+@pytest.mark.parametrize("content, message", [
+    ('{"a": {"canonical": "x", "variants": "y"}}', "variants must be a list"),
+    ('{"a": {"canonical": " ", "variants": []}}', "'canonical' must be a non-blank string"),
+    ('{"a": {"canonical": "x"}, "b": {"variants": ["y"]}}', "'canonical'"),
+    ('{"a": {"canonical": "x"}, "b": 3}', "expected an object"),
+])
+def test_an_instruction_variants_json_with_the_wrong_structure_raises(tmp_path, content, message):
+    _refused(tmp_path / "instruction_variants.json", content, message,
+             lambda path: load_task_files(path.parent, [path.name], steve1_prompts=False))

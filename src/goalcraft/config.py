@@ -28,7 +28,7 @@ from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError, model_validator
 
-from goalcraft.formats import CLIP_FRAMES, CLIP_HEIGHT, CLIP_WIDTH  # noqa: F401  (re-exported)
+from goalcraft.formats import CLIP_FRAMES, CLIP_HEIGHT, CLIP_WIDTH, MINECRAFT_FPS  # noqa: F401  (re-exported)
 
 CONFIG_ENV_VAR = "GOALCRAFT_CONFIG"
 DEFAULT_CONFIG_NAME = "goalcraft.toml"
@@ -53,6 +53,12 @@ class PathsSettings(Settings):
     manifests: list[str] = ["manifest.jsonl"]
     # Folder of agent trial recordings, relative to corpus_root; one subfolder per trial.
     trials_dir: str = "trials"
+    # Folders of STEVE-1 evaluation results (konder/aimc: <set>_<ts>/<task>_<lang>_<ts>/result.json
+    # with trial_<i>.mp4 or report frames), searched at any depth; relative to corpus_root.
+    steve1_results_dirs: list[str] = []
+    # Folders of recorded samples (<task>/trial<N>/ with frames/step_NNNN.png and trial_info.json),
+    # relative to corpus_root.
+    recorded_samples_dirs: list[str] = []
 
     @property
     def corpus_path(self) -> Path:
@@ -81,6 +87,9 @@ class ClipsSettings(Settings):
     shard_target_bytes: PositiveInt = 1_000_000_000
     jpeg_quality: int = Field(90, ge=1, le=100)
     decoder: Literal["auto", "decord", "pyav"] = "auto"
+    # Frame rate of PNG frame-folder sources (step_NNNN.png, as STEVE-1 evaluation tools save
+    # episodes), which carry none: Minecraft's tick rate by default.
+    frames_fps: PositiveFloat = MINECRAFT_FPS
 
     @model_validator(mode="after")
     def _window_range(self) -> ClipsSettings:

@@ -37,14 +37,17 @@ def build_ingest_assets(partition_count: int) -> list[dg.AssetsDefinition]:
         kinds={"json", "parquet"},
         description=(
             "Agent trial recordings (goalcraft layout: video + metadata.json; STEVE-1 EpisodeStorage "
-            "layout: frames.mp4 + metadata.json + len.txt), validated, with success moments and "
-            "partitions. Rejected folders go to ingest/trials_quarantine.parquet."
+            "layout: frames.mp4 + metadata.json + len.txt), plus the trials of STEVE-1 evaluation result "
+            "folders and recorded samples ([paths] steve1_results_dirs, recorded_samples_dirs), validated, "
+            "with success moments and partitions. Rejected folders go to ingest/trials_quarantine.parquet."
         ),
     )
     def agent_trials(context: dg.AssetExecutionContext, corpus: CorpusResource,
                      storage: StorageResource) -> dg.MaterializeResult:
-        return materialize(context, lambda: ingest_trials(storage.paths, corpus.root, corpus.trials_path,
-                                                          partition_count))
+        return materialize(context, lambda: ingest_trials(
+            storage.paths, corpus.root, corpus.trials_path, partition_count,
+            steve1_results_dirs=corpus.paths.steve1_results_dirs,
+            recorded_samples_dirs=corpus.paths.recorded_samples_dirs))
 
     @dg.asset(
         group_name="ingest",

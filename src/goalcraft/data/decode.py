@@ -23,6 +23,10 @@ no decord or PyAV exception escapes :meth:`VideoDecoder.open` or :meth:`VideoHan
 Programming errors (negative or non-integer indices, reading a closed handle) raise
 ``ValueError``/``TypeError``.
 
+A *directory* given to either back end is read as a folder of PNG frames
+(goalcraft.data.frame_folders: ``step_NNNN.png``, at the decoder's ``frames_fps``), with the same
+handle interface, so the clip and goal stages take frame folders wherever they take videos.
+
 Handles are not thread-safe; open one handle per video per worker.
 """
 
@@ -40,6 +44,7 @@ from typing import Any, Iterator, Protocol, Sequence, runtime_checkable
 import numpy as np
 
 from goalcraft.data.quarantine import InputError
+from goalcraft.formats import MINECRAFT_FPS
 
 __all__ = [
     "DEFAULT_HEIGHT",
@@ -155,6 +160,15 @@ def _check_size(height: int, width: int) -> None:
         raise ValueError(f"output size must be positive, got height={height} width={width}")
 
 
+def _frame_folder(path: str | os.PathLike[str], height: int, width: int, fps: float) -> VideoHandle | None:
+    """A frame-folder handle when ``path`` is a directory (goalcraft.data.frame_folders), else None."""
+    if not Path(path).is_dir():
+        return None
+    from goalcraft.data.frame_folders import open_frame_folder
+
+    return open_frame_folder(Path(path), height=height, width=width, fps=fps)
+
+
 def _open_container(path: Path) -> Any:
     import av
 
@@ -223,6 +237,7 @@ def _as_indices(indices: Sequence[int] | np.ndarray, num_frames: int, path: Path
 
 class _HandleBase:
     info: VideoInfo
+    path: Path
     _closed: bool = False
 
     def __enter__(self) -> Any:
@@ -242,6 +257,13 @@ class _HandleBase:
     def _check_open(self) -> None:
         if self._closed:
             raise ValueError("read on a closed video handle")
+
+    def _request(self, indices: Sequence[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """A read's validated indices, their sorted unique values and the map from those back."""
+        self._check_open()
+        idx = _as_indices(indices, self.info.num_frames, self.path)
+        uniq, inverse = np.unique(idx, return_inverse=True)
+        return idx, uniq, inverse
 
     def __del__(self) -> None:
         try:
@@ -533,11 +555,9 @@ class _PyAVHandle(_HandleBase):
 
     # ---- API -----------------------------------------------------------------------------------
     def read(self, indices: Sequence[int]) -> DecodedFrames:
-        self._check_open()
-        idx = _as_indices(indices, self.info.num_frames, self.path)
+        idx, uniq, inverse = self._request(indices)
         if idx.size == 0:
             return _empty(self._h, self._w)
-        uniq, inverse = np.unique(idx, return_inverse=True)
         out = np.empty((len(uniq), self._h, self._w, 3), dtype=np.uint8)
         try:
             for j, target in enumerate(uniq.tolist()):
@@ -566,18 +586,22 @@ class _PyAVHandle(_HandleBase):
 class PyAVDecoder:
     """PyAV (FFmpeg) back end; always available.
 
-    ``threads`` is FFmpeg's decoder thread count (``0``: FFmpeg picks from the CPU count).
+    ``threads`` is FFmpeg's decoder thread count (``0``: FFmpeg picks from the CPU count);
+    ``frames_fps`` the frame rate of PNG frame folders (they carry none).
     """
 
     name = "pyav"
 
-    def __init__(self, threads: int = 0) -> None:
+    def __init__(self, threads: int = 0, frames_fps: float = MINECRAFT_FPS) -> None:
         self.threads = int(threads)
+        self.frames_fps = float(frames_fps)
 
     def open(
         self, path: Path, *, height: int = DEFAULT_HEIGHT, width: int = DEFAULT_WIDTH
     ) -> VideoHandle:
         _check_size(height, width)
+        if (folder := _frame_folder(path, height, width, self.frames_fps)) is not None:
+            return folder
         p = _check_file(path)
         try:
             return _PyAVHandle(p, height, width, self.threads)
@@ -587,7 +611,7 @@ class PyAVDecoder:
             raise InputError("video_unreadable", f"cannot open {p}: {e}") from None
 
     def __repr__(self) -> str:
-        return f"PyAVDecoder(threads={self.threads})"
+        return f"PyAVDecoder(threads={self.threads}, frames_fps={self.frames_fps:g})"
 
 
 # --------------------------------------------------------------------------------------------
@@ -674,13 +698,11 @@ class _DecordHandle(_HandleBase):
         return self._pyav
 
     def read(self, indices: Sequence[int]) -> DecodedFrames:
-        self._check_open()
-        idx = _as_indices(indices, self.info.num_frames, self.path)
+        idx, uniq, inverse = self._request(indices)
         if idx.size == 0:
             return _empty(self._h, self._w)
         if self._vr is None:  # decoding with PyAV (see the class docstring)
             return self._pyav_handle().read(idx)
-        uniq, inverse = np.unique(idx, return_inverse=True)
         try:
             batch = self._vr.get_batch(uniq.tolist())
             arr = batch.asnumpy() if hasattr(batch, "asnumpy") else np.asarray(batch)
@@ -709,18 +731,22 @@ class _DecordHandle(_HandleBase):
 class DecordDecoder:
     """decord2 back end (``decord`` is imported on the first ``open``).
 
-    ``num_threads`` is decord's decoder thread count (``0``: decord picks).
+    ``num_threads`` is decord's decoder thread count (``0``: decord picks); ``frames_fps`` the frame
+    rate of PNG frame folders (read with PIL, not decord).
     """
 
     name = "decord"
 
-    def __init__(self, num_threads: int = 0) -> None:
+    def __init__(self, num_threads: int = 0, frames_fps: float = MINECRAFT_FPS) -> None:
         self.num_threads = int(num_threads)
+        self.frames_fps = float(frames_fps)
 
     def open(
         self, path: Path, *, height: int = DEFAULT_HEIGHT, width: int = DEFAULT_WIDTH
     ) -> VideoHandle:
         _check_size(height, width)
+        if (folder := _frame_folder(path, height, width, self.frames_fps)) is not None:
+            return folder
         p = _check_file(path)
         index = _index_file(p)
         try:
@@ -731,7 +757,7 @@ class DecordDecoder:
             raise InputError("video_unreadable", f"decord cannot read {p}: {e}") from None
 
     def __repr__(self) -> str:
-        return f"DecordDecoder(num_threads={self.num_threads})"
+        return f"DecordDecoder(num_threads={self.num_threads}, frames_fps={self.frames_fps:g})"
 
 
 # --------------------------------------------------------------------------------------------
@@ -748,10 +774,11 @@ def decord_available() -> bool:
     return True
 
 
-def get_decoder(name: str = "auto", *, num_threads: int = 0) -> VideoDecoder:
+def get_decoder(name: str = "auto", *, num_threads: int = 0, frames_fps: float = MINECRAFT_FPS) -> VideoDecoder:
     """``"auto"``: decord if importable, else PyAV; ``"decord"`` / ``"pyav"``: that one.
 
-    ``num_threads`` is passed to the back end (``0``: the library picks).
+    ``num_threads`` is passed to the back end (``0``: the library picks); ``frames_fps`` is the
+    frame rate both give PNG frame folders (``[clips] frames_fps``).
     """
     key = (name or "").strip().lower()
     if key == "auto":
@@ -761,9 +788,9 @@ def get_decoder(name: str = "auto", *, num_threads: int = 0) -> VideoDecoder:
             raise ImportError(
                 "decoder 'decord' requested but `import decord` fails (pip install decord2)"
             )
-        return DecordDecoder(num_threads=num_threads)
+        return DecordDecoder(num_threads=num_threads, frames_fps=frames_fps)
     if key in ("pyav", "av"):
-        return PyAVDecoder(threads=num_threads)
+        return PyAVDecoder(threads=num_threads, frames_fps=frames_fps)
     raise ValueError(f"unknown decoder {name!r}; choose one of {', '.join(DECODER_NAMES)}")
 
 

@@ -30,25 +30,44 @@ STEVE-1 takes its goal embedding from the 16 frames ending at the goal frame, so
     ``floor(success_time × fps)`` of the decoded video.
 
 :func:`mine_ratings`
-    MineStudio's VLM rating files (``vlm_rating_res/*.json``): a JSON list whose object elements are
-    ratings (``"Task Progress"`` score 0–10, ``"video_path"`` — an absolute path on the machine that
-    rated it — and ``"task_name"``), interleaved with the rater's free-text answers (strings, skipped).
-    Each rated video is found in the corpus by its file name, under ``videos_dir`` (searched
-    recursively). A score ``>= threshold`` gives one moment at the video's **last decodable frame**
-    (the rating judges the whole recording, so its end is the one moment known to follow success),
-    confidence = score / 10. Ratings below the threshold are skipped without looking for the video.
+    VLM judgements of whole recordings, three file forms (read by :func:`rating_files` from a
+    ratings folder at any depth):
+
+    * MineStudio ratings (``vlm_rating_res/*.json``): a JSON list whose object elements are ratings
+      (``"Task Progress"`` score 0–10, ``"video_path"`` — an absolute path on the machine that rated
+      it — and ``"task_name"``), interleaved with the rater's free-text answers (strings, skipped);
+    * MCU ratings: one JSON object per episode (``vlm_rating_res/<agent>_res/<task> episode_<n>.json``)
+      with the same keys, scores written as text (``"8"``); a score may be a number or a number as
+      text in either form, and ``"task"`` stands in for a missing ``"task_name"``;
+    * MineStudio pairwise comparisons (``video_comparison.py``: ``[{criteria..., "video_1_path",
+      "video_2_path"}, answer]``, the file named after the task): ``"Task Progress"`` names the
+      judged-better video (``"A"``/``"1"``/``"Video B"``/``"video_2"``…, or a tie: ``"tie"``,
+      ``"equal"``, ``"same"``…). The task is ``task_name`` / ``task`` when given, else the file stem.
+      (The verdict's wording is not confirmed from MineStudio's prompt file; these are the forms read.)
+
+    Each judged video is found in the corpus by its file name under ``videos_dir`` (searched
+    recursively); when several files share the name, by as many trailing folders of the judged path as
+    it takes to leave one (MCU names every episode ``episode_<n>.mp4``, in one folder per task). The
+    source id is those trailing parts without the extension, joined by ``__`` (made key-safe). A
+    rating ``>= threshold`` gives one moment (miner ``rating``, confidence = score / 10), a
+    comparison's better video one moment (miner ``comparison``, confidence
+    :data:`COMPARISON_CONFIDENCE`: better than the other, not surely a success), both at the video's
+    **last decodable frame** (the judgement is of the whole recording, so its end is the one moment
+    known to follow success). Ratings below the threshold and ties are skipped without looking for
+    the video.
 
 Quarantine reasons added here (stage ``rating``): ``rating_malformed`` (a file that is not UTF-8 /
-not JSON / not a list, or an element that is neither a rating object nor a string, or a rating
-without a string ``video_path`` / ``task_name`` or with a ``Task Progress`` that is not a number in
-[0, 10]), ``rating_video_missing`` (no file of that name under ``videos_dir``),
-``rating_video_ambiguous`` (several files of that name). Transcript and decode problems keep the
-clip stage's reasons (``transcript_*`` with stage ``transcript``; ``video_*`` with stage ``decode``).
+not JSON / neither a list nor one rating object, or an element that is neither a rating object nor
+a string, or a rating without a string ``video_path`` / task name or with a ``Task Progress`` that is
+not a number in [0, 10], or a comparison whose verdict names no video or without both video paths;
+``input`` is the file, ``#<element>`` for a list), ``rating_video_missing`` (no file of that name under
+``videos_dir``), ``rating_video_ambiguous`` (several files of that name that the judged path's
+folders do not tell apart). Transcript and decode problems keep the clip stage's reasons
+(``transcript_*`` with stage ``transcript``; ``video_*`` with stage ``decode``).
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
@@ -60,25 +79,29 @@ from goalcraft.formats import CLIP_HEIGHT, CLIP_WIDTH
 from goalcraft.data.decode import VideoDecoder, get_decoder
 from goalcraft.data.manifest import VideoRecord
 from goalcraft.data.paths import relative_to_root, resolve_inside
-from goalcraft.data.quarantine import InputError, QuarantineRecord, json_error_detail
+from goalcraft.data.quarantine import InputError, QuarantineRecord, read_json
 from goalcraft.data.task_vocabulary import Task, TaskMatcher
 from goalcraft.data.transcripts import read_transcript
 from goalcraft.data.trials import TrialRecord, trial_id_for
 
 __all__ = [
     "MINERS",
+    "COMPARISON_CONFIDENCE",
     "RATING_SCORE_KEY",
     "GoalMoment",
     "mine_ratings",
     "mine_transcripts",
     "mine_trials",
     "mining_notes",
+    "rating_files",
     "speech_end_times",
 ]
 
-MINERS = ("trial", "transcript", "rating")
+MINERS = ("trial", "transcript", "rating", "comparison")
 #: The rating field that says how far the agent got (MineStudio's criteria: 0-10).
 RATING_SCORE_KEY = "Task Progress"
+#: The confidence of a comparison's judged-better video: better than the other, not surely a success.
+COMPARISON_CONFIDENCE = 0.5
 
 Timing = Literal["auto", "end", "spoken"]
 
@@ -224,37 +247,79 @@ def _shown(path: Path, corpus_root: Path) -> str:
         return str(path)
 
 
-def _load_rating_file(path: Path) -> list[Any]:
-    try:
-        data = Path(path).read_bytes()
-    except OSError as exc:
-        raise InputError("rating_malformed", f"cannot read the rating file: {exc}") from exc
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise InputError("rating_malformed", f"not UTF-8 (byte offset {exc.start})") from exc
-    try:
-        value = json.loads(text)
-    except (ValueError, RecursionError) as exc:
-        raise InputError("rating_malformed", f"not valid JSON: {json_error_detail(exc)}") from exc
+def _load_rating_file(path: Path) -> tuple[list[Any], bool]:
+    """The file's elements, and whether it is one MCU rating object (not a list)."""
+    value = read_json(path, "rating_malformed", "the rating file")
+    if isinstance(value, dict):
+        return [value], True
     if not isinstance(value, list):
         raise InputError("rating_malformed",
-                         f"expected a JSON list of ratings and rater notes, got {type(value).__name__}")
-    return value
+                         f"expected a JSON list of ratings and rater notes, or one rating object, got "
+                         f"{type(value).__name__}")
+    return value, False
 
 
-def _rating_fields(element: dict[str, Any], score_key: str) -> tuple[str, str, float]:
-    video_path = element.get("video_path")
-    if not isinstance(video_path, str) or not video_path.strip():
-        raise InputError("rating_malformed", f"'video_path' must be a non-blank string, got {video_path!r}")
-    task_name = element.get("task_name")
-    if not isinstance(task_name, str) or not task_name.strip():
-        raise InputError("rating_malformed", f"'task_name' must be a non-blank string, got {task_name!r}")
-    score = element.get(score_key)
-    if isinstance(score, bool) or not isinstance(score, (int, float)) or not math.isfinite(score) \
-            or not 0 <= score <= 10:
-        raise InputError("rating_malformed", f"{score_key!r} must be a number from 0 to 10, got {score!r}")
-    return video_path, task_name.strip(), float(score)
+def _text(element: dict[str, Any], *keys: str, default: str | None = None) -> str:
+    """The first of ``keys`` the element has, as a non-blank string (else ``default``, else malformed)."""
+    for key in keys:
+        if key in element:
+            value = element[key]
+            if not isinstance(value, str) or not value.strip():
+                raise InputError("rating_malformed", f"{key!r} must be a non-blank string, got {value!r}")
+            return value.strip()
+    if default is not None:
+        return default
+    raise InputError("rating_malformed", f"no {' or '.join(repr(k) for k in keys)}")
+
+
+def _score(element: dict[str, Any], score_key: str) -> float:
+    """A 0-10 score: a number, or a number written as text (MCU and MineStudio's newer tools)."""
+    raw = element.get(score_key)
+    value: Any = raw
+    if isinstance(raw, str):
+        try:
+            value = float(raw.strip())
+        except ValueError:
+            value = None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or not 0 <= value <= 10:
+        raise InputError("rating_malformed", f"{score_key!r} must be a number from 0 to 10, got {raw!r}")
+    return float(value)
+
+
+_VIDEO_WORDS = re.compile(r"^(?:the\s+)?(?:video[\s_]*)?([ab12])$")
+_TIE_WORDS = frozenset({"tie", "draw", "equal", "same", "both", "neither", "none"})
+
+
+def _winner(element: dict[str, Any], score_key: str) -> str | None:
+    """The judged-better video of a pairwise comparison: ``video_1_path`` / ``video_2_path``, or None
+    for a tie. The verdict is ``score_key``'s value naming video A/1 or B/2 (``"A"``, ``"Video B"``,
+    ``"video_2"``, ``"1"``), or a tie (``"tie"``, ``"equal"``, ...)."""
+    raw = element.get(score_key)
+    text = " ".join(raw.strip().lower().rstrip(".").split()) if isinstance(raw, str) else ""
+    match = _VIDEO_WORDS.match(text)
+    if match:
+        return "video_1_path" if match.group(1) in "a1" else "video_2_path"
+    if text in _TIE_WORDS:
+        return None
+    raise InputError("rating_malformed", f"{score_key!r} of a comparison must name video A or B (or a tie), "
+                                         f"got {raw!r}")
+
+
+def _rated_video(files_by_name: dict[str, list[str]], rated_path: str) -> tuple[list[str], list[str]]:
+    """The corpus files that can be the rated video, and the trailing parts of ``rated_path`` that
+    tell it apart: its file name, then as many of its folders as it takes to leave one file."""
+    parts = [p for p in re.split(r"[\\/]+", rated_path.strip()) if p]
+    used = parts[-1:]
+    matches = files_by_name.get(parts[-1], []) if parts else []
+    while len(matches) > 1 and len(used) < len(parts):
+        longer = parts[-len(used) - 1:]
+        suffix = "/".join(longer)
+        narrowed = [m for m in matches if m == suffix or m.endswith("/" + suffix)]
+        if not narrowed:
+            break
+        matches, used = narrowed, longer
+    return matches, used
 
 
 def _video_files(corpus_root: Path, videos_dir: str) -> dict[str, list[str]]:
@@ -280,15 +345,25 @@ def _video_files(corpus_root: Path, videos_dir: str) -> dict[str, list[str]]:
     return found
 
 
+def rating_files(ratings_dir: Path) -> list[Path]:
+    """Every ``*.json`` file under ``ratings_dir``, at any depth (MCU keeps one folder per agent,
+    ``vlm_rating_res/steve_res/``), sorted; hidden files and folders left out."""
+    top = Path(ratings_dir)
+    return sorted(p for p in top.rglob("*.json")
+                  if p.is_file() and not any(part.startswith(".") for part in p.relative_to(top).parts))
+
+
 def mine_ratings(rating_files: Iterable[Path], corpus_root: Path, threshold: float = 8.0, *,
                  videos_dir: str = ".", tasks: Sequence[Task] = (), decoder: VideoDecoder | str | None = None,
                  score_key: str = RATING_SCORE_KEY) -> tuple[list[GoalMoment], list[QuarantineRecord]]:
-    """One moment per rating with ``score_key >= threshold`` (rules in the module docstring).
+    """One moment per rating with ``score_key >= threshold`` and per comparison's judged-better video
+    (rules in the module docstring).
 
-    ``videos_dir`` is the corpus-relative folder the rated videos are looked up in, by file name.
-    ``tasks`` (e.g. :func:`~goalcraft.data.task_vocabulary.load_minestudio_tasks`) give the
-    instruction of a ``task_name``; without one, the instruction is the task name with ``_`` read as
-    spaces. Files are read in the given order, elements in list order.
+    ``videos_dir`` is the corpus-relative folder the rated videos are looked up in, by file name (and
+    trailing folders when names repeat). ``tasks`` (e.g.
+    :func:`~goalcraft.data.task_vocabulary.load_minestudio_tasks`) give the instruction of a task
+    name; without one, the instruction is the task name with ``_`` read as spaces. Files are read in
+    the given order, elements in list order.
     """
     if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 <= threshold <= 10:
         raise ValueError(f"threshold must be a number from 0 to 10, got {threshold!r}")
@@ -303,36 +378,49 @@ def mine_ratings(rating_files: Iterable[Path], corpus_root: Path, threshold: flo
         path = Path(path)
         shown = _shown(path, corpus_root)
         try:
-            elements = _load_rating_file(path)
+            elements, single = _load_rating_file(path)
         except InputError as exc:
             quarantined.append(QuarantineRecord(shown, "rating", exc.reason, exc.detail))
             continue
         for index, element in enumerate(elements):
-            where = f"{shown}#{index}"
+            where = shown if single else f"{shown}#{index}"
             if isinstance(element, str):
                 continue  # the rater's free-text answer
             try:
                 if not isinstance(element, dict):
                     raise InputError("rating_malformed",
                                      f"element {index} is a {type(element).__name__}, not a rating object or a note")
-                rated_path, task_name, score = _rating_fields(element, score_key)
+                if "video_path" not in element and "video_1_path" in element:  # a pairwise comparison
+                    # MineStudio names a comparison file after its task (spaces as _)
+                    task_name = _text(element, "task_name", "task", default=path.stem)
+                    winner = _winner(element, score_key)
+                    for key in ("video_1_path", "video_2_path"):
+                        _text(element, key)
+                    if winner is None:
+                        continue  # a tie: neither video is the better one
+                    rated_path, miner, confidence = _text(element, winner), "comparison", COMPARISON_CONFIDENCE
+                    judged = f"judged the better video of a pair ({score_key}: {element[score_key]!r})"
+                else:
+                    rated_path, task_name = _text(element, "video_path"), _text(element, "task_name", "task")
+                    score = _score(element, score_key)
+                    if score < threshold:
+                        continue
+                    miner, confidence = "rating", round(score / 10, 6)
+                    judged = f"rated {score_key} {score:g} >= {threshold:g}"
             except InputError as exc:
                 quarantined.append(QuarantineRecord(where, "rating", exc.reason, exc.detail))
                 continue
-            if score < threshold:
-                continue
-            name = re.split(r"[\\/]", rated_path.rstrip("/\\"))[-1]
-            source_id = trial_id_for(Path(name).stem or name)
             if files_by_name is None:
                 files_by_name = _video_files(corpus_root, videos_dir)
-            matches = files_by_name.get(name, [])
+            matches, used = _rated_video(files_by_name, rated_path)
+            source_id = trial_id_for("__".join([*used[:-1], Path(used[-1]).stem or used[-1]]) if used else "?")
             if len(matches) != 1:
                 reason = "rating_video_missing" if not matches else "rating_video_ambiguous"
                 found = "no file" if not matches else f"{len(matches)} files ({', '.join(matches[:3])})"
                 quarantined.append(QuarantineRecord(
                     where, "rating", reason,
-                    f"{name} (rated {score:g} for {task_name}, recorded as {rated_path}): {found} of that "
-                    f"name under {videos_dir!r} in the corpus", source_id))
+                    f"{'/'.join(used)} ({judged} for {task_name}, recorded as {rated_path}): "
+                    f"{found} of that name under {videos_dir!r} in the corpus", source_id))
                 continue
             video_path = matches[0]
             try:
@@ -343,10 +431,10 @@ def mine_ratings(rating_files: Iterable[Path], corpus_root: Path, threshold: flo
                 continue
             last = info.num_frames - 1
             moments.append(GoalMoment(
-                source="trial", source_id=source_id, video_path=video_path, miner="rating", task=task_name,
+                source="trial", source_id=source_id, video_path=video_path, miner=miner, task=task_name,
                 instruction=instructions.get(task_name) or " ".join(task_name.replace("_", " ").split()),
-                confidence=round(score / 10, 6), success_time=round(last / info.fps, 6), success_frame=last,
-                detail=(f"{where}: {score_key} {score:g} >= {threshold:g}; the rating judges the whole "
-                        f"recording, so its last decodable frame is the goal"),
+                confidence=confidence, success_time=round(last / info.fps, 6), success_frame=last,
+                detail=(f"{where}: {judged}; the judgement is of the whole recording, so its last decodable "
+                        "frame is the goal"),
             ))
     return moments, quarantined

@@ -14,7 +14,7 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from goalcraft.data.quarantine import InputError
 
-__all__ = ["resolve_inside", "relative_to_root", "is_absolute_like"]
+__all__ = ["resolve_inside", "relative_to_root", "is_absolute_like", "join_relative"]
 
 
 def is_absolute_like(rel: str) -> bool:
@@ -75,3 +75,7 @@ def relative_to_root(root: Path, resolved: Path) -> str:
     text = rel.as_posix()
     return "." if text in ("", ".") else text
 
+
+def join_relative(rel: str, *names: str) -> str:
+    """``rel/name/...`` for a corpus-relative ``rel`` as :func:`relative_to_root` gives it (``.``: the root)."""
+    return "/".join(([] if rel == "." else [rel]) + list(names))

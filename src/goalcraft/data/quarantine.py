@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Iterable
 
 import pyarrow as pa
 
@@ -62,3 +62,21 @@ def json_error_detail(exc: Exception) -> str:
     if isinstance(exc, RecursionError):
         return "nested too deeply"
     return str(exc)[:200]
+
+
+def read_json(path: Path, reason: str, name: str | None = None) -> Any:
+    """The JSON value in ``path`` (UTF-8, a BOM allowed); :class:`InputError` with ``reason`` when the
+    file cannot be read, is not UTF-8 or is not JSON. ``name`` is how the messages call the file."""
+    name = name or Path(path).name
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise InputError(reason, f"cannot read {name}: {exc}") from exc
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InputError(reason, f"{name} is not UTF-8 (byte offset {exc.start})") from exc
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, huge ints, deep nesting
+        raise InputError(reason, f"{name} is not valid JSON: {json_error_detail(exc)}") from exc

@@ -12,8 +12,18 @@ captioned with, and the ``phrasings`` that mark it in a transcript. Loaders, one
   (``{task_id: {"prompt", "guidance", ...}}``): the prompt is the instruction and the one phrasing.
 * :func:`load_minestudio_tasks` — a folder of MineStudio task configs (``<task>.yaml`` holding a
   ``text:`` field): task name = file stem, the text is the instruction and the one phrasing.
+* :func:`load_aimc_tasks` — a STEVE-1 evaluation task config in konder/aimc's ``eval_tasks.yaml``
+  form (``{"tasks": {task: {"en_instruction", "instruction_variants": {category: {"name",
+  "description", "variants": [...]}}, ...}}}``): the instruction is ``en_instruction`` (else
+  ``instruction``, else ``zh_instruction``), the paraphrases every variant of every category in file
+  order; phrasings = paraphrases, then the instruction.
+* :func:`load_instruction_variants` — aimc's ``instruction_variants.json``
+  (``{task: {"canonical", "variants": [...]}}``): ``canonical`` is the instruction, the variants the
+  paraphrases.
 * :func:`load_task_files` — several of the above by path (what the pipeline's settings list), plus
-  STEVE-1's prompts; task names must be unique across them.
+  STEVE-1's prompts; task names must be unique across them. A ``.json`` file is an
+  ``instruction_variants.json`` when its entries have ``canonical`` (and no ``instruction``), else a
+  tasks.json; a ``.yaml`` file is an ``eval_tasks.yaml`` when it has a ``tasks`` mapping, else MineDojo.
 
 The clip stage's keyword filter reads the same files as a flat phrase list: :func:`load_keywords`.
 
@@ -38,7 +48,7 @@ import re
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 from goalcraft.data.transcripts import normalise_text
 
@@ -51,12 +61,17 @@ __all__ = [
     "load_task_vocabulary",
     "read_task_vocabulary",
     "write_task_vocabulary",
+    "instruction_variants_tasks",
+    "is_instruction_variants",
+    "load_aimc_tasks",
+    "load_instruction_variants",
     "load_keywords",
     "load_minedojo_tasks",
     "load_minestudio_tasks",
     "load_steve1_prompts",
     "load_task_files",
     "load_tasks_json",
+    "load_yaml_tasks",
     "phrase_words",
     "tasks_from_mapping",
 ]
@@ -129,17 +144,23 @@ def _text_list(where: str, spec: dict[str, Any], key: str) -> list[str]:
     return value
 
 
-def tasks_from_mapping(data: Any, source: str, where: str) -> list[Task]:
-    """Tasks from a ``{task: {"instruction", "paraphrases"?, "narration"?}}`` mapping (file order)."""
+def _task_specs(data: Any, where: str) -> Iterator[tuple[str, dict[str, Any], str]]:
+    """``(name, spec, where-of-the-task)`` of a JSON ``{task: {...}}`` mapping, each checked to be an object."""
     if not isinstance(data, dict) or not data:
         raise ValueError(f"{where}: expected a non-empty JSON object of tasks")
-    tasks = []
     for name, spec in data.items():
         at = f"{where}: task {name!r}"
         if not normalise_text(name):
             raise ValueError(f"{where}: blank task name")
         if not isinstance(spec, dict):
             raise ValueError(f"{at}: expected an object, got {type(spec).__name__}")
+        yield name, spec, at
+
+
+def tasks_from_mapping(data: Any, source: str, where: str) -> list[Task]:
+    """Tasks from a ``{task: {"instruction", "paraphrases"?, "narration"?}}`` mapping (file order)."""
+    tasks = []
+    for name, spec, at in _task_specs(data, where):
         instruction = _text_field(at, spec, "instruction", required=True)
         assert instruction is not None
         narration, paraphrases = _text_list(at, spec, "narration"), _text_list(at, spec, "paraphrases")
@@ -180,7 +201,10 @@ def load_minedojo_tasks(yaml_path: Path, *, source: str | None = None) -> list[T
     (``guidance``, ``category``, ``collection``, ``source``) are ignored. ``source`` defaults to
     ``minedojo:<file stem>``. The templated ``tasks_specs.yaml`` is not a task list and is refused."""
     path = Path(yaml_path)
-    data = _read_yaml(path)
+    return _minedojo_tasks(_read_yaml(path), path, source)
+
+
+def _minedojo_tasks(data: Any, path: Path, source: str | None) -> list[Task]:
     if not isinstance(data, dict) or not data:
         raise ValueError(f"{path}: expected a mapping of MineDojo task ids to task specs")
     tasks = []
@@ -194,6 +218,88 @@ def load_minedojo_tasks(yaml_path: Path, *, source: str | None = None) -> list[T
         assert prompt is not None
         tasks.append(_make_task(str(task_id), prompt, [prompt], source or f"minedojo:{path.stem}"))
     return tasks
+
+
+def _is_aimc_tasks(data: Any) -> bool:
+    return isinstance(data, dict) and isinstance(data.get("tasks"), dict)
+
+
+def _variant_texts(where: str, value: Any) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"{where}: variants must be a list of strings")
+    return [v for v in value if normalise_text(v)]
+
+
+def _paraphrased_task(name: str, instruction: str, variants: Sequence[str], source: str) -> Task:
+    """A task whose paraphrases are ``variants`` (normalised, de-duplicated, without the instruction)."""
+    own = normalise_text(instruction)
+    paraphrases = [p for p in dict.fromkeys(normalise_text(v) for v in variants) if p != own]
+    return _make_task(name, instruction, [*paraphrases, instruction], source, paraphrases=paraphrases)
+
+
+def _aimc_tasks(data: Any, path: Path, source: str | None) -> list[Task]:
+    if not _is_aimc_tasks(data) or not data["tasks"]:
+        raise ValueError(f"{path}: expected an evaluation task config with a non-empty 'tasks' mapping")
+    tasks = []
+    for name, spec in data["tasks"].items():
+        at = f"{path}: task {name!r}"
+        if not isinstance(spec, dict):
+            raise ValueError(f"{at}: expected a mapping, got {type(spec).__name__}")
+        key = next((k for k in ("en_instruction", "instruction", "zh_instruction") if spec.get(k) is not None), None)
+        if key is None:
+            raise ValueError(f"{at}: no 'en_instruction' (nor 'instruction', 'zh_instruction')")
+        instruction = _text_field(at, spec, key, required=True)
+        assert instruction is not None
+        categories = spec.get("instruction_variants") or {}
+        if not isinstance(categories, dict):
+            raise ValueError(f"{at}: 'instruction_variants' must be a mapping of categories")
+        variants: list[str] = []
+        for category, entry in categories.items():
+            where = f"{at}: instruction_variants.{category}"
+            if isinstance(entry, dict):
+                variants += _variant_texts(where, entry.get("variants", []))
+            else:  # a category given as a bare list, as aimc also accepts
+                variants += _variant_texts(where, entry)
+        tasks.append(_paraphrased_task(str(name), instruction, variants, source or f"aimc:{path.stem}"))
+    return tasks
+
+
+def load_aimc_tasks(yaml_path: Path, *, source: str | None = None) -> list[Task]:
+    """An ``eval_tasks.yaml`` (module docstring); ``source`` defaults to ``aimc:<file stem>``. The file's
+    other sections (``evaluation``, ``prior_evaluation``, ``task_sets``) and the tasks' other keys
+    (``env_config``, ``max_steps``, ``success_visuals_path``, ...) are not read."""
+    path = Path(yaml_path)
+    return _aimc_tasks(_read_yaml(path), path, source)
+
+
+def load_yaml_tasks(yaml_path: Path, *, source: str | None = None) -> list[Task]:
+    """A task YAML file of either kind: an ``eval_tasks.yaml`` (a ``tasks`` mapping) or MineDojo tasks."""
+    path = Path(yaml_path)
+    data = _read_yaml(path)
+    return _aimc_tasks(data, path, source) if _is_aimc_tasks(data) else _minedojo_tasks(data, path, source)
+
+
+def is_instruction_variants(data: Any) -> bool:
+    """Whether a JSON task mapping is an ``instruction_variants.json`` (entries with ``canonical``)."""
+    specs = list(data.values()) if isinstance(data, dict) else []
+    return (any(isinstance(v, dict) and "canonical" in v for v in specs)
+            and not any(isinstance(v, dict) and "instruction" in v for v in specs))
+
+
+def instruction_variants_tasks(data: Any, source: str, where: str) -> list[Task]:
+    """Tasks from an ``instruction_variants.json`` mapping ``{task: {"canonical", "variants"}}``."""
+    tasks = []
+    for name, spec, at in _task_specs(data, where):
+        canonical = _text_field(at, spec, "canonical", required=True)
+        assert canonical is not None
+        tasks.append(_paraphrased_task(str(name), canonical, _variant_texts(at, spec.get("variants", [])), source))
+    return tasks
+
+
+def load_instruction_variants(path: Path, *, source: str | None = None) -> list[Task]:
+    """An ``instruction_variants.json`` (module docstring); ``source`` defaults to ``aimc:<file stem>``."""
+    path = Path(path)
+    return instruction_variants_tasks(_read_json(path), source or f"aimc:{path.stem}", str(path))
 
 
 def load_minestudio_tasks(folder: Path, *, source: str | None = None) -> list[Task]:
@@ -222,9 +328,11 @@ def load_task_files(corpus_root: Path, task_files: Sequence[str], *, steve1_prom
     """The vocabulary of several task files, in the given order, then STEVE-1's prompts.
 
     Each entry is relative to ``corpus_root`` (or absolute) and read by its kind: a folder is a
-    MineStudio task folder, a ``.json`` file a ``tasks.json`` vocabulary, a ``.yaml`` / ``.yml`` file
-    MineDojo tasks. A missing entry, another kind, or a task name defined twice (e.g. MineStudio's
-    ``simple/`` and ``hard/`` together, or a MineStudio and a Crafter ``collect_wood``) raises
+    MineStudio task folder, a ``.json`` file a ``tasks.json`` vocabulary or an
+    ``instruction_variants.json``, a ``.yaml`` / ``.yml`` file MineDojo tasks or an ``eval_tasks.yaml``
+    (told apart by content, see the module docstring). A missing entry, another kind, or a task name
+    defined twice (e.g. MineStudio's ``simple/`` and ``hard/`` together, or a MineStudio and a Crafter
+    ``collect_wood``) raises
     :class:`ValueError`: task names are what transcript matches and ratings are labelled with.
     """
     tasks: list[Task] = []
@@ -236,9 +344,11 @@ def load_task_files(corpus_root: Path, task_files: Sequence[str], *, steve1_prom
         elif not path.is_file():
             raise ValueError(f"task file {entry!r} not found under the corpus root {str(corpus_root)!r}")
         elif path.suffix.lower() == ".json":
-            loaded = load_tasks_json(path)
+            data = _read_json(path)
+            loaded = (instruction_variants_tasks(data, f"aimc:{path.stem}", str(path)) if is_instruction_variants(data)
+                      else tasks_from_mapping(data, path.stem, str(path)))
         elif path.suffix.lower() in (".yaml", ".yml"):
-            loaded = load_minedojo_tasks(path)
+            loaded = load_yaml_tasks(path)
         else:
             raise ValueError(f"task file {entry!r}: expected a .json or .yaml file or a folder of MineStudio tasks")
         tasks += loaded

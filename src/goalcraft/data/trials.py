@@ -15,6 +15,9 @@ STEVE-1 ``EpisodeStorage``
     ``false``): episodes recorded for training carry no outcome. ``*.pkl`` files
     (``actions.pkl``, ``embeds_attn.pkl``) are never opened: unpickling runs arbitrary code.
 
+Two more layouts, ``steve1_result`` (STEVE-1 evaluation result folders) and ``recorded_sample``
+(recorded samples), are read by :mod:`goalcraft.data.steve1_eval` into the same :class:`TrialRecord`.
+
 Common rules
     * Folders are visited in sorted name order; hidden entries (name starting with ``.``) and plain
       files directly in the trials directory are ignored (they are not trials).
@@ -42,22 +45,25 @@ not an object, a field of the wrong type, a bad ``len.txt``), ``trial_no_instruc
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Callable, Literal, Sequence
 
-from goalcraft.data.paths import relative_to_root, resolve_inside
-from goalcraft.data.quarantine import InputError, QuarantineRecord, json_error_detail
+from goalcraft.data.paths import join_relative, relative_to_root, resolve_inside
+from goalcraft.data.quarantine import InputError, QuarantineRecord, read_json
 
 __all__ = [
     "INSTRUCTION_KEYS",
     "TRIAL_VIDEO_EXTENSIONS",
     "TrialRecord",
+    "drop_duplicate_ids",
+    "input_dir",
+    "read_trial_folders",
     "scan_trials",
+    "subfolders",
     "trial_id_for",
 ]
 
@@ -76,7 +82,7 @@ class TrialRecord:
     """One usable trial. ``video_path`` is relative to the corpus root (POSIX style, resolved)."""
 
     id: str
-    layout: Literal["goalcraft", "steve1"]
+    layout: Literal["goalcraft", "steve1", "steve1_result", "recorded_sample"]
     video_path: str
     instruction: str
     task: str | None
@@ -96,6 +102,22 @@ def trial_id_for(folder_name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_-]", "_", folder_name) + "-" + digest
 
 
+def input_dir(folder: Path, corpus_root: Path, what: str) -> tuple[Path, Path, str]:
+    """A configured input folder (relative to ``corpus_root``, or absolute): the resolved root, the
+    resolved folder and its corpus-relative path. A folder that does not exist or lies outside the
+    corpus root is a configuration error: :class:`ValueError` naming ``what``."""
+    root = Path(corpus_root).resolve()
+    folder = Path(folder)
+    if not folder.is_absolute():
+        folder = Path(corpus_root) / folder
+    if not folder.is_dir():
+        raise ValueError(f"{what} {str(folder)!r} does not exist")
+    resolved = folder.resolve()
+    if not resolved.is_relative_to(root):
+        raise ValueError(f"{what} {str(folder)!r} is not inside the corpus root {str(root)!r}")
+    return root, resolved, relative_to_root(root, resolved)
+
+
 def scan_trials(
     trials_dir: Path, corpus_root: Path
 ) -> tuple[list[TrialRecord], list[QuarantineRecord]]:
@@ -104,40 +126,56 @@ def scan_trials(
     A missing ``trials_dir`` or one outside the corpus root is a configuration error and raises
     :class:`ValueError`; every problem with a single trial becomes a quarantine record instead.
     """
-    root = Path(corpus_root).resolve()
-    trials_dir = Path(trials_dir)
-    if not trials_dir.is_absolute():
-        trials_dir = Path(corpus_root) / trials_dir
-    if not trials_dir.is_dir():
-        raise ValueError(f"trials directory {str(trials_dir)!r} does not exist")
-    resolved_dir = trials_dir.resolve()
-    if not resolved_dir.is_relative_to(root):
-        raise ValueError(
-            f"trials directory {str(trials_dir)!r} is not inside the corpus root {str(root)!r}"
-        )
-    dir_rel = relative_to_root(root, resolved_dir)
+    root, resolved_dir, dir_rel = input_dir(trials_dir, corpus_root, "trials directory")
+    folders = [(join_relative(dir_rel, name), trial_id_for(name))
+               for name in subfolders(resolved_dir)]
+    return read_trial_folders(root, folders, _read_trial)
 
+
+def drop_duplicate_ids(records: Sequence[TrialRecord]) -> tuple[list[TrialRecord], list[QuarantineRecord]]:
+    """The records with ids not taken by an earlier one (trials read from several folders), and a
+    ``trial_duplicate_id`` quarantine record for each later one."""
+    kept: list[TrialRecord] = []
+    quarantined: list[QuarantineRecord] = []
+    first: dict[str, str] = {}
+    for record in records:
+        if record.id in first:
+            quarantined.append(QuarantineRecord(
+                record.video_path, STAGE, "trial_duplicate_id",
+                f"id {record.id!r} of {record.video_path} already used by {first[record.id]}", record.id))
+            continue
+        first[record.id] = record.video_path
+        kept.append(record)
+    return kept, quarantined
+
+
+def subfolders(folder: Path) -> list[str]:
+    """The names of the folders directly in ``folder``, sorted; hidden entries and plain files left out."""
+    return [name for name in sorted(os.listdir(folder))
+            if not name.startswith(".") and (Path(folder) / name).is_dir()]
+
+
+def read_trial_folders(
+    root: Path, folders: Sequence[tuple[str, str]], read: Callable[[Path, str, str], TrialRecord]
+) -> tuple[list[TrialRecord], list[QuarantineRecord]]:
+    """``read(root, rel, trial_id)`` for each ``(corpus-relative folder, trial id)``, in order: the
+    records, and a quarantine record for every folder whose name is not UTF-8, whose id an earlier
+    folder took, or whose ``read`` raised :class:`InputError`."""
     records: list[TrialRecord] = []
     quarantined: list[QuarantineRecord] = []
     seen: dict[str, str] = {}
-    for name in sorted(os.listdir(resolved_dir)):
-        if name.startswith("."):
-            continue
-        if not (resolved_dir / name).is_dir():
-            continue
-        rel = name if dir_rel == "." else f"{dir_rel}/{name}"
+    for rel, trial_id in folders:
         shown = _printable(rel)
-        trial_id = trial_id_for(name)
         try:
             if shown != rel:
                 raise InputError("path_invalid", f"folder name is not valid UTF-8: {shown!r}")
             if trial_id in seen:
                 raise InputError(
                     "trial_duplicate_id",
-                    f"id {trial_id!r} of folder {name!r} already used by folder {seen[trial_id]!r}",
+                    f"id {trial_id!r} of folder {rel!r} already used by folder {seen[trial_id]!r}",
                 )
-            seen[trial_id] = name
-            records.append(_read_trial(root, rel, trial_id))
+            seen[trial_id] = rel
+            records.append(read(root, rel, trial_id))
         except InputError as exc:
             quarantined.append(
                 QuarantineRecord(
@@ -226,25 +264,11 @@ def _read_trial(root: Path, rel: str, trial_id: str) -> TrialRecord:
 
 
 def _load_metadata(path: Path) -> dict[str, Any]:
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise InputError("trial_metadata_malformed", f"cannot read metadata.json: {exc}") from exc
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise InputError(
-            "trial_metadata_malformed", f"metadata.json is not UTF-8 (byte offset {exc.start})"
-        ) from exc
-    try:
-        value = json.loads(text)
-    except (ValueError, RecursionError) as exc:  # JSONDecodeError, huge ints, deep nesting
-        raise InputError(
-            "trial_metadata_malformed", f"metadata.json is not valid JSON: {json_error_detail(exc)}"
-        ) from exc
+    """A trial's JSON metadata file (``metadata.json``, ``trial_info.json``): a JSON object."""
+    value = read_json(path, "trial_metadata_malformed")
     if not isinstance(value, dict):
         raise InputError(
-            "trial_metadata_malformed", f"metadata.json must hold an object, got {type(value).__name__}"
+            "trial_metadata_malformed", f"{path.name} must hold an object, got {type(value).__name__}"
         )
     return value
 

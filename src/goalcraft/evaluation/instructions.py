@@ -8,9 +8,14 @@ An entry of ``[evaluation] instruction_sets`` is one of
 ``unseen_paraphrases``     the Crafter tasks' instructions with new paraphrases that no goal model and
                            no goal space trains on (packaged: ``goalcraft/crafter/unseen_paraphrases.json``):
                            the fair synonym-robustness test
-``<file>.json``            any ``{task: {"instruction": ..., "paraphrases": [...]}}`` file
-``<file>.yaml``            MineDojo task prompts (``programmatic_tasks.yaml``, ``creative_tasks.yaml``)
+``<file>.json``            any ``{task: {"instruction": ..., "paraphrases": [...]}}`` file, or a STEVE-1
+                           evaluation ``instruction_variants.json`` (``{task: {"canonical", "variants"}}``)
+``<file>.yaml``            MineDojo task prompts (``programmatic_tasks.yaml``, ``creative_tasks.yaml``),
+                           or a STEVE-1 evaluation ``eval_tasks.yaml`` (``en_instruction`` and every
+                           ``instruction_variants`` variant as paraphrases)
 ``<folder>``               a folder of MineStudio task configs (``text:`` per file)
+
+Sets read from a STEVE-1 evaluation file are named ``aimc:<file stem>``.
 
 Paths are relative to the corpus root (or absolute). Only the instruction and its paraphrases are
 phrasings here; a ``tasks.json``'s narration lines describe footage, they are not instructions.
@@ -26,10 +31,13 @@ from typing import Sequence
 
 from goalcraft.data.task_vocabulary import (
     STEVE1_PROMPTS_FILE,
+    Task,
     TaskVocabulary,
-    load_task_vocabulary,
-    load_minedojo_tasks,
+    instruction_variants_tasks,
+    is_instruction_variants,
     load_minestudio_tasks,
+    load_task_vocabulary,
+    load_yaml_tasks,
     normalise_text,
 )
 
@@ -84,20 +92,27 @@ def load_instruction_set(entry: str, corpus_root: Path, vocabulary: TaskVocabula
     path = Path(corpus_root) / entry
     name = path.stem
     if path.is_dir():
-        tasks = load_minestudio_tasks(path)
-        return InstructionSet(f"minestudio:{path.name}", tuple(InstructionTask(t.name, (t.instruction,)) for t in tasks))
+        return _from_tasks(f"minestudio:{path.name}", load_minestudio_tasks(path))
     if not path.is_file():
         raise ValueError(f"instruction set {entry!r}: {path} not found")
     if path.suffix.lower() in (".yaml", ".yml"):
-        tasks = load_minedojo_tasks(path)
-        return InstructionSet(f"minedojo:{path.stem}", tuple(InstructionTask(t.name, (t.instruction,)) for t in tasks))
+        tasks = load_yaml_tasks(path)
+        return _from_tasks(tasks[0].source if tasks else f"minedojo:{path.stem}", tasks)
     if path.suffix.lower() != ".json":
         raise ValueError(f"instruction set {entry!r}: expected a .json or .yaml file or a MineStudio folder")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ValueError(f"instruction set {entry!r}: {path} is not valid JSON ({exc})") from exc
+    if is_instruction_variants(data):
+        return _from_tasks(f"aimc:{path.stem}", instruction_variants_tasks(data, f"aimc:{path.stem}", str(path)))
     return _from_mapping(name, data, str(path))
+
+
+def _from_tasks(name: str, tasks: Sequence[Task]) -> InstructionSet:
+    """An instruction set of loaded tasks: each task's instruction, then its paraphrases."""
+    return InstructionSet(name, tuple(InstructionTask(t.name, tuple(dict.fromkeys((t.instruction, *t.paraphrases))))
+                                      for t in tasks))
 
 
 def load_instruction_sets(entries: Sequence[str], corpus_root: Path,

@@ -6,9 +6,10 @@ from pathlib import Path
 
 from goalcraft.config import ClipsSettings, GoalsSettings
 from goalcraft.data.clip_stage import ClipStageSettings, build_clip_partition
+from goalcraft.data.decode import get_decoder
 from goalcraft.data.goal_stage import build_goal_partition
 from goalcraft.data.manifest import VideoRecord
-from goalcraft.data.mining import mine_ratings, mine_transcripts, mine_trials, mining_notes
+from goalcraft.data.mining import mine_ratings, mine_transcripts, mine_trials, mining_notes, rating_files
 from goalcraft.data.partition_keys import partition_of
 from goalcraft.data.tables import StalePartitioningError, read_partition_rows
 from goalcraft.data.task_vocabulary import read_task_vocabulary
@@ -55,16 +56,17 @@ def goal_partition(paths: StoragePaths, corpus_root: Path, partition: str, count
     moments, rejects = mine_trials(trials)
     found, bad = mine_transcripts(videos, corpus_root, tasks)
     moments, rejects = moments + found, rejects + bad
+    decoder = get_decoder(clips.decoder, frames_fps=clips.frames_fps)
     ratings_dir = corpus_root / goals.ratings_dir if goals.ratings_dir else None
     ratings = bool(ratings_dir and ratings_dir.is_dir())
     notes = mining_notes(trials=len(trials), videos=len(videos), tasks=len(tasks), ratings=ratings)
     if ratings:
-        rated, bad = mine_ratings(sorted(ratings_dir.glob("*.json")), corpus_root, goals.rating_threshold,
-                                  tasks=tasks, decoder=clips.decoder)
+        rated, bad = mine_ratings(rating_files(ratings_dir), corpus_root, goals.rating_threshold,
+                                  tasks=tasks, decoder=decoder)
         # Rating files cover the whole corpus; each partition keeps its own videos' moments.
         moments += [m for m in rated if partition_of(m.source_id, count) == partition]
         rejects += [r for r in bad if partition_of(r.source_id or r.input, count) == partition]
-    report = build_goal_partition(partition, moments, corpus_root, paths, decoder=clips.decoder,
+    report = build_goal_partition(partition, moments, corpus_root, paths, decoder=decoder,
                                   shard_target_bytes=clips.shard_target_bytes, jpeg_quality=clips.jpeg_quality,
                                   quarantine=rejects)
     return StageResult({

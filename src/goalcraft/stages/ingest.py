@@ -14,7 +14,8 @@ from goalcraft.data.partition_keys import partition_of
 from goalcraft.data.quarantine import QuarantineRecord, quarantine_table
 from goalcraft.data.tables import PARTITION_COUNT_KEY, records_table
 from goalcraft.data.task_vocabulary import load_task_vocabulary, write_task_vocabulary
-from goalcraft.data.trials import TrialRecord, scan_trials
+from goalcraft.data.steve1_eval import trial_sources
+from goalcraft.data.trials import TrialRecord, drop_duplicate_ids, scan_trials
 from goalcraft.stages import StageError, StageResult
 from goalcraft.storage import StoragePaths, write_parquet_atomic
 
@@ -53,14 +54,22 @@ def ingest_manifests(paths: StoragePaths, corpus_root: Path, manifests: Sequence
     })
 
 
-def ingest_trials(paths: StoragePaths, corpus_root: Path, trials_dir: Path, partition_count: int) -> StageResult:
-    """The trial folders → ``ingest/trials.parquet`` (with partitions) and its quarantine table."""
+def ingest_trials(paths: StoragePaths, corpus_root: Path, trials_dir: Path, partition_count: int, *,
+                  steve1_results_dirs: Sequence[str] = (), recorded_samples_dirs: Sequence[str] = ()) -> StageResult:
+    """The trial folders, STEVE-1 evaluation results and recorded samples → ``ingest/trials.parquet``
+    (with partitions) and its quarantine table."""
     warnings = []
     if trials_dir.is_dir():
         trials, rejected = scan_trials(trials_dir, corpus_root)
     else:
         trials, rejected = [], []
         warnings.append(f"no trials folder at {trials_dir}; no trials ingested")
+    try:  # a folder the user named must exist
+        found, bad = trial_sources(corpus_root, steve1_results_dirs, recorded_samples_dirs)
+    except ValueError as exc:
+        raise StageError(f"{exc} (see [paths] steve1_results_dirs, recorded_samples_dirs)") from None
+    trials, duplicates = drop_duplicate_ids(trials + found)
+    rejected += bad + duplicates
     table = _with_partitions(records_table(trials, TrialRecord), [t.id for t in trials], partition_count)
     write_parquet_atomic(table, paths.trials_table)
     write_parquet_atomic(quarantine_table(rejected), paths.trials_quarantine_table)
@@ -68,6 +77,8 @@ def ingest_trials(paths: StoragePaths, corpus_root: Path, trials_dir: Path, part
         "trials": len(trials),
         "successful": sum(t.success for t in trials),
         "steve1_layout": sum(t.layout == "steve1" for t in trials),
+        "steve1_results": sum(t.layout == "steve1_result" for t in trials),
+        "recorded_samples": sum(t.layout == "recorded_sample" for t in trials),
         "rejected": len(rejected),
         "table": paths.trials_table,
         **_failures(rejected),
