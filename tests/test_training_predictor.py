@@ -197,3 +197,23 @@ def test_bf16_autocast_path_trains(data, tmp_path):
     assert seen["fp32"] == {torch.float32}
     weights = load_file(str(tmp_path / "s2" / "best" / "model.safetensors"))
     assert {v.dtype for v in weights.values()} == {torch.float32}
+
+
+def test_task_contrastive_loss_matches_hand_computed_cross_entropy():
+    import math
+
+    import torch
+
+    from goalcraft.training.predictor import task_contrastive_loss
+
+    goal = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.0, 2.0]])
+    task = torch.tensor([0, 1, 1])
+    zero, one = torch.zeros(2), torch.ones(2)
+    loss = task_contrastive_loss(goal, goal, task, zero, one, temperature=1.0)
+    # Row 0: logits (1, 0, 0), positive {0}: −log(e / (e + 2)). Rows 1, 2: logits (0, 1, 1), positives
+    # {1, 2} with weight ½ each: −log(e / (1 + 2e)).
+    expected = (-math.log(math.e / (math.e + 2)) + 2 * -math.log(math.e / (1 + 2 * math.e))) / 3
+    assert float(loss) == pytest.approx(expected, rel=1e-6)
+    # Standardising first: a shared offset in every vector changes nothing.
+    shifted = task_contrastive_loss(goal + 5, goal + 5, task, torch.full((2,), 5.0), one, temperature=1.0)
+    assert float(shifted) == pytest.approx(expected, rel=1e-6)

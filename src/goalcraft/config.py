@@ -162,6 +162,10 @@ class Stage2Settings(TrainRunSettings):
     lr: PositiveFloat = 1e-3
     weight_decay: float = Field(0.01, ge=0)
     cos_weight: float = Field(0.1, ge=0)
+    # A contrastive term: each predicted goal against the batch's goal clips in standardised units,
+    # positives its own task's clips (goalcraft.training.predictor.task_contrastive_loss).
+    contrastive_weight: float = Field(0.0, ge=0)
+    temperature: PositiveFloat = 0.1
     checkpoint_every: PositiveInt = 10
 
 

@@ -186,14 +186,33 @@ def goal_loss(pred: Tensor, goal: Tensor, cos_weight: float, std: Tensor | None 
     return mse + cos_weight * (1 - cos), mse, cos
 
 
+def task_contrastive_loss(pred: Tensor, goal: Tensor, task: Tensor, mean: Tensor, std: Tensor,
+                          temperature: float) -> Tensor:
+    """Cross entropy of each predicted goal against the batch's goal clips, in standardised units
+    (``(x − mean) / std``: the shared component would make every cosine ≈ 1): the positives are the
+    clips of the prediction's own task (uniform target over them), the negatives other tasks' clips."""
+    p = F.normalize((pred - mean) / std, dim=-1)
+    g = F.normalize((goal - mean) / std, dim=-1)
+    logits = p @ g.T / temperature
+    same = (task[:, None] == task[None, :]).float()
+    return -(F.log_softmax(logits, dim=-1) * same / same.sum(-1, keepdim=True)).sum(-1).mean()
+
+
 class Stage2Objective(nn.Module):
-    def __init__(self, model: GoalPredictor, cos_weight: float) -> None:
+    def __init__(self, model: GoalPredictor, cos_weight: float, contrastive_weight: float = 0.0,
+                 temperature: float = 0.1) -> None:
         super().__init__()
         self.model, self.cos_weight = model, cos_weight
+        self.contrastive_weight, self.temperature = contrastive_weight, temperature
 
-    def forward(self, tokens: Tensor, goal: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def forward(self, tokens: Tensor, goal: Tensor, task: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
         scale = self.model.goal_std * self.model.output_scale
-        return goal_loss(self.model.align(tokens).float(), goal, self.cos_weight, scale)
+        pred = self.model.align(tokens).float()
+        loss, mse, cos = goal_loss(pred, goal, self.cos_weight, scale)
+        if self.contrastive_weight and task is not None and len(task) > 1:
+            loss = loss + self.contrastive_weight * task_contrastive_loss(
+                pred, goal, task, self.model.goal_mean, scale, self.temperature)
+        return loss, mse, cos
 
 
 # -- shared loop machinery -----------------------------------------------------------------------------
@@ -421,7 +440,8 @@ def train_stage2(examples: PredictorExamples, splits: Mapping[str, np.ndarray], 
                          "stage1": _dir_digest(stage1_dir),
                          "variants": json.dumps(variants, sort_keys=True) if variants else ""},
                        resume=resume, state_file=STATE_FILE, error=PredictorTrainingError)
-    objective = Stage2Objective(model, settings.cos_weight)
+    objective = Stage2Objective(model, settings.cos_weight, settings.contrastive_weight, settings.temperature)
+    task_index = _class_index(examples.tasks)
     wrapped = _wrap(objective, device)
     optimizer = torch.optim.AdamW(model.aligner.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     train_idx, val_idx = np.asarray(splits["train"]), np.asarray(splits["val"])
@@ -442,7 +462,8 @@ def train_stage2(examples: PredictorExamples, splits: Mapping[str, np.ndarray], 
 
         def inputs(batch: np.ndarray) -> Callable[[np.ndarray], tuple]:
             texts = [instruction_for(examples, i, variants, rng) for i in batch]
-            return lambda mine: (batch_tokens([texts[j] for j in mine]), goals[batch[mine]].to(device))
+            return lambda mine: (batch_tokens([texts[j] for j in mine]), goals[batch[mine]].to(device),
+                                 task_index[batch[mine]].to(device))
 
         return _train_epoch(wrapped, optimizer, rng.permutation(train_idx), settings, ("loss", "mse", "cosine"),
                             inputs, tick)
