@@ -39,38 +39,37 @@ def _held_out(paths: StoragePaths):
             TrainingGoals([examples.tasks[i] for i in seen], examples.goals[seen]))
 
 
+def _provenance(model_dir: Path) -> dict[str, str]:
+    """Where a model folder came from: its ``best/`` path and version, and the user's checkpoint file
+    with its sha256 when it was imported rather than trained."""
+    from goalcraft.evaluation.run import file_digest
+    from goalcraft.stages.training import imported_checkpoint
+
+    out = {"path": str(model_dir / "best"), "version": file_digest(model_dir / "best" / "model.safetensors")}
+    record = imported_checkpoint(model_dir)
+    if record:
+        out.update(user_checkpoint=record["checkpoint"], sha256=record["sha256"])
+    return out
+
+
 def _models(paths: StoragePaths, replicates: int):
-    """Every training replicate of the goal predictor and of the MineCLIP text → prior baseline."""
-    import torch
+    """Every training replicate of the goal predictor and of the MineCLIP text → prior baseline (one
+    prior when it is the user's STEVE-1 checkpoint)."""
+    from goalcraft.evaluation.goal_models import baseline_under_test, predictor_under_test
+    from goalcraft.models.mineclip import load_mineclip
+    from goalcraft.models.prior import load_prior
+    from goalcraft.stages.training import prior_replicate_dirs
 
-    from goalcraft.evaluation.run import BASELINE, PREDICTOR, GoalModelUnderTest, file_digest
-    from goalcraft.models.backbones import mean_pool
-    from goalcraft.models.baseline import load_baseline
-    from goalcraft.models.predictor import load_goal_predictor
-
-    models = []
-    for k, folder in enumerate(paths.replicate_dirs(paths.goal_predictor_dir, replicates)):
-        predictor = load_goal_predictor(folder / "best")
-
-        @torch.inference_mode()
-        def predictor_text(texts, predictor=predictor):
-            states, mask = predictor.encode_text(texts)
-            return mean_pool(states, mask).float().numpy()
-
-        models.append(GoalModelUnderTest(
-            PREDICTOR, lambda texts, seed, predictor=predictor: predictor.predict_goal(texts).numpy(), predictor_text,
-            {"aligner": str(folder / "best"), "version": file_digest(folder / "best" / "model.safetensors")},
-            training_seed=k))
-    for k, folder in enumerate(paths.replicate_dirs(paths.prior_dir, replicates)):
-        baseline = load_baseline(paths.goal_space_dir / "best", folder / "best")
-        models.append(GoalModelUnderTest(
-            BASELINE,
-            lambda texts, seed, baseline=baseline: baseline.predict_goal(
-                texts, deterministic=seed is None, seed=seed).numpy(),
-            lambda texts, baseline=baseline: baseline.encode_text(texts).numpy(),
-            {"goal_space": str(paths.goal_space_dir / "best"), "prior": str(folder / "best"),
-             "version": file_digest(folder / "best" / "model.safetensors")},
-            stochastic=True, text_in_goal_space=True, training_seed=k))
+    models = [predictor_under_test(folder / "best", training_seed=k)
+              for k, folder in enumerate(paths.replicate_dirs(paths.goal_predictor_dir, replicates))]
+    goal_space = _provenance(paths.goal_space_dir)
+    goal_space = {"goal_space": goal_space.pop("path"), **{f"goal_space_{key}": v for key, v in goal_space.items()}}
+    for k, folder in enumerate(prior_replicate_dirs(paths, replicates)):
+        prior = _provenance(folder)
+        checkpoints = {**goal_space, "prior": prior.pop("path"), "version": prior.pop("version"),
+                       **{f"prior_{key}": v for key, v in prior.items()}}
+        models.append(baseline_under_test(load_mineclip(paths.goal_space_dir / "best"), load_prior(folder / "best"),
+                                          checkpoints, training_seed=k))
     return models
 
 
