@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -27,16 +28,37 @@ def _goal_table(paths: StoragePaths) -> tuple[pa.Table, dict[str, np.ndarray]]:
 
 
 def _held_out(paths: StoragePaths):
-    """(goal table, the test split's clips, the train + val goals the models trained on)."""
+    """(goal table, the goal clips that are success visuals of the evaluation: the test split and the
+    user's STEVE-1 trials (the ``reference`` column), the train + val goals the models trained on)."""
+    from goalcraft.data.splits import reference_rows
     from goalcraft.evaluation.run import HeldOutClips, TrainingGoals
     from goalcraft.training.predictor import PredictorExamples
 
     table, splits = _goal_table(paths)
     examples = PredictorExamples.from_table(table)
-    idx = np.asarray(splits["test"])
+    idx, sources = reference_rows(table)
     seen = np.sort(np.concatenate([splits["train"], splits["val"]]))
-    return (table, HeldOutClips([examples.keys[i] for i in idx], [examples.tasks[i] for i in idx], examples.goals[idx]),
+    return (table, HeldOutClips([examples.keys[i] for i in idx], [examples.tasks[i] for i in idx], examples.goals[idx],
+                                sources),
             TrainingGoals([examples.tasks[i] for i in seen], examples.goals[seen]))
+
+
+def imported_visuals(entries: list[str], corpus_root: Path, embed_dim: int):
+    """``[evaluation] success_visuals`` as success visuals marked ``imported:<entry>``, and a line per
+    quarantined entry (goalcraft.data.steve1_eval.read_success_visuals)."""
+    from goalcraft.data.quarantine import InputError
+    from goalcraft.data.steve1_eval import read_success_visuals
+    from goalcraft.evaluation.run import HeldOutClips
+
+    clips, notes = HeldOutClips([], [], np.zeros((0, embed_dim))), []
+    for entry in entries:
+        try:
+            visuals, quarantined = read_success_visuals(entry, corpus_root, embed_dim=embed_dim)
+        except (ValueError, InputError) as exc:
+            raise StageError(f"[evaluation] success_visuals: {exc}") from None
+        clips = clips + HeldOutClips.from_success_visuals(visuals, f"imported:{entry}")
+        notes += [f"success visuals {q.input} left out ({q.reason}): {q.detail}" for q in quarantined]
+    return clips, notes
 
 
 def _provenance(model_dir: Path) -> dict[str, str]:
@@ -98,7 +120,8 @@ def compare_goal_models(paths: StoragePaths) -> StageResult:
 
 
 def evaluate_goal_models(paths: StoragePaths, corpus_root: Path, settings: EvaluationSettings) -> StageResult:
-    """Every goal model on every instruction set against the test split: one parquet file per table."""
+    """Every goal model on every instruction set against the success visuals (the test split, the
+    user's STEVE-1 trials, ``[evaluation] success_visuals``): one parquet file per table."""
     from goalcraft.data.task_vocabulary import read_task_vocabulary
     from goalcraft.evaluation.instructions import load_instruction_sets
     from goalcraft.evaluation.report import summary_markdown
@@ -114,6 +137,8 @@ def evaluate_goal_models(paths: StoragePaths, corpus_root: Path, settings: Evalu
 
     sets = load_instruction_sets(settings.instruction_sets, corpus_root, read_task_vocabulary(paths.task_vocabulary_file))
     _, clips, training = _held_out(paths)
+    imported, notes = imported_visuals(settings.success_visuals, corpus_root, clips.embeddings.shape[1])
+    clips = clips + imported
     models = _models(paths, settings.replicates)
     run_id = new_run_id()
     tables = evaluate_runs(models, sets, clips, run_id=run_id, training=training, n_boot=settings.n_boot,
@@ -131,10 +156,11 @@ def evaluate_goal_models(paths: StoragePaths, corpus_root: Path, settings: Evalu
         "replicates": settings.replicates,
         "summary": Markdown(summary_markdown(tables["summary"], tables.get("differences"))),
         "held_out_clips": len(clips.keys),
+        "success_visuals_by_source": dict(sorted(Counter(clips.sources).items())),
         "tasks_without_goal_clips": missing,
         "tables": {k: str(v) for k, v in written.items()},
-    }, [f"{name}: {len(tasks)} task(s) have no held-out goal clips (goal accuracy skips them)"
-        for name, tasks in missing.items() if tasks])
+    }, notes + [f"{name}: {len(tasks)} task(s) have no held-out goal clips (goal accuracy skips them)"
+                for name, tasks in missing.items() if tasks])
 
 
 def write_evaluation_report(paths: StoragePaths) -> StageResult:
