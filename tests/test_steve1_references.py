@@ -18,7 +18,7 @@ from goalcraft.models.mineclip import MINECLIP_CONFIGS, MineCLIP, save_mineclip
 from goalcraft.stages import StageError
 from goalcraft.stages.clips import clip_partition, goal_partition
 from goalcraft.stages.embeddings import embed_goal_clips, user_trial_ids
-from goalcraft.stages.evaluation import _held_out, imported_visuals
+from goalcraft.stages.evaluation import _held_out, imported_references
 from goalcraft.stages.ingest import ingest_manifests, ingest_task_vocabulary, ingest_trials
 from goalcraft.storage import StoragePaths
 
@@ -73,16 +73,16 @@ def test_imported_pickles_and_recorded_samples_become_references(mixed, tmp_path
                               "success_visual_embeds": [rng.normal(size=512).astype(np.float32) for _ in range(2)]},
                "broken": {"instruction": "x", "success_visual_embeds": [np.ones(7, np.float32)]}}
     (corpus / "success_visuals.pkl").write_bytes(pickle.dumps(grouped))
-    clips, notes = imported_visuals(["success_visuals.pkl", "train_samples"], corpus, 512)
+    clips, notes = imported_references(["success_visuals.pkl", "train_samples"], corpus, 512)
     assert clips.tasks == ["combat_pig", "combat_pig", "harvest_1_dirt"]
     assert clips.sources == ["imported:success_visuals.pkl"] * 2 + ["imported:train_samples"]
     assert np.array_equal(clips.embeddings[0], grouped["combat_pig"]["success_visual_embeds"][0])
     assert np.array_equal(clips.embeddings[2], np.linspace(-1, 1, 512, dtype=np.float32))  # trial1's visual_embeds.pkl
     assert len(notes) == 1 and "success_visuals.pkl#broken" in notes[0] and "embedding_invalid" in notes[0]
     with pytest.raises(StageError, match="success_visuals: .*no_such.pkl.* does not exist"):
-        imported_visuals(["no_such.pkl"], corpus, 512)
+        imported_references(["no_such.pkl"], corpus, 512)
     evil = corpus / "evil.pkl"
     evil.write_bytes(b"cos\nsystem\n(Vtouch " + str(tmp_path / "pwned").encode() + b"\ntR.")
     with pytest.raises(StageError, match="refus"):
-        imported_visuals(["evil.pkl"], corpus, 512)
+        imported_references(["evil.pkl"], corpus, 512)
     assert not (tmp_path / "pwned").exists()

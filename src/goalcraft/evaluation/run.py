@@ -11,7 +11,8 @@ reads each table as a glob, see goalcraft.sql):
                      training-mean oracle's value and the model's fraction of it
 ``differences``      paired bootstrap differences goal_predictor − mineclip_prior (sampled and
                      deterministic) per metric, with CI, whether it excludes 0 and which model is better
-``per_task``         per model and task: the user's per-task figures and retrieval
+``per_task``         per model and task: the user's per-task figures and retrieval, the sources of the
+                     task's success visuals, and the canonical instruction's z_goal
 ``per_pair``         per model (and mode) and pair of tasks: cosine between their canonical z_goal (the
                      heatmaps); model ``success_visuals`` (mode ``visuals``): mean cosine between the
                      two tasks' held-out goal clips (NULL where one has none)
@@ -349,8 +350,23 @@ def _task_rows(run_id: str, iset: InstructionSet, goals: dict[str, ModelGoals], 
                         "goal_accuracy_std": val(p.goal_acc_std[t]), "consistency": val(p.consistency[t]),
                         "semantic_robustness": val(p.robustness[t]), "mineclip_baseline": val(p.baseline[t]),
                         "top1": val(p.hits[1][t]), "top5": val(p.hits[5][t]),
-                        "goal_cosine_centred": val(p.goal_cos_centred[t])})
+                        "goal_cosine_centred": val(p.goal_cos_centred[t]),
+                        "z_goal": np.asarray(g.canonical[t], dtype=np.float32).tolist()})
     return out
+
+
+def run_evaluation(models: Sequence[GoalModelUnderTest], sets: Sequence[InstructionSet], clips: HeldOutClips, *,
+                   data_versions: dict[str, str], training: TrainingGoals | None = None, n_boot: int = 1000,
+                   seed: int = 0, settings: dict[str, Any] | None = None, examples_per_set: int = 4,
+                   run_id: str | None = None) -> dict[str, pa.Table]:
+    """One evaluation run: :func:`evaluate_runs`' tables plus the report's ``examples``. The Dagster
+    evaluation asset and ``goalcraft evaluate-prior`` both call this (and summarise its tables with
+    goalcraft.evaluation.steve1_summary)."""
+    run_id = run_id or new_run_id()
+    tables = evaluate_runs(models, sets, clips, run_id=run_id, training=training, n_boot=n_boot, seed=seed,
+                           data_versions=data_versions, settings=settings)
+    tables["examples"] = example_rows(models, sets, clips, run_id=run_id, per_set=examples_per_set)
+    return tables
 
 
 def write_tables(tables: dict[str, pa.Table], evaluation_dir: Path, run_id: str) -> dict[str, Path]:

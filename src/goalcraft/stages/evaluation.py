@@ -43,22 +43,16 @@ def _held_out(paths: StoragePaths):
             TrainingGoals([examples.tasks[i] for i in seen], examples.goals[seen]))
 
 
-def imported_visuals(entries: list[str], corpus_root: Path, embed_dim: int):
-    """``[evaluation] success_visuals`` as success visuals marked ``imported:<entry>``, and a line per
-    quarantined entry (goalcraft.data.steve1_eval.read_success_visuals)."""
-    from goalcraft.data.quarantine import InputError
-    from goalcraft.data.steve1_eval import read_success_visuals
-    from goalcraft.evaluation.run import HeldOutClips
+def imported_references(entries: list[str], corpus_root: Path, embed_dim: int):
+    """``[evaluation] success_visuals`` as success visuals marked ``imported:<entry>``
+    (goalcraft.evaluation.references), and a line per task or trial left out."""
+    from goalcraft.evaluation.references import VisualsError, imported_visuals
 
-    clips, notes = HeldOutClips([], [], np.zeros((0, embed_dim))), []
-    for entry in entries:
-        try:
-            visuals, quarantined = read_success_visuals(entry, corpus_root, embed_dim=embed_dim)
-        except (ValueError, InputError) as exc:
-            raise StageError(f"[evaluation] success_visuals: {exc}") from None
-        clips = clips + HeldOutClips.from_success_visuals(visuals, f"imported:{entry}")
-        notes += [f"success visuals {q.input} left out ({q.reason}): {q.detail}" for q in quarantined]
-    return clips, notes
+    try:
+        clips, quarantined = imported_visuals(entries, corpus_root, embed_dim)
+    except VisualsError as exc:
+        raise StageError(f"[evaluation] success_visuals: {exc}") from None
+    return clips, [f"success visuals {q.input} left out ({q.reason}): {q.detail}" for q in quarantined]
 
 
 def _provenance(model_dir: Path) -> dict[str, str]:
@@ -125,28 +119,22 @@ def evaluate_goal_models(paths: StoragePaths, corpus_root: Path, settings: Evalu
     from goalcraft.data.task_vocabulary import read_task_vocabulary
     from goalcraft.evaluation.instructions import load_instruction_sets
     from goalcraft.evaluation.report import summary_markdown
-    from goalcraft.evaluation.run import (
-        evaluate_runs,
-        example_rows,
-        file_digest,
-        headline,
-        headline_line,
-        new_run_id,
-        write_tables,
-    )
+    from goalcraft.evaluation.run import file_digest, headline, headline_line, run_evaluation, write_tables
+    from goalcraft.evaluation.steve1_summary import write_prior_summaries
 
     sets = load_instruction_sets(settings.instruction_sets, corpus_root, read_task_vocabulary(paths.task_vocabulary_file))
     _, clips, training = _held_out(paths)
-    imported, notes = imported_visuals(settings.success_visuals, corpus_root, clips.embeddings.shape[1])
+    imported, notes = imported_references(settings.success_visuals, corpus_root, clips.embeddings.shape[1])
     clips = clips + imported
     models = _models(paths, settings.replicates)
-    run_id = new_run_id()
-    tables = evaluate_runs(models, sets, clips, run_id=run_id, training=training, n_boot=settings.n_boot,
-                           seed=settings.seed,
-                           data_versions={"goal_embeddings": file_digest(paths.goal_embeddings_table)},
-                           settings={"instruction_sets": settings.instruction_sets, "replicates": settings.replicates})
-    tables["examples"] = example_rows(models, sets, clips, run_id=run_id, per_set=settings.examples_per_set)
+    tables = run_evaluation(models, sets, clips, training=training, n_boot=settings.n_boot, seed=settings.seed,
+                            data_versions={"goal_embeddings": file_digest(paths.goal_embeddings_table)},
+                            settings={"instruction_sets": settings.instruction_sets, "replicates": settings.replicates,
+                                      "success_visuals": settings.success_visuals},
+                            examples_per_set=settings.examples_per_set)
+    run_id = tables["runs"].column("run_id")[0].as_py()
     written = write_tables(tables, paths.evaluation_dir, run_id)
+    summaries = write_prior_summaries(tables, paths.evaluation_dir / "prior_evaluation")
     missing = {s.name: [t.name for t in s.tasks if t.name not in set(clips.tasks)] for s in sets}
     figures = headline(tables)
     return StageResult({
@@ -159,6 +147,7 @@ def evaluate_goal_models(paths: StoragePaths, corpus_root: Path, settings: Evalu
         "success_visuals_by_source": dict(sorted(Counter(clips.sources).items())),
         "tasks_without_goal_clips": missing,
         "tables": {k: str(v) for k, v in written.items()},
+        "prior_evaluation_summaries": {k: str(v) for k, v in summaries.items()},
     }, notes + [f"{name}: {len(tasks)} task(s) have no held-out goal clips (goal accuracy skips them)"
                 for name, tasks in missing.items() if tasks])
 
