@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -160,3 +161,47 @@ def test_sampled_mode_draws_as_steve1_draws(user_models):
         text = mineclip.encode_text(tokenize(texts))
         assert np.allclose(model.predict(texts, None), prior.decode(torch.zeros(3, 16), text).numpy(), atol=1e-6)
     assert model.stochastic and model.text_in_goal_space
+
+
+def test_the_evaluation_asset_scores_the_users_models_against_their_references(staged, user_models, crafter_corpus,
+                                                                                tmp_path):
+    """goal_model_evaluation's body with the user's MineCLIP and prior (and a tiny 512-d goal predictor):
+    one real prior, imported success visuals beside the test split, the user's summary per set."""
+    import pickle
+
+    from goalcraft.config import EvaluationSettings
+    from goalcraft.models.backbones import BackboneSpec, load_text_backbone
+    from goalcraft.models.predictor import PREDICTOR_CONFIGS, GoalPredictor, save_goal_predictor
+    from goalcraft.stages.evaluation import evaluate_goal_models
+
+    paths = staged
+    train_goal_space_model(paths, GoalSpaceSettings(mineclip_checkpoint=str(user_models.mineclip),
+                                                    mineclip_config=user_models.config))
+    embed_goal_clips(paths, GoalSpaceSettings(), SplitSettings())
+    train_steve1_prior(paths, PriorSettings(checkpoint=str(user_models.prior)), replicates=2)
+    torch.manual_seed(0)
+    config = PREDICTOR_CONFIGS["tiny-minilm"].replace(goal_dim=512, frame_dim=512)
+    for folder in paths.replicate_dirs(paths.goal_predictor_dir, 2):
+        save_goal_predictor(GoalPredictor(config, load_text_backbone(BackboneSpec())).eval(), folder / "best")
+    rng = np.random.default_rng(0)
+    visuals = tmp_path / "success_visuals.pkl"
+    visuals.write_bytes(pickle.dumps({"collect_wood": {"instruction": "collect wood", "success_visual_embeds": [
+        rng.normal(size=512).astype(np.float32) for _ in range(2)]}}))
+    result = evaluate_goal_models(paths, crafter_corpus, EvaluationSettings(
+        instruction_sets=["corpus"], n_boot=10, replicates=2, success_visuals=[str(visuals)]))
+    meta = result.metadata
+    assert meta["success_visuals_by_source"][f"imported:{visuals}"] == 2
+    runs = pq.read_table(meta["tables"]["runs"]).to_pylist()
+    models = json.loads(runs[0]["models"])
+    # Two aligner replicates, one real prior, recorded with the user's files.
+    assert sorted(models) == ["goal_predictor#seed0", "goal_predictor#seed1", "mineclip_prior#seed0"]
+    assert models["mineclip_prior#seed0"]["prior_sha256"] == _sha256(user_models.prior)
+    assert models["mineclip_prior#seed0"]["goal_space_sha256"] == _sha256(user_models.mineclip)
+    per_task = {r["task"]: r for r in pq.read_table(meta["tables"]["per_task"]).to_pylist()
+                if r["model"] == "mineclip_prior" and r["mode"] == "sampled"}
+    assert f"imported:{visuals}" in per_task["collect_wood"]["visual_sources"]
+    summary = json.loads(Path(meta["prior_evaluation_summaries"]["corpus"]).read_text())
+    assert summary["goalcraft"]["entry"] == "mineclip_prior" and summary["goalcraft"]["run_id"] == meta["run_id"]
+    wood = next(t for t in summary["task_results"] if t["task_id"] == "collect_wood")
+    assert wood["n_success_visuals"] == per_task["collect_wood"]["held_out_clips"] >= 2
+    assert wood["goal_accuracy"] == pytest.approx(per_task["collect_wood"]["goal_accuracy"])
