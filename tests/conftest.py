@@ -256,3 +256,31 @@ def aimc():
     return types.SimpleNamespace(result=write_aimc_result, sample=write_recorded_sample, png_frames=write_png_frames,
                                  colour=aimc_colour, RESULT=AIMC_RESULT, OLD_RESULT=AIMC_OLD_RESULT,
                                  SAMPLES=AIMC_SAMPLES)
+
+
+# --------------------------------------------------------------------------------------------------
+# The user's own models in their original file formats: MineCLIP's attn.pth ({"state_dict":
+# {"model.<key>": tensor}} with the alias copies) and STEVE-1's steve1_prior.pt (a plain TranslatorVAE
+# state dict), at a small size (MineCLIP's "demo" architecture: 512-d like the real one; a prior with
+# 64 hidden units and a 16-d latent).
+
+USER_PRIOR_SIZES = {"input_dim": 512, "hidden_dim": 64, "latent_dim": 16}
+
+
+@pytest.fixture(scope="session")
+def user_models(tmp_path_factory):
+    """``mineclip`` (attn.pth), ``prior`` (steve1_prior.pt), ``config`` (the MINECLIP_CONFIGS name)."""
+    import types
+
+    import torch
+
+    from goalcraft.models.mineclip import MINECLIP_CONFIGS, MineCLIP, reference_state_dict
+    from goalcraft.models.prior import PriorConfig, TranslatorVAE
+
+    folder = tmp_path_factory.mktemp("weights")
+    torch.manual_seed(0)
+    torch.save({"state_dict": reference_state_dict(MineCLIP(MINECLIP_CONFIGS["demo"]))}, folder / "attn.pth")
+    torch.manual_seed(1)
+    torch.save(TranslatorVAE(PriorConfig(**USER_PRIOR_SIZES)).state_dict(), folder / "steve1_prior.pt")
+    return types.SimpleNamespace(mineclip=folder / "attn.pth", prior=folder / "steve1_prior.pt", config="demo",
+                                 prior_sizes=USER_PRIOR_SIZES)

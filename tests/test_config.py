@@ -99,3 +99,22 @@ def test_example_file_loads_and_shows_every_section():
 def test_missing_config_file(tmp_path):
     with pytest.raises(ConfigError, match="not found"):
         load_config(tmp_path / "nope.toml")
+
+
+def test_real_model_settings(tmp_path):
+    import typing
+
+    from goalcraft.config import MineCLIPConfigName
+    from goalcraft.models.mineclip import MINECLIP_CONFIGS
+
+    assert set(typing.get_args(MineCLIPConfigName)) == set(MINECLIP_CONFIGS)
+    config = config_from_dict({"goal_space": {"mineclip_checkpoint": "w/attn.pth"},
+                               "prior": {"checkpoint": "/abs/steve1_prior.pt"}}, tmp_path)
+    # Relative to the settings file's folder, like data_root.
+    assert config.goal_space.mineclip_checkpoint == str(tmp_path / "w" / "attn.pth")
+    assert config.prior.checkpoint == "/abs/steve1_prior.pt" and config.goal_space.mineclip_config == "vitb16"
+    for raw, message in [({"prior": {"checkpoint": "p.pt"}}, r"\[prior\] checkpoint .* set \[goal_space\] mineclip"),
+                         ({"evaluation": {"success_visuals": ["v.pkl"]}}, r"success_visuals .* mineclip_checkpoint"),
+                         ({"goal_space": {"mineclip_config": "vitl14"}}, r"invalid \[goal_space\].*mineclip_config")]:
+        with pytest.raises(ConfigError, match=message):
+            config_from_dict(raw, tmp_path)

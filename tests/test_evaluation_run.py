@@ -174,3 +174,43 @@ def test_headline_names_the_figures_of_each_set(toy_evaluation):
     assert h["goal_predictor"] == 1.0 and h["oracle_train_mean"] == 1.0 and h["chance"] == pytest.approx(1 / 3)
     assert h["difference"][0] == pytest.approx(1.0 - h["mineclip_prior"])
     assert headline_line({"toy": h}).startswith("toy top1: predictor 1.00, prior ")
+
+
+def test_imported_success_visuals_are_references_marked_with_their_source(toy_evaluation):
+    """Imported visuals join the held-out clips as references; the figures are those of the combined
+    visuals (the formulas do not change), and per_task / examples / runs say where each came from."""
+    import json
+
+    import numpy as np
+
+    from goalcraft.data.steve1_eval import SuccessVisuals
+
+    MODELS, SET, AXES = toy_evaluation.models, toy_evaluation.instruction_set, toy_evaluation.axes
+    held_out = HeldOutClips(["k0"], ["wood"], AXES["wood"][None, :])
+    assert held_out.sources == ["test_split"]
+    imported = HeldOutClips.from_success_visuals({
+        "dirt": SuccessVisuals("dig dirt", np.stack([AXES["dirt"], AXES["dirt"] + AXES["wood"]]).astype(np.float32)),
+        "swim": SuccessVisuals("go swimming", AXES["swim"][None, :].astype(np.float32))}, "imported:sv.pkl")
+    assert imported.keys == ["imported:sv.pkl#dirt#0", "imported:sv.pkl#dirt#1", "imported:sv.pkl#swim#0"]
+    clips = held_out + imported
+    tables = evaluate_runs(MODELS, [SET], clips, run_id="r5", data_versions={}, n_boot=20)
+    plain = evaluate_runs(MODELS, [SET], HeldOutClips(clips.keys, clips.tasks, clips.embeddings), run_id="r5",
+                          data_versions={}, n_boot=20)
+    values = lambda t: [(r["entry"], r["metric"], str(r["value"])) for r in t["summary"].to_pylist()]  # noqa: E731
+    assert values(tables) == values(plain)  # sources change no figure
+    tasks = {(r["model"], r["task"]): r for r in tables["per_task"].to_pylist()}
+    assert tasks[("separating", "wood")]["visual_sources"] == "test_split"
+    assert tasks[("separating", "dirt")]["visual_sources"] == "imported:sv.pkl"
+    assert tasks[("separating", "dirt")]["held_out_clips"] == 2
+    # The separating model's dirt goal is the dirt axis: cosines 1 and 1/√2 with its two visuals.
+    expected = ((1 + 1) / 2 + (1 / np.sqrt(2) + 1) / 2) / 2
+    assert tasks[("separating", "dirt")]["goal_accuracy"] == pytest.approx(expected)
+    (run,) = tables["runs"].to_pylist()
+    assert json.loads(run["held_out_sources"]) == {"imported:sv.pkl": 3, "test_split": 1}
+    both = held_out + HeldOutClips(["x"], ["wood"], AXES["wood"][None, :] * 3, ["imported:b.pkl"])
+    assert both.task_sources(["wood", "dirt"]) == ["imported:b.pkl+test_split", None]
+    examples = example_rows(MODELS[:1], [SET], clips, run_id="r5", per_set=3, k=1).to_pylist()
+    assert {(r["task"], r["clip_source"]) for r in examples} == {("wood", "test_split"), ("dirt", "imported:sv.pkl"),
+                                                                 ("swim", "imported:sv.pkl")}
+    with pytest.raises(ValueError, match="one entry per clip"):
+        HeldOutClips(["a"], ["wood"], AXES["wood"][None, :], ["x", "y"])

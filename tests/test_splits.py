@@ -71,3 +71,29 @@ def test_one_huge_source_stays_in_train_and_small_ones_are_held_out():
     # Targets are 6 clips each: neither video fits (20, 15 > 1.5 x 6 + 1), so both train.
     assert out["video_a"] == out["video_b"] == "train"
     assert set(out.values()) == {"train", "val", "test"}
+
+
+def test_the_users_steve1_trials_take_no_part_in_the_hash_split():
+    from goalcraft.data.splits import STEVE1_TRIALS, STEVE1_TRIALS_TRAINED, TEST_SPLIT, reference_rows
+
+    counts = {f"video{i:02d}": 3 for i in range(20)} | {f"aimc_trial{i}": 1 for i in range(6)}
+    user = {f"aimc_trial{i}" for i in range(6)}
+    plain = with_split_column(_table({s: n for s, n in counts.items() if s not in user}),
+                              val_fraction=0.15, test_fraction=0.15)
+    for mode, split, label in (("references", "test", STEVE1_TRIALS),
+                               ("references_and_training", "train", STEVE1_TRIALS_TRAINED)):
+        table = with_split_column(_table(counts), val_fraction=0.15, test_fraction=0.15, user_trials=user,
+                                  user_trials_mode=mode)
+        rows = table.to_pylist()
+        assert {(r["split"], r["reference"]) for r in rows if r["source_id"] in user} == {(split, label)}
+        # The other sources are split exactly as without the user's trials.
+        others = [(r["source_id"], r["split"]) for r in rows if r["source_id"] not in user]
+        assert others == list(zip(plain.column("source_id").to_pylist(), plain.column("split").to_pylist()))
+        assert all(r["reference"] == (TEST_SPLIT if r["split"] == "test" else None)
+                   for r in rows if r["source_id"] not in user)
+        idx, sources = reference_rows(table)
+        assert [rows[i]["reference"] for i in idx] == sources and sources.count(label) == 6
+        assert len(idx) == sum(r["split"] == "test" for r in rows) + (6 if split == "train" else 0)
+    # A table written before the reference column: its test split.
+    idx, sources = reference_rows(plain.drop_columns(["reference"]))
+    assert list(idx) == list(split_indices(plain)["test"]) and set(sources) == {TEST_SPLIT}

@@ -13,6 +13,12 @@
                                  any SQL over the output tables, and print the result
     goalcraft convert-video-llama CKPT OUT
                                  convert an original Video-LLaMA checkpoint into goalcraft's format
+    goalcraft export-goals --instructions FILE --out DIR
+                                 z_goal of every instruction as <name>.pkl files STEVE-1 loads as visual
+                                 prompts, plus goals.npz and index.json (docs/steve1.md)
+    goalcraft evaluate-prior --tasks eval_tasks.yaml --success-visuals PATH|--trials DIR --out DIR
+                                 the user's STEVE-1 prior evaluation, standalone: prior_evaluation_summary.json
+                                 and the HTML report (no Dagster instance)
 """
 
 from __future__ import annotations
@@ -272,6 +278,182 @@ def _cmd_convert_video_llama(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------------------------------
+# The user's STEVE-1 models: export-goals, evaluate-prior
+
+
+def _checkpoint_error(exc: Exception) -> CliError:
+    return CliError("; ".join(line.strip() for line in str(exc).splitlines() if line.strip()))
+
+
+def _user_baseline(args: argparse.Namespace, config: GoalcraftConfig):
+    """MineCLIP text → STEVE-1 prior from the user's files (--mineclip / --prior, else the settings'
+    checkpoints), else the pipeline's models under data_root; None when there is neither."""
+    from goalcraft.evaluation.goal_models import baseline_under_test
+    from goalcraft.models.checkpoints import CheckpointError, file_sha256
+    from goalcraft.models.mineclip import MINECLIP_CONFIGS, load_mineclip, load_mineclip_checkpoint
+    from goalcraft.models.prior import load_prior, load_steve1_prior
+
+    mineclip_file = args.mineclip or config.goal_space.mineclip_checkpoint
+    prior_file = args.prior or config.prior.checkpoint
+    if bool(mineclip_file) != bool(prior_file):
+        raise CliError("--mineclip and --prior go together (STEVE-1's prior reads the real MineCLIP's text embeddings)",
+                       exit_code=2)
+    try:
+        if mineclip_file and prior_file:
+            name = args.mineclip_config or config.goal_space.mineclip_config
+            for path in (mineclip_file, prior_file):
+                if not Path(path).is_file():
+                    raise CliError(f"checkpoint not found: {path}")
+            mineclip = load_mineclip_checkpoint(mineclip_file, MINECLIP_CONFIGS[name])
+            prior = load_steve1_prior(prior_file, config=None)
+            checkpoints = {"goal_space": str(mineclip_file), "goal_space_sha256": file_sha256(mineclip_file),
+                           "mineclip_config": name, "prior": str(prior_file), "prior_sha256": file_sha256(prior_file)}
+            return baseline_under_test(mineclip, prior, checkpoints), mineclip, True
+        paths = StoragePaths(Path(config.paths.data_root))
+        if (paths.goal_space_dir / "best" / "config.json").is_file() and (paths.prior_dir / "best" / "config.json").is_file():
+            mineclip = load_mineclip(paths.goal_space_dir / "best")
+            checkpoints = {"goal_space": str(paths.goal_space_dir / "best"), "prior": str(paths.prior_dir / "best")}
+            return baseline_under_test(mineclip, load_prior(paths.prior_dir / "best"), checkpoints), mineclip, False
+    except CheckpointError as exc:
+        raise _checkpoint_error(exc) from None
+    return None, None, False
+
+
+def _predictor(folder: str | None, config: GoalcraftConfig, required: bool):
+    """The goal predictor of ``folder`` (its ``best/`` when it has one), else the pipeline's."""
+    from goalcraft.evaluation.goal_models import predictor_under_test
+    from goalcraft.models.checkpoints import CheckpointError
+
+    if folder:
+        root = Path(folder)
+        model_dir = root / "best" if (root / "best" / "config.json").is_file() else root
+    else:
+        model_dir = StoragePaths(Path(config.paths.data_root)).goal_predictor_dir / "best"
+    if not (model_dir / "config.json").is_file():
+        if folder or required:
+            raise CliError(f"no goal predictor in {model_dir}: train one (goalcraft run) or pass --predictor DIR")
+        return None
+    try:
+        return predictor_under_test(model_dir)
+    except CheckpointError as exc:
+        raise _checkpoint_error(exc) from None
+
+
+def _task_file(path: Path, what: str):
+    """An instruction-set file given on the command line (goalcraft.evaluation.instructions)."""
+    from goalcraft.evaluation.instructions import load_instruction_set
+
+    if not path.exists():
+        raise CliError(f"{what} file not found: {path}")
+    try:
+        return load_instruction_set(str(path.resolve()), Path.cwd())
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+
+
+def _instruction_goals(path: Path) -> list[tuple[str, str, str | None]]:
+    """(name, instruction, task) to export: a text file (one instruction a line) or any instruction-set
+    file (tasks.json, eval_tasks.yaml, instruction_variants.json, MineDojo YAML): each task's
+    canonical instruction, named by the task."""
+    from goalcraft.evaluation.export import read_instruction_lines, safe_name
+
+    taken: set[str] = set()
+    if path.is_file() and path.suffix.lower() in (".txt", ""):
+        return [(safe_name(text, taken), text, None) for text in read_instruction_lines(path)]
+    return [(safe_name(t.name, taken), t.phrasings[0], t.name) for t in _task_file(path, "instructions").tasks]
+
+
+def _cmd_export_goals(args: argparse.Namespace) -> int:
+    from goalcraft.evaluation.export import ExportedGoal, write_goals
+
+    config = load_config(args.config)
+    items = _instruction_goals(Path(args.instructions))
+    if not items:
+        raise CliError(f"no instructions in {args.instructions}")
+    if args.model == "baseline":
+        model, _, _ = _user_baseline(args, config)
+        if model is None:
+            raise CliError("no baseline: pass --mineclip attn.pth --prior steve1_prior.pt (or set [goal_space] "
+                           "mineclip_checkpoint and [prior] checkpoint, or train the pipeline's prior)")
+        mode = f"sampled (seed {args.seed})" if args.sample else "deterministic"
+    else:
+        model, mode = _predictor(args.predictor, config, required=True), "deterministic"
+    seed = args.seed if args.model == "baseline" and args.sample else None
+    z = model.predict([text for _, text, _ in items], seed)
+    goals = [ExportedGoal(name, text, task, z[i]) for i, (name, text, task) in enumerate(items)]
+    written = write_goals(goals, Path(args.out), {"model": model.name, "mode": mode,
+                                                  "checkpoints": model.checkpoints,
+                                                  "instructions_file": str(Path(args.instructions).resolve())})
+    _say(f"wrote {len(goals)} goals ({model.name}, {mode}, shape (1, {z.shape[1]}) float32) to {args.out}: "
+         f"<name>.pkl, goals.npz, index.json")
+    for goal in goals:
+        _say(f"  {written[goal.name].name}: {goal.instruction!r} (norm {float((goal.z_goal ** 2).sum()) ** 0.5:.3f})")
+    return 0
+
+
+def _cmd_evaluate_prior(args: argparse.Namespace) -> int:
+    from goalcraft.data.steve1_eval import EMBED_DIM
+    from goalcraft.evaluation.references import VisualsError, imported_visuals, trial_visuals
+    from goalcraft.evaluation.report import render_report
+    from goalcraft.evaluation.run import examples_for_report, file_digest, run_evaluation, write_tables
+    from goalcraft.evaluation.steve1_summary import SUMMARY_FILE, prior_evaluation_summary
+    from goalcraft.storage import atomic_path, write_json_atomic
+
+    config = load_config(args.config)
+    tasks = Path(args.tasks)
+    iset = _task_file(tasks, "tasks")
+    baseline, mineclip, users = _user_baseline(args, config)
+    predictor = _predictor(args.predictor, config, required=False) if args.predictor else None
+    models = [m for m in (predictor, baseline) if m is not None]
+    if not models:
+        raise CliError("nothing to evaluate: pass --mineclip attn.pth --prior steve1_prior.pt and/or --predictor DIR")
+    dim = mineclip.embed_dim if mineclip is not None else EMBED_DIM
+    try:
+        if args.trials:
+            if mineclip is None:
+                raise CliError("--trials needs a MineCLIP to embed the trials' goal clips: pass --mineclip and --prior")
+            resize = args.resize or ("steve1-bilinear" if users else config.clips.resize_method)
+            clips, left_out = trial_visuals(Path(args.trials), mineclip, resize=resize, frames_fps=config.clips.frames_fps)
+            inputs = {"trials": str(Path(args.trials).resolve()), "resize": resize}
+        else:
+            path = Path(args.success_visuals).resolve()
+            clips, left_out = imported_visuals([path.name], path.parent, dim)
+            inputs = {"success_visuals": file_digest(path)}
+    except VisualsError as exc:
+        raise CliError(str(exc)) from None
+    if not len(clips.keys):
+        raise CliError("no success visuals to evaluate against (every trial or task was left out)")
+    notes = [f"left out {q.input} ({q.reason}): {q.detail}" for q in left_out]
+    for note in notes:
+        _say(note)
+    n_boot = args.n_boot or config.evaluation.n_boot
+    seed = config.evaluation.seed if args.seed is None else args.seed
+    tables = run_evaluation(models, [iset], clips, n_boot=n_boot, seed=seed,
+                            data_versions={"tasks": file_digest(tasks), **inputs},
+                            settings={"command": "evaluate-prior"}, examples_per_set=config.evaluation.examples_per_set)
+    run_id = tables["runs"].column("run_id")[0].as_py()
+    out = Path(args.out)
+    summary = prior_evaluation_summary(tables, iset.name)
+    summary["goalcraft"]["left_out"] = notes
+    write_json_atomic(summary, out / SUMMARY_FILE)
+    write_tables(tables, out / "tables", run_id)
+    html = render_report(run_id, tables, examples_for_report(tables["examples"]), lambda key: None)
+    with atomic_path(out / "report.html") as tmp:
+        tmp.write_text(html, encoding="utf-8")
+    main = summary["goalcraft"]["entry"]
+
+    def f(x) -> str:
+        return "–" if x is None else f"{x:.4f}"
+
+    _say(f"{iset.name}: {len(iset.tasks)} tasks, {len(clips.keys)} success visuals; {main}: goal accuracy "
+         f"{f(summary['avg_goal_accuracy'])}, consistency {f(summary['avg_consistency'])}, semantic robustness "
+         f"{f(summary['avg_semantic_robustness'])}, discriminability {f(summary['discriminability'])}, "
+         f"{summary['degradation_warning']}")
+    _say(f"wrote {out / SUMMARY_FILE}, {out / 'report.html'} and the tables under {out / 'tables'}")
+    return 0
+
+
 def _cmd_sql(args: argparse.Namespace) -> int:
     import duckdb
 
@@ -355,6 +537,43 @@ def build_parser() -> argparse.ArgumentParser:
     cv.add_argument("checkpoint")
     cv.add_argument("out")
     cv.set_defaults(func=_cmd_convert_video_llama)
+
+    def user_models(command: argparse.ArgumentParser) -> None:
+        command.add_argument("--mineclip", default=None, help="MineCLIP's attn.pth (default: [goal_space] mineclip_checkpoint)")
+        command.add_argument("--prior", default=None, help="STEVE-1's steve1_prior.pt (default: [prior] checkpoint)")
+        command.add_argument("--mineclip-config", default=None, choices=("vitb16", "demo", "tiny"),
+                             help="the MineCLIP file's architecture (default: [goal_space] mineclip_config, vitb16)")
+
+    ex = sub.add_parser("export-goals", help="z_goal of instructions as STEVE-1 visual-prompt pickles (docs/steve1.md)")
+    ex.add_argument("--instructions", required=True,
+                    help="a text file (one instruction a line) or a task file (tasks.json, eval_tasks.yaml, "
+                         "instruction_variants.json): each task's instruction, named by the task")
+    ex.add_argument("--out", required=True, help="folder for <name>.pkl, goals.npz and index.json")
+    ex.add_argument("--model", choices=("predictor", "baseline"), default="predictor",
+                    help="the goal predictor (default) or MineCLIP text + STEVE-1 prior")
+    ex.add_argument("--predictor", default=None, help="goal predictor folder (default: the pipeline's)")
+    user_models(ex)
+    ex.add_argument("--sample", action="store_true", help="baseline: one draw of the prior, as STEVE-1 samples "
+                                                          "(default: its deterministic mode, latent 0)")
+    ex.add_argument("--seed", type=int, default=0, help="baseline with --sample: the draw's seed")
+    ex.set_defaults(func=_cmd_export_goals)
+
+    ev = sub.add_parser("evaluate-prior", help="the user's STEVE-1 prior evaluation, standalone (no Dagster)")
+    ev.add_argument("--tasks", required=True, help="eval_tasks.yaml, instruction_variants.json or any task file")
+    refs = ev.add_mutually_exclusive_group(required=True)
+    refs.add_argument("--success-visuals", default=None,
+                      help="grouped success-visuals pickle, or a recorded-samples folder (its visual_embeds.pkl)")
+    refs.add_argument("--trials", default=None,
+                      help="STEVE-1 evaluation results or recorded samples: their successful trials' goal clips, "
+                           "embedded by the MineCLIP")
+    user_models(ev)
+    ev.add_argument("--predictor", default=None, help="also evaluate this goal predictor folder")
+    ev.add_argument("--out", required=True, help="folder for prior_evaluation_summary.json, report.html, tables/")
+    ev.add_argument("--resize", default=None, choices=("ffmpeg-bicubic", "steve1-bilinear", "pil-lanczos"),
+                    help="--trials: frame resize (default: steve1-bilinear with the user's MineCLIP)")
+    ev.add_argument("--n-boot", type=int, default=None, help="bootstrap replicates (default: [evaluation] n_boot)")
+    ev.add_argument("--seed", type=int, default=None, help="bootstrap and sampling seed (default: [evaluation] seed)")
+    ev.set_defaults(func=_cmd_evaluate_prior)
     return parser
 
 

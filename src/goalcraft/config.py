@@ -90,6 +90,16 @@ class ClipsSettings(Settings):
     # Frame rate of PNG frame-folder sources (step_NNNN.png, as STEVE-1 evaluation tools save
     # episodes), which carry none: Minecraft's tick rate by default.
     frames_fps: PositiveFloat = MINECRAFT_FPS
+    # How frames reach 160x256 (goalcraft.data.resize): "ffmpeg-bicubic", "steve1-bilinear" (OpenCV
+    # INTER_LINEAR, as STEVE-1 resizes before MineCLIP), "pil-lanczos" (aimc's visual_embeds.pkl), or
+    # "auto": steve1-bilinear when [goal_space] mineclip_checkpoint is set, else ffmpeg-bicubic
+    # (resolved when the settings load).
+    resize: Literal["auto", "ffmpeg-bicubic", "steve1-bilinear", "pil-lanczos"] = "auto"
+
+    @property
+    def resize_method(self) -> str:
+        """``resize`` with "auto" read as ffmpeg-bicubic (a whole settings file resolves it first)."""
+        return "ffmpeg-bicubic" if self.resize == "auto" else self.resize
 
     @model_validator(mode="after")
     def _window_range(self) -> ClipsSettings:
@@ -112,24 +122,41 @@ class GoalsSettings(Settings):
     rating_threshold: float = Field(8.0, ge=0, le=10)
 
 
+#: goalcraft.models.mineclip.MINECLIP_CONFIGS names (tests/test_config.py keeps the two lists equal).
+MineCLIPConfigName = Literal["vitb16", "demo", "tiny"]
+
+
 class GoalSpaceSettings(Settings):
-    """Training the MineCLIP goal space on the clip shards, and embedding with it."""
+    """Training the MineCLIP goal space on the clip shards, and embedding with it; or, with
+    ``mineclip_checkpoint``, the real MineCLIP as the goal space (no training)."""
 
     preset: Literal["tiny-cpu", "vitb16-gpu"] = "tiny-cpu"
     seed: int = 0
     steps: Optional[PositiveInt] = None  # None: the preset's step count
     device: Device = None  # None: the preset's device
     embed_batch_size: PositiveInt = 32
+    # MineCLIP's released checkpoint (attn.pth, {"state_dict": {"model.<key>": tensor}}): when set it IS
+    # the goal space (goal and clip embeddings come from it) and goal_space_model trains nothing.
+    # Relative to the settings file's folder.
+    mineclip_checkpoint: Optional[str] = None
+    # The checkpoint's architecture: "vitb16" is attn.pth's (MineCLIP's "attn" variant at 160x256).
+    mineclip_config: MineCLIPConfigName = "vitb16"
 
 
 class PriorSettings(Settings):
-    """Training STEVE-1's CVAE prior on (instruction text embedding, goal embedding) pairs."""
+    """Training STEVE-1's CVAE prior on (instruction text embedding, goal embedding) pairs; or, with
+    ``checkpoint``, STEVE-1's released prior as the baseline (no training)."""
 
     epochs: PositiveInt = 60
     batch_size: PositiveInt = 32
     lr: PositiveFloat = 1e-3
     beta: float = Field(0.01, ge=0)
     seed: int = 0
+    # STEVE-1's prior (steve1_prior.pt, a plain TranslatorVAE state dict; sizes read from its shapes):
+    # when set it IS the baseline and steve1_prior trains nothing. Needs [goal_space]
+    # mineclip_checkpoint (it reads the real MineCLIP's text embeddings). Relative to the settings
+    # file's folder.
+    checkpoint: Optional[str] = None
 
 
 class TrainRunSettings(Settings):
@@ -192,6 +219,11 @@ class SplitSettings(Settings):
 
     val_fraction: float = Field(0.15, gt=0, lt=1)
     test_fraction: float = Field(0.15, gt=0, lt=1)
+    # The goal clips of the user's own STEVE-1 trials ([paths] steve1_results_dirs,
+    # recorded_samples_dirs) take no part in the hash split: "references": all are held-out success
+    # visuals of the evaluation (split test); "references_and_training": all also train the prior
+    # and the aligner (split train), and still serve as references, marked as trained on.
+    steve1_trials: Literal["references", "references_and_training"] = "references"
 
     @model_validator(mode="after")
     def _sum(self) -> SplitSettings:
@@ -331,6 +363,11 @@ class EvaluationSettings(Settings):
     # CIs carry the variance between them. The study run uses 3.
     replicates: PositiveInt = 1
     examples_per_set: int = Field(4, ge=0)
+    # Imported success visuals, held-out goal references beside the test split: grouped pickles
+    # ({task: {instruction, success_visual_embeds, ...}}) or recorded-samples folders (their
+    # visual_embeds.pkl), relative to corpus_root. MineCLIP attn.pth embeddings: they need
+    # [goal_space] mineclip_checkpoint.
+    success_visuals: list[str] = []
 
 
 DEFAULT_RETRAIN_CRON = "0 3 * * 0"  # Sundays 03:00
@@ -398,6 +435,20 @@ class GoalcraftConfig(Settings):
     demo: DemoSettings = DemoSettings()
     source: str = "defaults"
 
+    @model_validator(mode="after")
+    def _real_models(self) -> GoalcraftConfig:
+        real = self.goal_space.mineclip_checkpoint
+        if self.prior.checkpoint and not real:
+            raise ValueError("[prior] checkpoint (STEVE-1's prior) reads the real MineCLIP's text embeddings: "
+                             "set [goal_space] mineclip_checkpoint too")
+        if self.evaluation.success_visuals and not real:
+            raise ValueError("[evaluation] success_visuals are embeddings of the real MineCLIP: set "
+                             "[goal_space] mineclip_checkpoint too")
+        if self.clips.resize == "auto":  # STEVE-1's resize for the real MineCLIP, else FFmpeg's
+            resolved = "steve1-bilinear" if real else "ffmpeg-bicubic"
+            object.__setattr__(self, "clips", self.clips.model_copy(update={"resize": resolved}))
+        return self
+
 
 SECTIONS: tuple[str, ...] = tuple(n for n in GoalcraftConfig.model_fields if n != "source")
 #: Sections renamed since earlier releases, so an old file gets a pointed error.
@@ -435,6 +486,10 @@ def config_from_dict(raw: dict[str, Any], base: Path, source: str = "defaults") 
     if unknown:
         raise ConfigError(f"unknown section(s) in {source}: {', '.join(unknown)}; known: {', '.join(SECTIONS)}")
     raw = {name: dict(values) if isinstance(values, dict) else values for name, values in raw.items()}
+    for section, key in (("goal_space", "mineclip_checkpoint"), ("prior", "checkpoint")):
+        values = raw.get(section)
+        if isinstance(values, dict) and isinstance(values.get(key), str) and values[key]:
+            values[key] = _absolute(values[key], base)
     paths = raw.setdefault("paths", {})
     if isinstance(paths, dict):
         paths["data_root"] = _absolute(paths.get("data_root", PathsSettings.model_fields["data_root"].default), base)
@@ -450,7 +505,10 @@ def config_from_dict(raw: dict[str, Any], base: Path, source: str = "defaults") 
     except ValidationError as exc:
         # Report the first section with problems (sections in file order), all of its problems.
         errors = exc.errors()
-        section = next(n for n in raw if any(e["loc"][:1] == (n,) for e in errors))
+        section = next((n for n in raw if any(e["loc"][:1] == (n,) for e in errors)), None)
+        if section is None:  # a rule across sections (GoalcraftConfig's own validator)
+            raise ConfigError(f"invalid settings in {source}: "
+                              f"{'; '.join(e['msg'].removeprefix('Value error, ') for e in errors)}") from None
         raise ConfigError(f"invalid [{section}] in {source}: "
                           f"{_describe([e for e in errors if e['loc'][:1] == (section,)])}") from None
 

@@ -47,7 +47,9 @@ def build_evaluation_assets() -> list[dg.AssetsDefinition]:
         deps=MODEL_INPUTS,
         description=(
             "Every goal model (the goal predictor; MineCLIP text + prior, deterministic and sampled over seeds) "
-            "on every instruction set, against the held-out goal clips: text discriminability, goal "
+            "on every instruction set, against the success visuals (the held-out goal clips, the user's STEVE-1 "
+            "trials per [splits] steve1_trials, imported [evaluation] success_visuals, each marked with its "
+            "source): text discriminability, goal "
             "similarity across tasks (prior collapse), top-1/top-5 goal accuracy, discriminability, synonym "
             "robustness, with bootstrap 95% CIs. Parquet tables per run (runs, summary, per_task, per_pair, "
             "per_instruction, examples) that accumulate; query them with `goalcraft sql`."

@@ -27,7 +27,9 @@ def build_training_assets() -> list[dg.AssetsDefinition]:
             "The MineCLIP goal space (image ViT, temporal attention pooling, text transformer, reward-head "
             "adapters) trained with video–text InfoNCE on every clip shard. Best-validation and last "
             "checkpoints (safetensors + config.json), TensorBoard logs, and the norm range of its goal "
-            "embeddings (used by the embedding checks to flag drift)."
+            "embeddings (used by the embedding checks to flag drift). With [goal_space] mineclip_checkpoint the "
+            "user's real MineCLIP (attn.pth) IS the goal space: loaded strictly, nothing trained, recorded with "
+            "its sha256 in imported.json."
         ),
     )
     def goal_space_model(context: dg.AssetExecutionContext, storage: StorageResource,
@@ -44,7 +46,9 @@ def build_training_assets() -> list[dg.AssetsDefinition]:
             "to a goal embedding, trained on the goal clips of the train and val splits with every phrasing "
             "of their task (the paraphrases the goal predictor also trains with), MSE + beta KL, best "
             "validation kept; [evaluation] replicates copies (seeds seed, seed + 1, ...). "
-            "This is the MineCLIP text → prior baseline the goal predictor must beat."
+            "This is the MineCLIP text → prior baseline the goal predictor must beat. With [prior] checkpoint "
+            "the user's STEVE-1 prior (steve1_prior.pt) IS the baseline: loaded strictly, nothing trained, one "
+            "prior whatever the replicates, recorded with its sha256."
         ),
     )
     def steve1_prior(context: dg.AssetExecutionContext, storage: StorageResource,

@@ -51,6 +51,7 @@ class ClipStageSettings:
     jpeg_quality: int = _clips_default("jpeg_quality")
     decoder: str = _clips_default("decoder")
     frames_fps: float = _clips_default("frames_fps")
+    resize: str = "ffmpeg-bicubic"
 
     @classmethod
     def from_config(cls, clips: ClipsSettings, keywords: Sequence[str] = ()) -> ClipStageSettings:
@@ -63,7 +64,8 @@ class ClipStageSettings:
             min_frames=CLIP_FRAMES,
         )
         return cls(rules=rules, trial_window_s=clips.trial_window_s, shard_target_bytes=clips.shard_target_bytes,
-                   jpeg_quality=clips.jpeg_quality, decoder=clips.decoder, frames_fps=clips.frames_fps)
+                   jpeg_quality=clips.jpeg_quality, decoder=clips.decoder, frames_fps=clips.frames_fps,
+                   resize=clips.resize_method)
 
 
 @dataclass
@@ -233,7 +235,7 @@ def write_partition_clips(partition: str, videos: Sequence[VideoRecord], trials:
                           corpus_root: Path, out_dir: Path, settings: ClipStageSettings,
                           decoder: VideoDecoder | None = None) -> tuple[PartitionReport, list[QuarantineRecord]]:
     """Write one partition's shards into ``out_dir`` (no staging; see :func:`build_clip_partition`)."""
-    decoder = decoder or get_decoder(settings.decoder, frames_fps=settings.frames_fps)
+    decoder = decoder or get_decoder(settings.decoder, frames_fps=settings.frames_fps, resize=settings.resize)
     report = PartitionReport(partition=partition, decoder=decoder.name)
     quarantined: list[QuarantineRecord] = []
     counters: Counter[str] = Counter()

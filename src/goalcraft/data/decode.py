@@ -8,8 +8,11 @@ Two interchangeable back ends implement :class:`VideoDecoder`:
   frame and decodes forward, remembering its position so that a series of sorted requests on one
   handle never decodes the same stretch twice.
 
-Both resize with FFmpeg's swscale (bicubic), a plain resize to ``height x width`` (160x256 by
-default, no crop: MineCLIP frames are resized 640x360 Minecraft views), and return ``uint8`` RGB.
+Both resize to ``height x width`` (160x256 by default, no crop: MineCLIP frames are resized 640x360
+Minecraft views) and return ``uint8`` RGB. The resize is the decoder's ``resize``
+(goalcraft.data.resize, ``[clips] resize``): ``ffmpeg-bicubic``, FFmpeg's swscale bicubic scaler in the
+decode itself (the default); ``steve1-bilinear`` (OpenCV ``INTER_LINEAR``, as STEVE-1 resizes) or
+``pil-lanczos``, applied to the frame decoded at its own size.
 Frame ``i`` is the ``i``-th frame in presentation order. Both back ends number frames and time them
 from one index of the video stream's packets, built with PyAV at open (demuxing only, no decoding):
 timestamps are float64 seconds from the first frame's presentation time (frame 0 is at 0.0),
@@ -44,6 +47,7 @@ from typing import Any, Iterator, Protocol, Sequence, runtime_checkable
 import numpy as np
 
 from goalcraft.data.quarantine import InputError
+from goalcraft.data.resize import RESIZE_METHODS, resize_frame
 from goalcraft.formats import MINECRAFT_FPS
 
 __all__ = [
@@ -160,13 +164,20 @@ def _check_size(height: int, width: int) -> None:
         raise ValueError(f"output size must be positive, got height={height} width={width}")
 
 
-def _frame_folder(path: str | os.PathLike[str], height: int, width: int, fps: float) -> VideoHandle | None:
+def _check_resize(resize: str) -> str:
+    if resize not in RESIZE_METHODS:
+        raise ValueError(f"unknown resize {resize!r}; choose one of {', '.join(RESIZE_METHODS)}")
+    return resize
+
+
+def _frame_folder(path: str | os.PathLike[str], height: int, width: int, fps: float,
+                  resize: str) -> VideoHandle | None:
     """A frame-folder handle when ``path`` is a directory (goalcraft.data.frame_folders), else None."""
     if not Path(path).is_dir():
         return None
     from goalcraft.data.frame_folders import open_frame_folder
 
-    return open_frame_folder(Path(path), height=height, width=width, fps=fps)
+    return open_frame_folder(Path(path), height=height, width=width, fps=fps, resize=resize)
 
 
 def _open_container(path: Path) -> Any:
@@ -396,12 +407,14 @@ class _PyAVHandle(_HandleBase):
     """
 
     def __init__(
-        self, path: Path, height: int, width: int, threads: int, index: _Index | None = None
+        self, path: Path, height: int, width: int, threads: int, index: _Index | None = None,
+        resize: str = "ffmpeg-bicubic",
     ) -> None:
         self.path = path
         self._h = int(height)
         self._w = int(width)
         self._threads = int(threads)
+        self._resize = resize
         self._container: Any = None
         self._frames_iter: Iterator[Any] | None = None
         self._pos = -1  # index of the last frame the current iterator produced
@@ -542,10 +555,13 @@ class _PyAVHandle(_HandleBase):
                 landed = landed or i >= int(keyframes[slot])
                 continue
             if i == target:
-                rgb = self._reformatter.reformat(
-                    frame, width=self._w, height=self._h, format="rgb24", interpolation="BICUBIC"
-                )
-                return rgb.to_ndarray()
+                if self._resize == "ffmpeg-bicubic":  # scaled in the same swscale pass
+                    rgb = self._reformatter.reformat(
+                        frame, width=self._w, height=self._h, format="rgb24", interpolation="BICUBIC"
+                    )
+                    return rgb.to_ndarray()
+                native = self._reformatter.reformat(frame, format="rgb24").to_ndarray()
+                return resize_frame(native, self._h, self._w, self._resize)
             # Overshot: the seek landed late (retry from an earlier keyframe) or the frame is lost.
             if not landed and slot > 0:
                 slot -= 1
@@ -587,31 +603,33 @@ class PyAVDecoder:
     """PyAV (FFmpeg) back end; always available.
 
     ``threads`` is FFmpeg's decoder thread count (``0``: FFmpeg picks from the CPU count);
-    ``frames_fps`` the frame rate of PNG frame folders (they carry none).
+    ``frames_fps`` the frame rate of PNG frame folders (they carry none); ``resize`` one of
+    goalcraft.data.resize's methods.
     """
 
     name = "pyav"
 
-    def __init__(self, threads: int = 0, frames_fps: float = MINECRAFT_FPS) -> None:
+    def __init__(self, threads: int = 0, frames_fps: float = MINECRAFT_FPS, resize: str = "ffmpeg-bicubic") -> None:
         self.threads = int(threads)
         self.frames_fps = float(frames_fps)
+        self.resize = _check_resize(resize)
 
     def open(
         self, path: Path, *, height: int = DEFAULT_HEIGHT, width: int = DEFAULT_WIDTH
     ) -> VideoHandle:
         _check_size(height, width)
-        if (folder := _frame_folder(path, height, width, self.frames_fps)) is not None:
+        if (folder := _frame_folder(path, height, width, self.frames_fps, self.resize)) is not None:
             return folder
         p = _check_file(path)
         try:
-            return _PyAVHandle(p, height, width, self.threads)
+            return _PyAVHandle(p, height, width, self.threads, resize=self.resize)
         except InputError:
             raise
         except Exception as e:
             raise InputError("video_unreadable", f"cannot open {p}: {e}") from None
 
     def __repr__(self) -> str:
-        return f"PyAVDecoder(threads={self.threads}, frames_fps={self.frames_fps:g})"
+        return f"PyAVDecoder(threads={self.threads}, frames_fps={self.frames_fps:g}, resize={self.resize!r})"
 
 
 # --------------------------------------------------------------------------------------------
@@ -636,11 +654,13 @@ class _DecordHandle(_HandleBase):
     precise reason.
     """
 
-    def __init__(self, path: Path, index: _Index, height: int, width: int, threads: int):
+    def __init__(self, path: Path, index: _Index, height: int, width: int, threads: int,
+                 resize: str = "ffmpeg-bicubic"):
         self.path = path
         self._h = int(height)
         self._w = int(width)
         self._threads = int(threads)
+        self._resize = resize
         self._index = index
         self._vr: Any = None
         self._pyav: _PyAVHandle | None = None
@@ -671,10 +691,10 @@ class _DecordHandle(_HandleBase):
     def _new_reader(self) -> Any:
         import decord
 
+        # decord scales with swscale's bicubic; any other resize reads frames at their own size.
+        size = {"width": self._w, "height": self._h} if self._resize == "ffmpeg-bicubic" else {}
         try:
-            return decord.VideoReader(
-                str(self.path), width=self._w, height=self._h, num_threads=self._threads
-            )
+            return decord.VideoReader(str(self.path), num_threads=self._threads, **size)
         except Exception as e:  # RuntimeError / DECORDError / AssertionError
             text = str(e).strip()
             msg = text.splitlines()[0] if text else type(e).__name__
@@ -694,7 +714,7 @@ class _DecordHandle(_HandleBase):
 
     def _pyav_handle(self) -> _PyAVHandle:
         if self._pyav is None:
-            self._pyav = _PyAVHandle(self.path, self._h, self._w, self._threads, self._index)
+            self._pyav = _PyAVHandle(self.path, self._h, self._w, self._threads, self._index, self._resize)
         return self._pyav
 
     def read(self, indices: Sequence[int]) -> DecodedFrames:
@@ -706,6 +726,8 @@ class _DecordHandle(_HandleBase):
         try:
             batch = self._vr.get_batch(uniq.tolist())
             arr = batch.asnumpy() if hasattr(batch, "asnumpy") else np.asarray(batch)
+            if self._resize != "ffmpeg-bicubic" and arr.ndim == 4 and arr.dtype == np.uint8:
+                arr = np.stack([resize_frame(f, self._h, self._w, self._resize) for f in arr])
             if arr.shape != (len(uniq), self._h, self._w, 3) or arr.dtype != np.uint8:
                 raise RuntimeError(f"decord returned {arr.dtype} {arr.shape}")
         except Exception as e:
@@ -732,32 +754,35 @@ class DecordDecoder:
     """decord2 back end (``decord`` is imported on the first ``open``).
 
     ``num_threads`` is decord's decoder thread count (``0``: decord picks); ``frames_fps`` the frame
-    rate of PNG frame folders (read with PIL, not decord).
+    rate of PNG frame folders (read with PIL, not decord); ``resize`` one of goalcraft.data.resize's
+    methods.
     """
 
     name = "decord"
 
-    def __init__(self, num_threads: int = 0, frames_fps: float = MINECRAFT_FPS) -> None:
+    def __init__(self, num_threads: int = 0, frames_fps: float = MINECRAFT_FPS,
+                 resize: str = "ffmpeg-bicubic") -> None:
         self.num_threads = int(num_threads)
         self.frames_fps = float(frames_fps)
+        self.resize = _check_resize(resize)
 
     def open(
         self, path: Path, *, height: int = DEFAULT_HEIGHT, width: int = DEFAULT_WIDTH
     ) -> VideoHandle:
         _check_size(height, width)
-        if (folder := _frame_folder(path, height, width, self.frames_fps)) is not None:
+        if (folder := _frame_folder(path, height, width, self.frames_fps, self.resize)) is not None:
             return folder
         p = _check_file(path)
         index = _index_file(p)
         try:
-            return _DecordHandle(p, index, height, width, self.num_threads)
+            return _DecordHandle(p, index, height, width, self.num_threads, self.resize)
         except (InputError, ImportError):
             raise
         except Exception as e:
             raise InputError("video_unreadable", f"decord cannot read {p}: {e}") from None
 
     def __repr__(self) -> str:
-        return f"DecordDecoder(num_threads={self.num_threads}, frames_fps={self.frames_fps:g})"
+        return f"DecordDecoder(num_threads={self.num_threads}, frames_fps={self.frames_fps:g}, resize={self.resize!r})"
 
 
 # --------------------------------------------------------------------------------------------
@@ -774,11 +799,13 @@ def decord_available() -> bool:
     return True
 
 
-def get_decoder(name: str = "auto", *, num_threads: int = 0, frames_fps: float = MINECRAFT_FPS) -> VideoDecoder:
+def get_decoder(name: str = "auto", *, num_threads: int = 0, frames_fps: float = MINECRAFT_FPS,
+                resize: str = "ffmpeg-bicubic") -> VideoDecoder:
     """``"auto"``: decord if importable, else PyAV; ``"decord"`` / ``"pyav"``: that one.
 
     ``num_threads`` is passed to the back end (``0``: the library picks); ``frames_fps`` is the
-    frame rate both give PNG frame folders (``[clips] frames_fps``).
+    frame rate both give PNG frame folders (``[clips] frames_fps``); ``resize`` how frames reach
+    ``height x width`` (``[clips] resize``, goalcraft.data.resize).
     """
     key = (name or "").strip().lower()
     if key == "auto":
@@ -788,9 +815,9 @@ def get_decoder(name: str = "auto", *, num_threads: int = 0, frames_fps: float =
             raise ImportError(
                 "decoder 'decord' requested but `import decord` fails (pip install decord2)"
             )
-        return DecordDecoder(num_threads=num_threads, frames_fps=frames_fps)
+        return DecordDecoder(num_threads=num_threads, frames_fps=frames_fps, resize=resize)
     if key in ("pyav", "av"):
-        return PyAVDecoder(threads=num_threads, frames_fps=frames_fps)
+        return PyAVDecoder(threads=num_threads, frames_fps=frames_fps, resize=resize)
     raise ValueError(f"unknown decoder {name!r}; choose one of {', '.join(DECODER_NAMES)}")
 
 

@@ -13,8 +13,8 @@ Rules
       20 by default: Minecraft's tick rate, one frame a tick, as aimc records). Frame ``i`` is at
       ``i / fps`` seconds.
     * ``info`` width and height are those of ``step_0``; every frame is converted to RGB (alpha
-      dropped, grey expanded) and resized to the requested size with FFmpeg's swscale bicubic, the
-      resize the video decoders use.
+      dropped, grey expanded) and resized to the requested size with the decoder's resize
+      (goalcraft.data.resize: FFmpeg's swscale bicubic by default, the resize the video decoders use).
 
 Problems are :class:`~goalcraft.data.quarantine.InputError`, like a video's:
 ``video_unreadable`` (no ``step_NNNN.png`` frame, an entry that is not one, two files with the same
@@ -34,6 +34,7 @@ import numpy as np
 
 from goalcraft.data.decode import DecodedFrames, VideoInfo, _check_size, _empty, _HandleBase
 from goalcraft.data.quarantine import InputError
+from goalcraft.data.resize import resize_frame
 
 __all__ = ["FRAME_NAME", "FrameFolderHandle", "frame_files", "open_frame_folder"]
 
@@ -83,23 +84,15 @@ def _load_rgb(path: Path) -> np.ndarray:
         raise InputError("frame_unreadable", f"{path}: {text}") from None
 
 
-def _resize(rgb: np.ndarray, height: int, width: int) -> np.ndarray:
-    if rgb.shape[:2] == (height, width):
-        return rgb
-    import av
-
-    frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
-    return frame.reformat(width=width, height=height, format="rgb24", interpolation="BICUBIC").to_ndarray()
-
-
 class FrameFolderHandle(_HandleBase):
     """An open frame folder (a :class:`~goalcraft.data.decode.VideoHandle`)."""
 
-    def __init__(self, folder: Path, height: int, width: int, fps: float) -> None:
+    def __init__(self, folder: Path, height: int, width: int, fps: float, resize: str = "ffmpeg-bicubic") -> None:
         if not fps > 0:
             raise ValueError(f"frames_fps must be positive, got {fps!r}")
         self.path = Path(folder)
         self._h, self._w, self._fps = int(height), int(width), float(fps)
+        self._resize = resize
         self._files = frame_files(self.path)
         first_h, first_w = _load_rgb(self._files[0]).shape[:2]
         self.info = VideoInfo(len(self._files), self._fps, int(first_w), int(first_h))
@@ -110,14 +103,15 @@ class FrameFolderHandle(_HandleBase):
             return _empty(self._h, self._w)
         out = np.empty((len(uniq), self._h, self._w, 3), dtype=np.uint8)
         for j, i in enumerate(uniq.tolist()):
-            out[j] = _resize(_load_rgb(self._files[i]), self._h, self._w)
+            out[j] = resize_frame(_load_rgb(self._files[i]), self._h, self._w, self._resize)
         return DecodedFrames(frames=out[inverse], timestamps=idx.astype(np.float64) / self._fps)
 
     def close(self) -> None:
         self._closed = True
 
 
-def open_frame_folder(folder: Path, *, height: int, width: int, fps: float) -> FrameFolderHandle:
+def open_frame_folder(folder: Path, *, height: int, width: int, fps: float,
+                      resize: str = "ffmpeg-bicubic") -> FrameFolderHandle:
     """Open a frame folder for reading at ``height x width`` (what the decoders call for a directory)."""
     _check_size(height, width)
-    return FrameFolderHandle(Path(folder), height, width, fps)
+    return FrameFolderHandle(Path(folder), height, width, fps, resize)

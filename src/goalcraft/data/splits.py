@@ -12,13 +12,21 @@ past 1.5x its target (plus one clip): one narrated video with half the corpus's 
 train rather than becoming the whole test set. With three or more sources each split gets at least
 one source (taken from the other held-out split when it has several, else the smallest in train).
 Adding sources moves only sources near the boundaries.
+
+The user's own STEVE-1 trials (evaluation results and recorded samples, ``[splits] steve1_trials``)
+take no part in the hash split: a few dozen trials split 15 % at a time would leave a handful of
+references. With ``references`` every one of them is in ``test`` (a held-out success visual); with
+``references_and_training`` every one is in ``train`` (the prior and the aligner train on them) and
+still serves as a reference. The ``reference`` column says why a goal clip is a success visual of the
+evaluation: :data:`TEST_SPLIT`, :data:`STEVE1_TRIALS`, :data:`STEVE1_TRIALS_TRAINED` (NULL: it is not
+one); :func:`reference_rows` reads it.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from typing import Literal, Mapping, Sequence
+from typing import Collection, Literal, Mapping, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -29,6 +37,13 @@ SPLITS: tuple[SplitName, ...] = ("train", "val", "test")
 # Changing the salt reshuffles which sources are held out: never change it for a corpus you compare
 # runs on.
 SPLIT_SALT = "goalcraft/goal-space/split/v1"
+
+#: Sources of the evaluation's success visuals (the ``reference`` column; imported pickles are
+#: ``imported:<file>``): the hash split's test sources, the user's STEVE-1 trials held out, and the
+#: user's trials that the models also trained on.
+TEST_SPLIT = "test_split"
+STEVE1_TRIALS = "steve1_trials"
+STEVE1_TRIALS_TRAINED = "steve1_trials:trained_on"
 
 
 class SplitError(ValueError):
@@ -85,14 +100,36 @@ def assign_source_splits(clips_per_source: Mapping[str, int], *, val_fraction: f
     return out
 
 
-def with_split_column(table: pa.Table, *, val_fraction: float, test_fraction: float) -> pa.Table:
-    """``table`` (one row per goal clip, with ``source_id``) plus its ``split`` column."""
+def with_split_column(table: pa.Table, *, val_fraction: float, test_fraction: float,
+                      user_trials: Collection[str] = (),
+                      user_trials_mode: Literal["references", "references_and_training"] = "references") -> pa.Table:
+    """``table`` (one row per goal clip, with ``source_id``) plus its ``split`` and ``reference``
+    columns; sources in ``user_trials`` (the user's STEVE-1 trials) are placed by ``user_trials_mode``
+    (module docstring), the others by the hash split."""
     sources = table.column("source_id").to_pylist()
-    assignment = assign_source_splits(Counter(sources), val_fraction=val_fraction, test_fraction=test_fraction)
-    column = pa.array([assignment[s] for s in sources], pa.string())
-    if "split" in table.column_names:
-        table = table.drop_columns(["split"])
-    return table.append_column("split", column)
+    user = set(user_trials)
+    assignment = assign_source_splits(Counter(s for s in sources if s not in user), val_fraction=val_fraction,
+                                      test_fraction=test_fraction)
+    held_out = user_trials_mode == "references"
+    for source in user & set(sources):
+        assignment[source] = "test" if held_out else "train"
+    split = [assignment[s] for s in sources]
+    user_reference = STEVE1_TRIALS if held_out else STEVE1_TRIALS_TRAINED
+    reference = [user_reference if s in user else TEST_SPLIT if k == "test" else None for s, k in zip(sources, split)]
+    table = table.drop_columns([c for c in ("split", "reference") if c in table.column_names])
+    return table.append_column("split", pa.array(split, pa.string())).append_column(
+        "reference", pa.array(reference, pa.string()))
+
+
+def reference_rows(table: pa.Table) -> tuple[np.ndarray, list[str]]:
+    """Row indices of the evaluation's success visuals and the source of each (the ``reference``
+    column; a table written before it had one: the test split, as :data:`TEST_SPLIT`)."""
+    if "reference" in table.column_names:
+        labels = table.column("reference").to_pylist()
+        rows = [i for i, label in enumerate(labels) if label is not None]
+        return np.asarray(rows, dtype=np.int64), [labels[i] for i in rows]
+    rows = split_indices(table)["test"]
+    return rows, [TEST_SPLIT] * len(rows)
 
 
 def split_indices(table: pa.Table) -> dict[SplitName, np.ndarray]:

@@ -75,6 +75,7 @@ __all__ = [
     "SuccessVisuals",
     "embedding_vector",
     "load_success_visuals",
+    "read_success_visuals",
     "recorded_success_visuals",
     "scan_recorded_samples",
     "scan_steve1_results",
@@ -396,6 +397,19 @@ def recorded_success_visuals(samples_dir: Path, corpus_root: Path, *, embed_dim:
         grouped.setdefault(trial.task, (trial.instruction, []))[1].append(vector)
     return {task: SuccessVisuals(instruction, np.stack(vectors))
             for task, (instruction, vectors) in grouped.items()}, quarantined
+
+
+def read_success_visuals(entry: str, corpus_root: Path, *, embed_dim: int = EMBED_DIM,
+                         ) -> tuple[dict[str, SuccessVisuals], list[QuarantineRecord]]:
+    """Imported success visuals: ``entry`` (relative to ``corpus_root``, or absolute) is a grouped
+    success-visuals pickle (:func:`load_success_visuals`) or a recorded-samples folder
+    (:func:`recorded_success_visuals`). A path that does not exist is a :class:`ValueError`."""
+    path = Path(entry) if Path(entry).is_absolute() else Path(corpus_root) / entry
+    if path.is_dir():
+        return recorded_success_visuals(path, Path(corpus_root), embed_dim=embed_dim)
+    if not path.is_file():
+        raise ValueError(f"success visuals {entry!r}: {path} does not exist")
+    return load_success_visuals(path, embed_dim=embed_dim, shown=entry)
 
 
 def trial_sources(corpus_root: Path, results_dirs: Sequence[str], samples_dirs: Sequence[str],

@@ -503,8 +503,10 @@ def render_report(run_id: str, tables: dict[str, pa.Table], examples: Sequence[d
             jpeg = frame(clip["key"])
             img = (f"<img src='data:image/jpeg;base64,{base64.b64encode(jpeg).decode()}' alt='{esc(clip['key'])}'>"
                    if jpeg else "")
+            source = clip.get("source")
+            shown = f" <small>({esc(source)})</small>" if source and source != "test_split" else ""
             parts.append(f"<figure style='display:inline-block'>{img}<figcaption>{esc(str(clip.get('task')))} "
-                         f"{clip['cosine']:.3f}</figcaption></figure>")
+                         f"{clip['cosine']:.3f}{shown}</figcaption></figure>")
         parts.append("</div>")
     parts.append("</body></html>")
     return "\n".join(parts)

@@ -11,7 +11,8 @@ reads each table as a glob, see goalcraft.sql):
                      training-mean oracle's value and the model's fraction of it
 ``differences``      paired bootstrap differences goal_predictor − mineclip_prior (sampled and
                      deterministic) per metric, with CI, whether it excludes 0 and which model is better
-``per_task``         per model and task: the user's per-task figures and retrieval
+``per_task``         per model and task: the user's per-task figures and retrieval, the sources of the
+                     task's success visuals, and the canonical instruction's z_goal
 ``per_pair``         per model (and mode) and pair of tasks: cosine between their canonical z_goal (the
                      heatmaps); model ``success_visuals`` (mode ``visuals``): mean cosine between the
                      two tasks' held-out goal clips (NULL where one has none)
@@ -24,7 +25,8 @@ import hashlib
 import json
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,6 +45,7 @@ from goalcraft.evaluation.goal_model_metrics import (
     probe_cosines,
     visual_pair_cosines,
 )
+from goalcraft.data.splits import TEST_SPLIT
 from goalcraft.storage import write_parquet_atomic
 
 TABLES = ("runs", "summary", "differences", "per_task", "per_pair", "per_instruction", "examples")
@@ -67,11 +70,50 @@ class GoalModelUnderTest:
 
 @dataclass(frozen=True)
 class HeldOutClips:
-    """Real goal clips no model trained on: their task labels and goal embeddings."""
+    """The success visuals the goal models are scored against: goal clips' keys, task labels, goal
+    embeddings and each one's source (``test_split``: a held-out goal clip no model trained on;
+    ``steve1_trials`` / ``steve1_trials:trained_on``: a goal clip of the user's STEVE-1 trials, held out
+    or trained on (``[splits] steve1_trials``); ``imported:<file>``: an imported success-visual
+    embedding). Sources default to ``test_split``."""
 
     keys: list[str]
     tasks: list[str]
     embeddings: np.ndarray
+    sources: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.sources:
+            object.__setattr__(self, "sources", [TEST_SPLIT] * len(self.keys))
+        if not len(self.keys) == len(self.tasks) == len(self.sources) == len(self.embeddings):
+            raise ValueError("keys, tasks, sources and embeddings must have one entry per clip")
+
+    @classmethod
+    def from_success_visuals(cls, visuals: Mapping[str, Any], source: str) -> HeldOutClips:
+        """Imported success visuals (``{task: SuccessVisuals(instruction, embeds [n, D])}``, as
+        goalcraft.data.steve1_eval reads them), every one marked ``source``."""
+        keys, tasks, rows = [], [], []
+        for task, entry in visuals.items():
+            for i, vector in enumerate(np.asarray(entry.embeds)):
+                keys.append(f"{source}#{task}#{i}")
+                tasks.append(task)
+                rows.append(vector)
+        dim = next((len(r) for r in rows), 0)
+        return cls(keys, tasks, np.stack(rows) if rows else np.zeros((0, dim)), [source] * len(keys))
+
+    def __add__(self, other: HeldOutClips) -> HeldOutClips:
+        if not len(other.keys):
+            return self
+        if not len(self.keys):
+            return other
+        return HeldOutClips(self.keys + other.keys, self.tasks + other.tasks,
+                            np.concatenate([self.embeddings, other.embeddings]), self.sources + other.sources)
+
+    def task_sources(self, tasks: Sequence[str]) -> list[str | None]:
+        """Per task, its visuals' sources (sorted, joined with ``+``); None for a task without visuals."""
+        found: dict[str, set[str]] = {}
+        for task, source in zip(self.tasks, self.sources):
+            found.setdefault(task, set()).add(source)
+        return ["+".join(sorted(found[t])) if t in found else None for t in tasks]
 
 
 @dataclass(frozen=True)
@@ -232,7 +274,7 @@ def evaluate_runs(models: Sequence[GoalModelUnderTest], sets: Sequence[Instructi
                                     "ci_low": ci.ci_low, "ci_high": ci.ci_high, "excludes_zero": excludes,
                                     "zero_width_ci": ci.zero_width, "better": better, "n_seeds": ci.n_seeds})
         firsts = {key: g[0] for key, g in goals.items()}
-        per_task += _task_rows(run_id, iset, firsts, modes, vis, centre)
+        per_task += _task_rows(run_id, iset, firsts, modes, vis, centre, clips.task_sources(task_names))
         matrices = {modes[key]: _unit(g.canonical) @ _unit(g.canonical).T for key, g in firsts.items()}
         matrices[VISUALS] = visual_pair_cosines(vis, None)  # NaN where a task has no held-out clip
         for (model_name, mode), matrix in matrices.items():
@@ -248,7 +290,8 @@ def evaluate_runs(models: Sequence[GoalModelUnderTest], sets: Sequence[Instructi
              "instruction_sets": json.dumps([s.name for s in sets]),
              "data_versions": json.dumps(data_versions, sort_keys=True),
              "settings": json.dumps({"n_boot": n_boot, "seed": seed, **(settings or {})}, sort_keys=True),
-             "held_out_clips": len(clips.keys)}]
+             "held_out_clips": len(clips.keys),
+             "held_out_sources": json.dumps(dict(sorted(Counter(clips.sources).items())))}]
     return {"runs": pa.Table.from_pylist(runs), "summary": _table(summary, stamp),
             "differences": _table(differences, stamp) if differences else _EMPTY_DIFFERENCES, "per_task": _table(per_task, stamp),
             "per_pair": _table(per_pair, stamp), "per_instruction": _table(per_instruction, stamp)}
@@ -291,8 +334,9 @@ def _instruction_rows(base: dict, rows, z: np.ndarray, names: list[str], cents: 
 
 
 def _task_rows(run_id: str, iset: InstructionSet, goals: dict[str, ModelGoals], modes: dict[str, tuple[str, str]],
-               vis: Visuals, centre: np.ndarray | None) -> list[dict]:
-    """Per model (first training seed) and task: the user's per-task figures and retrieval."""
+               vis: Visuals, centre: np.ndarray | None, sources: Sequence[str | None]) -> list[dict]:
+    """Per model (first training seed) and task: the user's per-task figures and retrieval, and where
+    the task's success visuals came from."""
     out = []
     for key, g in goals.items():
         model_name, mode = modes[key]
@@ -301,12 +345,28 @@ def _task_rows(run_id: str, iset: InstructionSet, goals: dict[str, ModelGoals], 
         for t, task in enumerate(iset.tasks):
             out.append({"run_id": run_id, "model": model_name, "mode": mode, "instruction_set": iset.name,
                         "task": task.name, "instruction": task.phrasings[0], "variants": len(task.phrasings) - 1,
-                        "held_out_clips": int(len(vis.embeddings[t])), "goal_accuracy": val(p.goal_acc[t]),
+                        "held_out_clips": int(len(vis.embeddings[t])), "visual_sources": sources[t],
+                        "goal_accuracy": val(p.goal_acc[t]),
                         "goal_accuracy_std": val(p.goal_acc_std[t]), "consistency": val(p.consistency[t]),
                         "semantic_robustness": val(p.robustness[t]), "mineclip_baseline": val(p.baseline[t]),
                         "top1": val(p.hits[1][t]), "top5": val(p.hits[5][t]),
-                        "goal_cosine_centred": val(p.goal_cos_centred[t])})
+                        "goal_cosine_centred": val(p.goal_cos_centred[t]),
+                        "z_goal": np.asarray(g.canonical[t], dtype=np.float32).tolist()})
     return out
+
+
+def run_evaluation(models: Sequence[GoalModelUnderTest], sets: Sequence[InstructionSet], clips: HeldOutClips, *,
+                   data_versions: dict[str, str], training: TrainingGoals | None = None, n_boot: int = 1000,
+                   seed: int = 0, settings: dict[str, Any] | None = None, examples_per_set: int = 4,
+                   run_id: str | None = None) -> dict[str, pa.Table]:
+    """One evaluation run: :func:`evaluate_runs`' tables plus the report's ``examples``. The Dagster
+    evaluation asset and ``goalcraft evaluate-prior`` both call this (and summarise its tables with
+    goalcraft.evaluation.steve1_summary)."""
+    run_id = run_id or new_run_id()
+    tables = evaluate_runs(models, sets, clips, run_id=run_id, training=training, n_boot=n_boot, seed=seed,
+                           data_versions=data_versions, settings=settings)
+    tables["examples"] = example_rows(models, sets, clips, run_id=run_id, per_set=examples_per_set)
+    return tables
 
 
 def write_tables(tables: dict[str, pa.Table], evaluation_dir: Path, run_id: str) -> dict[str, Path]:
@@ -348,7 +408,8 @@ def example_rows(models: Sequence[GoalModelUnderTest], sets: Sequence[Instructio
                 for rank, j in enumerate(np.argsort(-row, kind="stable")[:k]):
                     rows.append({"run_id": run_id, "model": model.name, "instruction_set": iset.name,
                                  "task": task.name, "instruction": text, "rank": rank, "key": clips.keys[j],
-                                 "clip_task": clips.tasks[j], "cosine": float(row[j])})
+                                 "clip_task": clips.tasks[j], "clip_source": clips.sources[j],
+                                 "cosine": float(row[j])})
     return pa.Table.from_pylist(rows) if rows else pa.table({"run_id": pa.array([], pa.string())})
 
 
@@ -358,7 +419,8 @@ def examples_for_report(table: pa.Table) -> list[dict]:
     for r in sorted(table.to_pylist(), key=lambda r: (r["instruction_set"], r["task"], r["model"], r["rank"])):
         g = grouped.setdefault((r["instruction_set"], r["task"], r["model"]),
                                {"model": r["model"], "instruction": r["instruction"], "task": r["task"], "clips": []})
-        g["clips"].append({"key": r["key"], "task": r["clip_task"], "cosine": r["cosine"]})
+        g["clips"].append({"key": r["key"], "task": r["clip_task"], "cosine": r["cosine"],
+                           "source": r.get("clip_source") or "test_split"})
     return list(grouped.values())
 
 

@@ -34,6 +34,7 @@ __all__ = [
     "CONFIG_FILE",
     "WEIGHTS_FILE",
     "CheckpointError",
+    "file_sha256",
     "format_key_list",
     "load_config_json",
     "load_state_dict_file",
@@ -129,6 +130,17 @@ def _as_flat_state_dict(obj: Any, path: Path, key: str | None) -> dict[str, torc
         hint = " (pass key=... to pick the state dict inside)" if key is None else ""
         raise CheckpointError(f"{where}: entries that are not tensors: {format_key_list(not_tensors)}{hint}")
     return dict(obj)
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """The sha256 (hex) of a file, read in 1 MiB blocks: how a user's checkpoint is recorded."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 # --------------------------------------------------------------------------------------------------

@@ -26,6 +26,7 @@ goals are reproducible.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -183,14 +184,30 @@ def _standard_normal(shape, *, like: Tensor, generator: torch.Generator | None) 
 # -- checkpoints --------------------------------------------------------------------------------
 
 
-def load_steve1_prior(path: str | Path, config: PriorConfig = PRIOR_CONFIGS["steve1"]) -> TranslatorVAE:
+def prior_config_of(state_dict: Mapping[str, Tensor]) -> PriorConfig:
+    """The sizes a STEVE-1-format state dict was saved with, read from its shapes (``decoder.6``:
+    ``[D, H]``, ``encoder.6``: ``[2·L, H]``); the released prior's sizes where those keys are absent
+    (strict loading then names what is missing)."""
+    decoder, encoder = state_dict.get("decoder.6.weight"), state_dict.get("encoder.6.weight")
+    if not isinstance(decoder, Tensor) or not isinstance(encoder, Tensor) or decoder.ndim != 2 or encoder.ndim != 2:
+        return PRIOR_CONFIGS["steve1"]
+    try:
+        return PriorConfig(input_dim=int(decoder.shape[0]), hidden_dim=int(decoder.shape[1]),
+                           latent_dim=int(encoder.shape[0]) // 2)
+    except ValueError:
+        return PRIOR_CONFIGS["steve1"]
+
+
+def load_steve1_prior(path: str | Path, config: PriorConfig | None = PRIOR_CONFIGS["steve1"]) -> TranslatorVAE:
     """Load a STEVE-1-format prior (``steve1_prior.pt``: a plain state_dict) strictly, in eval mode.
 
     Every key must be present with the right shape and no key may be extra; otherwise
-    ``CheckpointError`` names them. Files that pickle code are refused.
+    ``CheckpointError`` names them. Files that pickle code are refused. ``config=None`` reads the
+    sizes from the file (:func:`prior_config_of`).
     """
-    model = TranslatorVAE.uninitialized(config)
-    strict_load(model, load_state_dict_file(Path(path)), source=str(path))
+    state = load_state_dict_file(Path(path))
+    model = TranslatorVAE.uninitialized(prior_config_of(state) if config is None else config)
+    strict_load(model, state, source=str(path))
     return model.eval()
 
 

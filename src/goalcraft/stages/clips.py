@@ -43,6 +43,7 @@ def clip_partition(paths: StoragePaths, corpus_root: Path, partition: str, count
         "quarantined": sum(report.failures.values()),
         "failures_by_reason": report.failures,
         "decoder": report.decoder,
+        "resize": settings.resize,
         "path": paths.clip_partition_dir(partition),
     })
 
@@ -56,7 +57,7 @@ def goal_partition(paths: StoragePaths, corpus_root: Path, partition: str, count
     moments, rejects = mine_trials(trials)
     found, bad = mine_transcripts(videos, corpus_root, tasks)
     moments, rejects = moments + found, rejects + bad
-    decoder = get_decoder(clips.decoder, frames_fps=clips.frames_fps)
+    decoder = get_decoder(clips.decoder, frames_fps=clips.frames_fps, resize=clips.resize_method)
     ratings_dir = corpus_root / goals.ratings_dir if goals.ratings_dir else None
     ratings = bool(ratings_dir and ratings_dir.is_dir())
     notes = mining_notes(trials=len(trials), videos=len(videos), tasks=len(tasks), ratings=ratings)
@@ -78,5 +79,6 @@ def goal_partition(paths: StoragePaths, corpus_root: Path, partition: str, count
         "quarantined": sum(report.failures.values()),
         "failures_by_reason": report.failures,
         "shards": len(report.shards),
+        "resize": clips.resize_method,
         "path": paths.goal_partition_dir(partition),
     }, [f"partition {partition}: {note}" for note in notes])

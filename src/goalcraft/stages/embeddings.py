@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Callable
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from goalcraft.config import GoalSpaceSettings, SplitSettings
 from goalcraft.data.embeddings import check_embeddings, embed_shards
@@ -38,14 +39,28 @@ def _embed(paths: StoragePaths, settings: GoalSpaceSettings, shards: list[Path],
                         progress=progress, frame_features=frame_features, index_schema=index_schema)
 
 
+#: Trial layouts of the user's own STEVE-1 evaluation files (goalcraft.data.steve1_eval).
+USER_TRIAL_LAYOUTS = ("steve1_result", "recorded_sample")
+
+
+def user_trial_ids(paths: StoragePaths) -> set[str]:
+    """Ids of the ingested trials that are the user's STEVE-1 evaluation results and recorded samples."""
+    if not paths.trials_table.is_file():
+        return set()
+    trials = pq.read_table(paths.trials_table, columns=["id", "layout"]).to_pylist()
+    return {t["id"] for t in trials if t["layout"] in USER_TRIAL_LAYOUTS}
+
+
 def embed_goal_clips(paths: StoragePaths, settings: GoalSpaceSettings, splits: SplitSettings,
                      say: Callable[[str], None] | None = None) -> StageResult:
-    """Every goal clip → ``embeddings/goal_clips.parquet`` with per-frame features and the split."""
+    """Every goal clip → ``embeddings/goal_clips.parquet`` with per-frame features, the split and the
+    reference column (the user's STEVE-1 trials placed by ``[splits] steve1_trials``)."""
     # Per-frame features too: the goal predictor's video Q-Former reads them (stage 1 targets).
     table = _embed(paths, settings, paths.goal_shards(), say, frame_features=True, index_schema=GOAL_INDEX_SCHEMA)
     warnings = [] if table.num_rows else ["no goal clips to embed: the goal-embeddings table is empty (see "
                                           "goal_clips' notes)"]
-    table = with_split_column(table, val_fraction=splits.val_fraction, test_fraction=splits.test_fraction)
+    table = with_split_column(table, val_fraction=splits.val_fraction, test_fraction=splits.test_fraction,
+                              user_trials=user_trial_ids(paths), user_trials_mode=splits.steve1_trials)
     write_parquet_atomic(table, paths.goal_embeddings_table)
     split_counts = Counter(table.column("split").to_pylist())
     norms = table.column("norm").to_numpy() if table.num_rows else []
@@ -55,6 +70,7 @@ def embed_goal_clips(paths: StoragePaths, settings: GoalSpaceSettings, splits: S
         "tasks": len(set(table.column("task").to_pylist())),
         "norm_mean": float(norms.mean()) if len(norms) else 0.0,
         "splits": {name: split_counts.get(name, 0) for name in SPLITS},
+        "references": dict(Counter(r for r in table.column("reference").to_pylist() if r is not None)),
         "table": paths.goal_embeddings_table,
     }, warnings)
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -27,50 +28,64 @@ def _goal_table(paths: StoragePaths) -> tuple[pa.Table, dict[str, np.ndarray]]:
 
 
 def _held_out(paths: StoragePaths):
-    """(goal table, the test split's clips, the train + val goals the models trained on)."""
+    """(goal table, the goal clips that are success visuals of the evaluation: the test split and the
+    user's STEVE-1 trials (the ``reference`` column), the train + val goals the models trained on)."""
+    from goalcraft.data.splits import reference_rows
     from goalcraft.evaluation.run import HeldOutClips, TrainingGoals
     from goalcraft.training.predictor import PredictorExamples
 
     table, splits = _goal_table(paths)
     examples = PredictorExamples.from_table(table)
-    idx = np.asarray(splits["test"])
+    idx, sources = reference_rows(table)
     seen = np.sort(np.concatenate([splits["train"], splits["val"]]))
-    return (table, HeldOutClips([examples.keys[i] for i in idx], [examples.tasks[i] for i in idx], examples.goals[idx]),
+    return (table, HeldOutClips([examples.keys[i] for i in idx], [examples.tasks[i] for i in idx], examples.goals[idx],
+                                sources),
             TrainingGoals([examples.tasks[i] for i in seen], examples.goals[seen]))
 
 
+def imported_references(entries: list[str], corpus_root: Path, embed_dim: int):
+    """``[evaluation] success_visuals`` as success visuals marked ``imported:<entry>``
+    (goalcraft.evaluation.references), and a line per task or trial left out."""
+    from goalcraft.evaluation.references import VisualsError, imported_visuals
+
+    try:
+        clips, quarantined = imported_visuals(entries, corpus_root, embed_dim)
+    except VisualsError as exc:
+        raise StageError(f"[evaluation] success_visuals: {exc}") from None
+    return clips, [f"success visuals {q.input} left out ({q.reason}): {q.detail}" for q in quarantined]
+
+
+def _provenance(model_dir: Path) -> dict[str, str]:
+    """Where a model folder came from: its ``best/`` path and version, and the user's checkpoint file
+    with its sha256 when it was imported rather than trained."""
+    from goalcraft.evaluation.run import file_digest
+    from goalcraft.stages.training import imported_checkpoint
+
+    out = {"path": str(model_dir / "best"), "version": file_digest(model_dir / "best" / "model.safetensors")}
+    record = imported_checkpoint(model_dir)
+    if record:
+        out.update(user_checkpoint=record["checkpoint"], sha256=record["sha256"])
+    return out
+
+
 def _models(paths: StoragePaths, replicates: int):
-    """Every training replicate of the goal predictor and of the MineCLIP text → prior baseline."""
-    import torch
+    """Every training replicate of the goal predictor and of the MineCLIP text → prior baseline (one
+    prior when it is the user's STEVE-1 checkpoint)."""
+    from goalcraft.evaluation.goal_models import baseline_under_test, predictor_under_test
+    from goalcraft.models.mineclip import load_mineclip
+    from goalcraft.models.prior import load_prior
+    from goalcraft.stages.training import prior_replicate_dirs
 
-    from goalcraft.evaluation.run import BASELINE, PREDICTOR, GoalModelUnderTest, file_digest
-    from goalcraft.models.backbones import mean_pool
-    from goalcraft.models.baseline import load_baseline
-    from goalcraft.models.predictor import load_goal_predictor
-
-    models = []
-    for k, folder in enumerate(paths.replicate_dirs(paths.goal_predictor_dir, replicates)):
-        predictor = load_goal_predictor(folder / "best")
-
-        @torch.inference_mode()
-        def predictor_text(texts, predictor=predictor):
-            states, mask = predictor.encode_text(texts)
-            return mean_pool(states, mask).float().numpy()
-
-        models.append(GoalModelUnderTest(
-            PREDICTOR, lambda texts, seed, predictor=predictor: predictor.predict_goal(texts).numpy(), predictor_text,
-            {"aligner": str(folder / "best"), "version": file_digest(folder / "best" / "model.safetensors")},
-            training_seed=k))
-    for k, folder in enumerate(paths.replicate_dirs(paths.prior_dir, replicates)):
-        baseline = load_baseline(paths.goal_space_dir / "best", folder / "best")
-        models.append(GoalModelUnderTest(
-            BASELINE,
-            lambda texts, seed, baseline=baseline: baseline.predict_goal(
-                texts, deterministic=seed is None, seed=seed).numpy(),
-            lambda texts, baseline=baseline: baseline.encode_text(texts).numpy(),
-            {"goal_space": str(paths.goal_space_dir / "best"), "prior": str(folder / "best"),
-             "version": file_digest(folder / "best" / "model.safetensors")},
-            stochastic=True, text_in_goal_space=True, training_seed=k))
+    models = [predictor_under_test(folder / "best", training_seed=k)
+              for k, folder in enumerate(paths.replicate_dirs(paths.goal_predictor_dir, replicates))]
+    goal_space = _provenance(paths.goal_space_dir)
+    goal_space = {"goal_space": goal_space.pop("path"), **{f"goal_space_{key}": v for key, v in goal_space.items()}}
+    for k, folder in enumerate(prior_replicate_dirs(paths, replicates)):
+        prior = _provenance(folder)
+        checkpoints = {**goal_space, "prior": prior.pop("path"), "version": prior.pop("version"),
+                       **{f"prior_{key}": v for key, v in prior.items()}}
+        models.append(baseline_under_test(load_mineclip(paths.goal_space_dir / "best"), load_prior(folder / "best"),
+                                          checkpoints, training_seed=k))
     return models
 
 
@@ -99,30 +114,27 @@ def compare_goal_models(paths: StoragePaths) -> StageResult:
 
 
 def evaluate_goal_models(paths: StoragePaths, corpus_root: Path, settings: EvaluationSettings) -> StageResult:
-    """Every goal model on every instruction set against the test split: one parquet file per table."""
+    """Every goal model on every instruction set against the success visuals (the test split, the
+    user's STEVE-1 trials, ``[evaluation] success_visuals``): one parquet file per table."""
     from goalcraft.data.task_vocabulary import read_task_vocabulary
     from goalcraft.evaluation.instructions import load_instruction_sets
     from goalcraft.evaluation.report import summary_markdown
-    from goalcraft.evaluation.run import (
-        evaluate_runs,
-        example_rows,
-        file_digest,
-        headline,
-        headline_line,
-        new_run_id,
-        write_tables,
-    )
+    from goalcraft.evaluation.run import file_digest, headline, headline_line, run_evaluation, write_tables
+    from goalcraft.evaluation.steve1_summary import write_prior_summaries
 
     sets = load_instruction_sets(settings.instruction_sets, corpus_root, read_task_vocabulary(paths.task_vocabulary_file))
     _, clips, training = _held_out(paths)
+    imported, notes = imported_references(settings.success_visuals, corpus_root, clips.embeddings.shape[1])
+    clips = clips + imported
     models = _models(paths, settings.replicates)
-    run_id = new_run_id()
-    tables = evaluate_runs(models, sets, clips, run_id=run_id, training=training, n_boot=settings.n_boot,
-                           seed=settings.seed,
-                           data_versions={"goal_embeddings": file_digest(paths.goal_embeddings_table)},
-                           settings={"instruction_sets": settings.instruction_sets, "replicates": settings.replicates})
-    tables["examples"] = example_rows(models, sets, clips, run_id=run_id, per_set=settings.examples_per_set)
+    tables = run_evaluation(models, sets, clips, training=training, n_boot=settings.n_boot, seed=settings.seed,
+                            data_versions={"goal_embeddings": file_digest(paths.goal_embeddings_table)},
+                            settings={"instruction_sets": settings.instruction_sets, "replicates": settings.replicates,
+                                      "success_visuals": settings.success_visuals},
+                            examples_per_set=settings.examples_per_set)
+    run_id = tables["runs"].column("run_id")[0].as_py()
     written = write_tables(tables, paths.evaluation_dir, run_id)
+    summaries = write_prior_summaries(tables, paths.evaluation_dir / "prior_evaluation")
     missing = {s.name: [t.name for t in s.tasks if t.name not in set(clips.tasks)] for s in sets}
     figures = headline(tables)
     return StageResult({
@@ -132,10 +144,12 @@ def evaluate_goal_models(paths: StoragePaths, corpus_root: Path, settings: Evalu
         "replicates": settings.replicates,
         "summary": Markdown(summary_markdown(tables["summary"], tables.get("differences"))),
         "held_out_clips": len(clips.keys),
+        "success_visuals_by_source": dict(sorted(Counter(clips.sources).items())),
         "tasks_without_goal_clips": missing,
         "tables": {k: str(v) for k, v in written.items()},
-    }, [f"{name}: {len(tasks)} task(s) have no held-out goal clips (goal accuracy skips them)"
-        for name, tasks in missing.items() if tasks])
+        "prior_evaluation_summaries": {k: str(v) for k, v in summaries.items()},
+    }, notes + [f"{name}: {len(tasks)} task(s) have no held-out goal clips (goal accuracy skips them)"
+                for name, tasks in missing.items() if tasks])
 
 
 def write_evaluation_report(paths: StoragePaths) -> StageResult:
