@@ -60,11 +60,11 @@ def _seq(seed: int, *key: int) -> np.random.SeedSequence:
 
 
 def _play_until_alive(seed: int, kind: int, index: int, size: tuple[int, int], max_steps: int,
-                      target: str | None = None, attempts: int = 8) -> tuple[Episode, int]:
+                      target: str | None = None, attempts: int = 8, varied: bool = False) -> tuple[Episode, int]:
     """Play; if the player dies before the episode is complete, replay in another world."""
     for attempt in range(attempts):
         env_seed, policy_seed = (int(x) for x in _seq(seed, kind, index, attempt).generate_state(2) % (2**31 - 1))
-        episode = play_episode(env_seed, policy_seed, size, max_steps, target, TRIAL_TAIL_FRAMES)
+        episode = play_episode(env_seed, policy_seed, size, max_steps, target, TRIAL_TAIL_FRAMES, varied)
         if not episode.died:
             break
     return episode, env_seed
