@@ -19,7 +19,7 @@ from crafter import objects as crafter_objects
 from goalcraft.crafter.deterministic_env import make_env
 from goalcraft.crafter.tasks import ACHIEVEMENTS, TRIAL_TARGETS
 
-__all__ = ["ACTION_IDS", "Episode", "ScriptedAgent", "VariedAgent", "make_agent", "play_episode"]
+__all__ = ["ACTION_IDS", "PURSUABLE_TARGETS", "Episode", "ScriptedAgent", "VariedAgent", "make_agent", "play_episode"]
 
 ACTION_IDS = {name: index for index, name in enumerate(crafter_constants.actions)}
 
@@ -520,7 +520,7 @@ class VariedAgent(ScriptedAgent):
     OPENING: tuple[str, ...] = ("make_wood_pickaxe", "make_wood_sword", "make_stone_sword")
     WORK_GAP = (3, 9)  # steps between two things done in the night's workshop (narrated apart)
     GARDENS = 3  # closed-in plots it plants on the first days (see _plant_garden)
-    NIGHT_WOOD = 8  # wood it gathers in the afternoon for the night's table and crafts
+    NIGHT_WOOD = 6  # wood it gathers in the afternoon for the night's table and crafts
     LEAD = 3  # an errand is skipped while its count is this far ahead of the rarest one's
     NEED_RADIUS = 22  # how far it looks for water and cows when it needs them
     RADIUS = 14  # how far (in tiles, each way) the planner looks
@@ -540,6 +540,7 @@ class VariedAgent(ScriptedAgent):
         self.need: str | None = None  # drink / food while refilling
         self.dug: np.ndarray | None = None  # tiles it mined (paths it may walk on)
         self.explore_left = 0
+        self.commit: tuple[Any, tuple[int, int], int] | None = None  # (purpose, goal tile, until step)
         self.gardens: list[dict[str, Any]] = []  # plots with a sapling closed in (see _plant_garden)
         self.garden_build: dict[str, Any] | None = None
         self.harvesting: dict[str, Any] | None = None
@@ -578,11 +579,21 @@ class VariedAgent(ScriptedAgent):
             near_cave = cave[:-2, 1:-1] | cave[2:, 1:-1] | cave[1:-1, :-2] | cave[1:-1, 2:]
             cost[(mat == world._mat_ids["stone"]) & free & ~near_cave] = 3.0
         danger = self._skeleton_zone(world, (x0, x1, y0, y1))
-        cost[danger] = np.inf
+        cost[danger] += 8.0  # skeletons' lines of fire: around them if there is a way, else quickly through
+        fence = self._garden_walls((x0, x1, y0, y1))  # never chopped or mined (but by _harvest)
+        cost[fence & ~walk] = np.inf
+        targets = targets & ~fence
         standable = np.isfinite(cost)
         standable[sx, sy] = True
         goal = standable & (targets if stand_on else _shifted_any(targets & ~danger, eight))
+        key = (action, eight, stand_on)
+        if self.commit is not None and self.commit[0] == key and env._step < self.commit[2]:
+            cx, cy = self.commit[1][0] - x0, self.commit[1][1] - y0
+            if 0 <= cx < goal.shape[0] and 0 <= cy < goal.shape[1] and goal[cx, cy] and not goal[sx, sy]:
+                goal = np.zeros_like(goal)  # keep heading for the tile chosen before (no dithering
+                goal[cx, cy] = True  # between equally near targets, or around a wandering skeleton)
         if goal[sx, sy]:
+            self.commit = None
             if stand_on:
                 return action
             if eight:
@@ -620,6 +631,14 @@ class VariedAgent(ScriptedAgent):
                 best_dir, best_val = d, val
         if best_dir is None or not np.isfinite(best_val):
             return None
+        # Follow the descent to the goal tile it leads to, and stick to that tile for a while.
+        cx, cy = sx + best_dir[0], sy + best_dir[1]
+        for _ in range(200):
+            if dist[cx, cy] == 0:
+                break
+            cx, cy = min(((cx + d[0], cy + d[1]) for d in _DIRS if 0 <= cx + d[0] < dist.shape[0]
+                          and 0 <= cy + d[1] < dist.shape[1]), key=lambda c: cost[c] + dist[c])
+        self.commit = (key, (cx + x0, cy + y0), env._step + 30)
         nx, ny = sx + best_dir[0], sy + best_dir[1]
         if not walk[nx, ny] and cost[nx, ny] > 1.0:  # stone in the way: face it, then mine it
             return "do" if tuple(int(v) for v in player.facing) == best_dir else _DIR_TO_MOVE[best_dir]
@@ -815,17 +834,30 @@ class VariedAgent(ScriptedAgent):
                     best, best_dist = ((int(px) + x0, int(py) + y0), (ex, ey)), dist
         return best
 
+    def _garden_walls(self, box: tuple[int, int, int, int]) -> np.ndarray:
+        """The tiles around its gardens' plants, over ``box``."""
+        x0, x1, y0, y1 = box
+        walls = np.zeros((x1 - x0, y1 - y0), bool)
+        for garden in self.gardens + ([self.garden_build] if self.garden_build else []):
+            px, py = garden["P"]
+            for dx, dy in _DIRS:
+                if x0 <= px + dx < x1 and y0 <= py + dy < y1:
+                    walls[px + dx - x0, py + dy - y0] = True
+        return walls
+
     def _plant_garden(self, env: crafter.Env) -> str | None:
         """Plant a sapling in a nook (:meth:`_find_nook`) and close its open side with a stone block,
         so no cow or zombie ever stands next to it; it is ripe for eating after 300 steps, again and
         again (see :meth:`_harvest`). None when there is no nook or no stone."""
         world, inv, step = env._world, env._player.inventory, env._step
         build = self.garden_build
-        if build is not None and step > build["until"]:
-            build = self.garden_build = None
+        if build is not None and step > build["until"] and not isinstance(world[build["P"]][1], crafter_objects.Plant):
+            build = self.garden_build = None  # (once planted, it is closed in whatever the time)
         if build is None:
-            if not inv["sapling"] or not inv["stone"]:
+            if not inv["sapling"]:
                 return None
+            if not inv["stone"]:  # to close it in
+                return self._pursue(env, "collect_stone") if len(self.gardens) < self.GARDENS else None
             nook = self._find_nook(env)
             if nook is None:
                 return None
@@ -843,7 +875,7 @@ class VariedAgent(ScriptedAgent):
             self.gardens.append(build)
             self.garden_build = None
             return None
-        if world[q][1] is not None or not inv["stone"]:
+        if world[q][1] not in (None, env._player) or not inv["stone"]:
             self.garden_build = None
             return None
         action = self._approach(env, q1, (ex, ey))
@@ -1307,6 +1339,11 @@ class VariedAgent(ScriptedAgent):
             choice = ("move_left", "move_right", "move_up", "move_down", "do", "noop")[rng.randint(6)]
             return self._safe_move(world, pos, choice) if choice in _MOVES else choice
 
+        if self.garden_build is not None and isinstance(world[self.garden_build["P"]][1], crafter_objects.Plant):
+            action = self._plant_garden(env)  # planted: close the garden in before anything else
+            if action is not None:
+                self.why = 'garden'
+                return action
         # Needs first: drink and eat when low (refill, then back to the errands), nap when exhausted.
         full = 80 <= env._step % 300 < 262  # before the night: fill up
         if (self.need == "drink" and inv["drink"] >= _MAX["drink"] - (0 if full else 1)
@@ -1339,7 +1376,7 @@ class VariedAgent(ScriptedAgent):
         if inv["energy"] <= 2 and zombie_dist > 8 and _daylight(env._step + 60) > 0.6:
             return "sleep"  # exhausted; near the night it sleeps in the shelter instead (see dusk above)
 
-        if self.target is None and 50 <= env._step % 300 < self.DUSK and inv["wood"] < self.NIGHT_WOOD:
+        if self.target is None and 75 <= env._step % 300 < self.DUSK and inv["wood"] < self.NIGHT_WOOD:
             action = self._pursue(env, "collect_wood")  # wood for the night's table and crafts
             if action is not None:
                 self.why = 'stock'
@@ -1354,3 +1391,7 @@ class VariedAgent(ScriptedAgent):
             return self._wander(world, player)
         self.why = 'job'
         return action
+
+
+#: Every achievement an agent can be given as ``target`` (:func:`make_agent`).
+PURSUABLE_TARGETS: frozenset[str] = frozenset(TRIAL_TARGETS) | frozenset(VariedAgent.ERRANDS)
