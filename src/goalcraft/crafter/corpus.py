@@ -5,22 +5,27 @@ from __future__ import annotations
 
 import collections
 import json
+import multiprocessing
 import os
 import shutil
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator, Literal, Sequence
 
 import numpy as np
 
-from goalcraft.crafter.agent import Episode, play_episode
+from goalcraft.crafter.agent import PURSUABLE_TARGETS, Episode, play_episode
 from goalcraft.crafter.deterministic_env import DEFAULT_SIZE
 from goalcraft.crafter.narration import transcript_segments, webvtt
 from goalcraft.crafter.tasks import ACHIEVEMENTS, TASKS, TRIAL_TARGETS, tasks_json_text
 from goalcraft.data.video_writer import write_video
 from goalcraft.storage import commit_directory, new_staging_dir, recover_directory
 
-__all__ = ["TRIAL_TAIL_FRAMES", "CorpusSummary", "generate_crafter_corpus"]
+__all__ = ["TRIAL_TAIL_FRAMES", "VIDEO_AGENTS", "CorpusSummary", "generate_crafter_corpus"]
+
+#: The players :func:`generate_crafter_corpus` can record the videos with (``video_agent``).
+VIDEO_AGENTS = ("free", "varied")
 
 # A trial's video goes on for this many frames after the success frame, then stops.
 TRIAL_TAIL_FRAMES = 10
@@ -60,14 +65,65 @@ def _seq(seed: int, *key: int) -> np.random.SeedSequence:
 
 
 def _play_until_alive(seed: int, kind: int, index: int, size: tuple[int, int], max_steps: int,
-                      target: str | None = None, attempts: int = 8) -> tuple[Episode, int]:
+                      target: str | None = None, attempts: int = 8, varied: bool = False) -> tuple[Episode, int]:
     """Play; if the player dies before the episode is complete, replay in another world."""
     for attempt in range(attempts):
         env_seed, policy_seed = (int(x) for x in _seq(seed, kind, index, attempt).generate_state(2) % (2**31 - 1))
-        episode = play_episode(env_seed, policy_seed, size, max_steps, target, TRIAL_TAIL_FRAMES)
+        episode = play_episode(env_seed, policy_seed, size, max_steps, target, TRIAL_TAIL_FRAMES, varied)
         if not episode.died:
             break
     return episode, env_seed
+
+
+@dataclass(frozen=True)
+class _Take:
+    """One episode to play and encode: a video (``kind`` 1) or a trial / STEVE-1 episode (4)."""
+
+    seed: int
+    kind: int
+    index: int
+    size: tuple[int, int]
+    max_steps: int
+    target: str | None
+    varied: bool
+    path: str
+    fps: int
+
+
+@dataclass(frozen=True)
+class _Played:
+    """What the writer needs of a played and encoded episode (the frames stay where they were encoded)."""
+
+    events: list[tuple[int, str]]
+    daylight: list[float]
+    success_frame: int | None
+    env_seed: int
+    frames: int
+
+
+def _play_and_write(take: _Take) -> _Played:
+    """Play ``take`` and encode its video; a pure function of ``take`` (any process, any order)."""
+    episode, env_seed = _play_until_alive(take.seed, take.kind, take.index, take.size, take.max_steps,
+                                          take.target, varied=take.varied)
+    info = write_video(Path(take.path), episode.frames, take.fps)
+    return _Played(episode.events, episode.daylight, episode.success_frame, env_seed, info.frames)
+
+
+def _played(takes: list[_Take], workers: int) -> Iterator[_Played]:
+    """The takes' results in order: played here one by one, or by ``workers`` processes (forkserver
+    where the platform has it, else spawn: no forked copies of the caller's threads or state)."""
+    if workers == 1 or len(takes) <= 1:
+        yield from map(_play_and_write, takes)
+        return
+    methods = multiprocessing.get_all_start_methods()
+    context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+    pool = ProcessPoolExecutor(max_workers=min(workers, len(takes)), mp_context=context)
+    try:
+        futures = [pool.submit(_play_and_write, take) for take in takes]
+        for future in futures:
+            yield future.result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 _TITLES = (
@@ -78,7 +134,7 @@ _TITLES = (
 )
 
 
-def _title(index: int, episode: Episode, rng: np.random.RandomState) -> str:
+def _title(index: int, episode: _Played, rng: np.random.RandomState) -> str:
     """A YouTube-ish title naming the video's rarest unlocks, in the order they happened."""
     counts = collections.Counter(name for _, name in episode.events)
     if not counts:
@@ -102,6 +158,9 @@ def generate_crafter_corpus(
     size: tuple[int, int] = DEFAULT_SIZE,
     trial_max_steps: int = 250,
     progress: Callable[[str], None] | None = None,
+    video_agent: Literal["free", "varied"] = "free",
+    trial_targets: Sequence[str] | None = None,
+    workers: int = 1,
 ) -> CorpusSummary:
     """Play Crafter and write the demo corpus under ``root`` (layout in :mod:`goalcraft.crafter`).
 
@@ -109,6 +168,18 @@ def generate_crafter_corpus(
     ``steps_per_video + 1`` frames; frame ``t`` shows the game after step ``t`` and an unlock at step
     ``t`` has ``time = t / fps``. Trials and STEVE-1 episodes stop :data:`TRIAL_TAIL_FRAMES` frames
     after their target's first unlock, or after ``trial_max_steps`` steps (then unsuccessful).
+
+    ``video_agent`` picks the player of the videos: ``"free"`` (default) is
+    :class:`~goalcraft.crafter.agent.ScriptedAgent`'s free play, ``"varied"`` is
+    :class:`~goalcraft.crafter.agent.VariedAgent`'s errand curriculum, which unlocks many more
+    different achievements per video (made for study corpora; 1000-step videos suit it).
+    ``trial_targets`` are the achievements the trials and STEVE-1 episodes cycle through, in a
+    seeded order (``None``: :data:`~goalcraft.crafter.tasks.TRIAL_TARGETS`; e.g.
+    ``TRIAL_TARGETS + STUDY_TRIAL_TARGETS`` for a study corpus, with a larger ``trial_max_steps``);
+    each must be in :data:`~goalcraft.crafter.agent.PURSUABLE_TARGETS`. ``workers`` > 1 plays and
+    encodes the episodes in that many processes; every episode is a pure function of
+    ``(seed, kind, index)``, so the files are the same for any number of workers, and the progress
+    lines come in the same order. Invalid ``video_agent``, ``trial_targets`` or ``workers``: ValueError.
 
     The corpus is built in a temporary directory next to ``root`` and swapped in, so readers never
     see a partial corpus; an existing non-corpus directory at ``root`` is refused, not replaced.
@@ -120,6 +191,19 @@ def generate_crafter_corpus(
     seed = int(seed)
     if steps_per_video < 1 or trial_max_steps < 1 or fps <= 0:
         raise ValueError("steps_per_video, trial_max_steps and fps must be positive")
+    if video_agent not in VIDEO_AGENTS:
+        raise ValueError(f"video_agent must be one of {', '.join(VIDEO_AGENTS)}, got {video_agent!r}")
+    if isinstance(trial_targets, str):
+        raise ValueError(f"trial_targets must be a sequence of achievement names, not the string {trial_targets!r}")
+    targets = TRIAL_TARGETS if trial_targets is None else tuple(trial_targets)
+    unknown = [t for t in targets if t not in PURSUABLE_TARGETS]
+    if unknown:
+        raise ValueError(f"unknown trial target(s) {', '.join(map(repr, unknown))}; the agents can pursue: "
+                         f"{', '.join(sorted(PURSUABLE_TARGETS))}")
+    if not targets and n_trials + n_steve1_episodes > 0:
+        raise ValueError("trial_targets is empty but trials or STEVE-1 episodes were asked for")
+    if isinstance(workers, bool) or int(workers) != workers or workers < 1:
+        raise ValueError(f"workers must be a positive int, got {workers!r}")
     if root.exists() and any(root.iterdir()) and not (root / "manifest.jsonl").exists():
         raise FileExistsError(f"{root} exists and is not a goalcraft corpus; refusing to replace it")
     say = progress or (lambda _msg: None)
@@ -129,7 +213,8 @@ def generate_crafter_corpus(
     staging = new_staging_dir(root, staging_root)
     try:
         summary = _generate(staging, root, seed, n_videos, steps_per_video, n_trials, n_steve1_episodes,
-                            fps, tuple(size), trial_max_steps, say)
+                            fps, tuple(size), trial_max_steps, say, video_agent == "varied", targets,
+                            int(workers))
         commit_directory(staging, root)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -142,77 +227,86 @@ def generate_crafter_corpus(
 
 def _generate(out: Path, root: Path, seed: int, n_videos: int, steps_per_video: int, n_trials: int,
               n_episodes: int, fps: int, size: tuple[int, int], trial_max_steps: int,
-              say: Callable[[str], None]) -> CorpusSummary:
+              say: Callable[[str], None], varied: bool, targets: tuple[str, ...], workers: int) -> CorpusSummary:
     for sub in ("videos", "transcripts", "trials", "ground_truth"):
         (out / sub).mkdir(parents=True)
     events: list[dict[str, Any]] = []
     manifest: list[dict[str, Any]] = []
 
-    def log(source_id: str, source: str, episode: Episode) -> None:
+    def log(source_id: str, source: str, episode: _Played) -> None:
         for step, name in episode.events:
             events.append({"source_id": source_id, "source": source, "achievement": name,
                            "step": step, "frame": step, "time": step / fps})
 
-    video_ids = []
-    for i in range(n_videos):
-        vid = f"crafter-{seed}-v{i:02d}"
-        episode, _env_seed = _play_until_alive(seed, 1, i, size, steps_per_video)
-        info = write_video(out / "videos" / f"{vid}.mp4", episode.frames, fps)
-        duration = round(info.frames / fps, 3)
-        meta_rng = np.random.RandomState(_seq(seed, 2, i).generate_state(1)[0])
-        segments = transcript_segments(episode.events, episode.daylight, fps, duration, meta_rng)
-        if i % 2 == 0:
-            transcript = f"transcripts/{vid}.json"
-            _write_json(out / transcript, segments)
-        else:
-            transcript = f"transcripts/{vid}.vtt"
-            (out / transcript).write_text(webvtt(segments), encoding="utf-8")
-        views = int(10 ** meta_rng.uniform(2.5, 5.5))
-        manifest.append({
-            "id": vid,
-            "title": _title(i, episode, meta_rng),
-            "link": f"file://videos/{vid}.mp4",
-            "view_count": views,
-            "like_count": int(views * meta_rng.uniform(0.01, 0.06)),
-            "duration": duration,
-            "fps": fps,
-            "path": f"videos/{vid}.mp4",
-            "transcript": transcript,
-        })
-        log(vid, "video", episode)
-        video_ids.append(vid)
-        say(f"video {vid}: {info.frames} frames, {len(episode.events)} unlocks")
-
-    order = np.random.RandomState(_seq(seed, 3, 0).generate_state(1)[0]).permutation(len(TRIAL_TARGETS))
-    trial_ids, episode_ids, successes = [], [], 0
+    # Every episode first (in worker processes if asked), then the files that need them, in order.
+    video_ids = [f"crafter-{seed}-v{i:02d}" for i in range(n_videos)]
+    takes = [_Take(seed, 1, i, size, steps_per_video, None, varied, str(out / "videos" / f"{vid}.mp4"), fps)
+             for i, vid in enumerate(video_ids)]
+    order = np.random.RandomState(_seq(seed, 3, 0).generate_state(1)[0]).permutation(len(targets))
+    trial_plan = []
     for j in range(n_trials + n_episodes):
         steve1 = j >= n_trials
         tid = f"crafter-{seed}-s{j - n_trials:02d}" if steve1 else f"crafter-{seed}-t{j:02d}"
-        target = TRIAL_TARGETS[order[j % len(TRIAL_TARGETS)]]
-        episode, env_seed = _play_until_alive(seed, 4, j, size, trial_max_steps, target)
+        target = targets[order[j % len(targets)]]
         tdir = out / "trials" / tid
         tdir.mkdir()
-        info = write_video(tdir / ("frames.mp4" if steve1 else "video.mp4"), episode.frames, fps)
-        success = episode.success_frame is not None
-        successes += success
-        meta = {
-            "instruction": TASKS[target]["instruction"],
-            "task": target,
-            "success": success,
-            "success_time": episode.success_frame / fps if success else None,
-            "success_frame": episode.success_frame,
-            "fps": fps,
-            "seed": env_seed,
-        }
-        _write_json(tdir / "metadata.json", meta)
-        if steve1:
-            (tdir / "len.txt").write_text(str(info.frames), encoding="utf-8")
-            episode_ids.append(tid)
-        else:
-            trial_ids.append(tid)
-        log(tid, "trial", episode)
-        say(f"{'episode' if steve1 else 'trial'} {tid}: {target} "
-            f"{'succeeded at frame ' + str(episode.success_frame) if success else 'failed'}")
+        trial_plan.append((steve1, tid, target, tdir))
+        takes.append(_Take(seed, 4, j, size, trial_max_steps, target, False,
+                           str(tdir / ("frames.mp4" if steve1 else "video.mp4")), fps))
+    played = _played(takes, workers)
+    try:
+        for i, vid in enumerate(video_ids):
+            episode = next(played)
+            duration = round(episode.frames / fps, 3)
+            meta_rng = np.random.RandomState(_seq(seed, 2, i).generate_state(1)[0])
+            segments = transcript_segments(episode.events, episode.daylight, fps, duration, meta_rng)
+            if i % 2 == 0:
+                transcript = f"transcripts/{vid}.json"
+                _write_json(out / transcript, segments)
+            else:
+                transcript = f"transcripts/{vid}.vtt"
+                (out / transcript).write_text(webvtt(segments), encoding="utf-8")
+            views = int(10 ** meta_rng.uniform(2.5, 5.5))
+            manifest.append({
+                "id": vid,
+                "title": _title(i, episode, meta_rng),
+                "link": f"file://videos/{vid}.mp4",
+                "view_count": views,
+                "like_count": int(views * meta_rng.uniform(0.01, 0.06)),
+                "duration": duration,
+                "fps": fps,
+                "path": f"videos/{vid}.mp4",
+                "transcript": transcript,
+            })
+            log(vid, "video", episode)
+            say(f"video {vid}: {episode.frames} frames, {len(episode.events)} unlocks")
+
+        trial_ids, episode_ids, successes = [], [], 0
+        for steve1, tid, target, tdir in trial_plan:
+            episode = next(played)
+            env_seed = episode.env_seed
+            success = episode.success_frame is not None
+            successes += success
+            meta = {
+                "instruction": TASKS[target]["instruction"],
+                "task": target,
+                "success": success,
+                "success_time": episode.success_frame / fps if success else None,
+                "success_frame": episode.success_frame,
+                "fps": fps,
+                "seed": env_seed,
+            }
+            _write_json(tdir / "metadata.json", meta)
+            if steve1:
+                (tdir / "len.txt").write_text(str(episode.frames), encoding="utf-8")
+                episode_ids.append(tid)
+            else:
+                trial_ids.append(tid)
+            log(tid, "trial", episode)
+            say(f"{'episode' if steve1 else 'trial'} {tid}: {target} "
+                f"{'succeeded at frame ' + str(episode.success_frame) if success else 'failed'}")
+    finally:
+        played.close()  # (stops the worker processes if anything went wrong)
 
     _write_jsonl(out / "manifest.jsonl", manifest)
     _write_jsonl(out / "ground_truth" / "events.jsonl", events)

@@ -10,7 +10,7 @@ from typing import Any
 
 from crafter import constants as crafter_constants
 
-__all__ = ["ACHIEVEMENTS", "TASKS", "TASKS_FILE", "TRIAL_TARGETS", "tasks_json_text"]
+__all__ = ["ACHIEVEMENTS", "STUDY_TRIAL_TARGETS", "TASKS", "TASKS_FILE", "TRIAL_TARGETS", "tasks_json_text"]
 
 ACHIEVEMENTS: tuple[str, ...] = tuple(crafter_constants.achievements)
 
@@ -39,3 +39,17 @@ TRIAL_TARGETS: tuple[str, ...] = (
     "make_wood_sword",
 )
 
+
+# More achievements for study corpora (``generate_crafter_corpus(trial_targets=...)``): the varied
+# agent (:class:`goalcraft.crafter.agent.VariedAgent`) pursues these, prerequisites included (a
+# pickaxe before stone, a table before tools, stone before a furnace). Trials for them need a
+# larger step cap than the default 250; see the success rates in :mod:`goalcraft.crafter`.
+STUDY_TRIAL_TARGETS: tuple[str, ...] = (
+    "collect_stone",
+    "place_stone",
+    "collect_coal",
+    "make_stone_pickaxe",
+    "make_stone_sword",
+    "place_furnace",
+    "defeat_zombie",
+)
