@@ -170,11 +170,15 @@ def _verdict(evaluations: Sequence[Any]) -> str:
 
 
 def _root_message(error: Any) -> str:
-    """The innermost cause's first line: the user's exception, not Dagster's wrapper around it."""
+    """The innermost cause's first line: the user's exception, not Dagster's wrapper around it. A
+    ``dg.Failure`` (a stage's one-line reason) is shown without its class name."""
     while getattr(error, "cause", None) is not None:
         error = error.cause
     lines = (getattr(error, "message", None) or str(error)).strip().splitlines()
-    return lines[0] if lines else "unknown error"
+    line = lines[0] if lines else "unknown error"
+    if getattr(error, "cls_name", None) == "Failure":
+        line = line.split(": ", 1)[-1]
+    return line
 
 
 def _label(step: Step, key: dg.AssetKey) -> str:
