@@ -45,13 +45,13 @@ def _free_ports(n: int) -> list[int]:
 
 def _stop(proc: subprocess.Popen) -> None:
     """``ray start --block`` stops the node's processes on SIGTERM; whatever of its session is left
-    after 20 s is killed (its processes share the session's process group, and only they do)."""
+    after 10 s is killed (its processes share the session's process group, and only they do)."""
     try:
         os.killpg(proc.pid, signal.SIGTERM)
     except ProcessLookupError:
         return
     try:
-        proc.wait(timeout=20)
+        proc.wait(timeout=10)
     except subprocess.TimeoutExpired:
         pass
     time.sleep(1)

@@ -141,10 +141,11 @@ class StepAsk:
     memory: str
 
 
-#: One step (one partition) of each scale-out CPU asset, and of its checks. The figures are measured
-#: (docs/scale.md, "What each asset asks for"): the clip stage keeps two cores busy (the decoder's
-#: threads, JPEG encoding and tar writing in a second thread); the embedding runs torch on two
-#: threads; ingest holds the 730K-record manifest table (0.9 GB peak, docs/benchmarks.md).
+#: One step (one partition) of each scale-out CPU asset, and of its checks (docs/gpu-execution.md,
+#: "What each asset asks for"; measurements in docs/scale.md): the clip stage keeps two cores busy
+#: (the decoder's threads, JPEG encoding and tar writing in a second thread) and peaked at 0.35 GB on
+#: 640x360 footage; ingest of a 730K-record manifest peaks at 0.73 GB; the embedding runs torch on two
+#: threads with the ViT-B/16 goal space (0.6 GB of weights) and one batch of clips.
 STEP_ASKS: dict[str, StepAsk] = {
     "corpus_manifest": StepAsk(1, "2Gi"),
     "video_clips": StepAsk(2, "2Gi"),
