@@ -10,6 +10,7 @@ generate   a MineDojo-like JSONL manifest (id, title, link, view_count, like_cou
            ``videos/<id>.mp4`` for every record (hard links to a few small files: the directory
            has 730K entries, as a downloaded corpus does) and JSON transcripts for the videos of
            ``--transcript-partitions`` partitions. Not a measurement.
+parse      the baseline, in the same run: read the manifest and ``json.loads`` every line, nothing else.
 ingest     the ``corpus_manifest`` asset's body (``goalcraft.stages.ingest.ingest_manifests``):
            parse + validate every record, find every video and transcript file, assign partitions,
            write ``ingest/manifest.parquet``. Targets: < 60 s, < 2 GB peak RSS.
@@ -49,7 +50,7 @@ SPEECH = ("so now we are going to chop this tree", "let me craft a wooden pickax
           "there is a creeper behind me", "we found some iron ore down here", "let's go mine some diamonds",
           "I'm going to build a little shelter", "put the furnace right there", "[Music]",
           "and now smelt the iron", "okay guys welcome back to the channel", "we should plant some wheat")
-PHASES = ("ingest", "partitions", "sensor", "windows", "duckdb")
+PHASES = ("parse", "ingest", "partitions", "sensor", "windows", "duckdb")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -161,6 +162,20 @@ def phase_ingest(corpus: Path, work: Path, count: int) -> dict:
             "videos": result.metadata["videos"], "with_transcript": result.metadata["with_transcript"],
             "rejected": result.metadata["rejected"], "partitions_used": result.metadata["partitions_used"],
             "table_mb": round(paths.manifest_table.stat().st_size / 1e6, 1), "rows": table.num_rows}
+
+
+def phase_parse(corpus: Path, work: Path, count: int) -> dict:
+    """The floor any ingest has to pay, measured in the same run: read the manifest and ``json.loads``
+    every line, keeping nothing."""
+    import json as json_module
+
+    started = time.perf_counter()
+    records = 0
+    with open(corpus / "manifest.jsonl", "rb") as f:
+        for line in f:
+            json_module.loads(line)
+            records += 1
+    return {"seconds": round(time.perf_counter() - started, 2), "records": records, "peak_rss_mb": _peak_rss_mb()}
 
 
 def phase_partitions(corpus: Path, work: Path, count: int) -> dict:
@@ -339,7 +354,8 @@ def _run_phase(name: str, args: argparse.Namespace, corpus: Path, work: Path) ->
 
 def _worker(args: argparse.Namespace) -> None:
     corpus, work, count = Path(args.corpus), Path(args.work), args.partitions
-    functions = {"ingest": lambda: phase_ingest(corpus, work, count),
+    functions = {"parse": lambda: phase_parse(corpus, work, count),
+                 "ingest": lambda: phase_ingest(corpus, work, count),
                  "partitions": lambda: phase_partitions(corpus, work, count),
                  "sensor": lambda: phase_sensor(corpus, work, count),
                  "windows": lambda: phase_windows(corpus, work, count),

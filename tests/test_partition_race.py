@@ -143,3 +143,25 @@ def test_two_runs_of_one_clip_partition_at_once_leave_one_complete_partition(cra
     assert "p0000-00000.tar" in same_outputs(reference / "clips" / "p0000", partition)
     assert not any((data / "clips" / ".staging").iterdir())
     assert not list((data / "clips").glob(".trash-*"))
+
+
+def test_the_embedding_of_a_partition_being_written_steps_back(tmp_path):
+    """clip_embeddings takes the same lock (goal_clips too): the second writer fails before it loads
+    a model or reads a shard, and the table on disk is untouched."""
+    from goalcraft.config import GoalSpaceSettings
+    from goalcraft.stages.embeddings import embed_clip_partition
+
+    paths = StoragePaths(tmp_path / "data")
+    table = paths.clip_embeddings_table("p0001")
+    table.parent.mkdir(parents=True)
+    table.write_bytes(b"the winner's table")
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(paths.lock_dir("clip_embeddings")), "p0001",
+                               str(tmp_path / "ready"), str(tmp_path / "release")], env=_env())
+    try:
+        _wait_for(tmp_path / "ready", holder)
+        with pytest.raises(PartitionBusy, match=r"^clip_embeddings\[p0001\] is being written by another run"):
+            embed_clip_partition(paths, GoalSpaceSettings(), "p0001")
+        assert table.read_bytes() == b"the winner's table"
+    finally:
+        (tmp_path / "release").touch()
+        holder.wait(timeout=30)
