@@ -38,6 +38,31 @@ def _make_config(data_root: Path, corpus_root: Path, count: int = 2, **clips):
     )
 
 
+def _same_outputs(a: Path, b: Path) -> list[str]:
+    """Every file under ``a`` and ``b`` (same names): shards, parquet and other files byte for byte,
+    JSON records equal but for the wall time they record (``seconds``). Returns the names compared."""
+    import filecmp
+    import json
+
+    names = sorted(str(p.relative_to(a)) for p in a.rglob("*") if p.is_file())
+    assert names == sorted(str(p.relative_to(b)) for p in b.rglob("*") if p.is_file())
+    for name in names:
+        if name.endswith(".json"):
+            left, right = (json.loads((root / name).read_text()) for root in (a, b))
+            for record in (left, right):
+                record.pop("seconds", None)
+            assert left == right, name
+        else:
+            assert filecmp.cmp(a / name, b / name, shallow=False), name
+    return names
+
+
+@pytest.fixture(scope="session")
+def same_outputs():
+    """``same_outputs(a, b)``: assert two output folders hold the same files (see _same_outputs)."""
+    return _same_outputs
+
+
 @pytest.fixture(scope="session")
 def make_config():
     """``make_config(data_root, corpus_root, count=2, **clips)``: settings for a corpus and data root."""

@@ -29,6 +29,7 @@ from goalcraft.pipelines.gpu import (
     POOL_LIMITS_SH,
     RAY_CONFIG_TAG,
     RUN_CONFIG_YAML,
+    STEP_ASKS,
     GpuSettings,
     Toleration,
     executor_for,
@@ -399,7 +400,8 @@ def test_ray_executor_config_passes_the_executor_schema():
     processed = dg.validate_run_config(job_def, {})["execution"]["gpu_ray"]["ray"]
     assert processed["address"] == "http://ray-head:8265"
     assert processed["runtime_env"] == {"pip": ["goalcraft[ray]"]}
-    assert processed["env_vars"] == [f"{NPROC_ENV_VAR}=2"]
+    # GOALCRAFT_CONFIG bare: each step gets the launching process's value (the same settings file).
+    assert processed["env_vars"] == [f"{NPROC_ENV_VAR}=2", "GOALCRAFT_CONFIG"]
     # Executor-level num_gpus would override every step's tag (CPU steps too), so it stays unset.
     assert processed["num_gpus"] is None
     run_config = render_deployment_config(execution)[RUN_CONFIG_YAML]
@@ -430,3 +432,64 @@ def test_ray_dagster_yaml_loads_as_an_instance_with_the_ray_run_launcher(tmp_pat
         assert instance.get_concurrency_config().pool_config.default_pool_limit == 3
     finally:
         instance.dispose()
+
+
+# --------------------------------------------------------------------------------------------------
+# The whole code location on k8s / Ray: CPU steps reserve what they use
+
+
+def _location_step(target: str, asset: str, **sections):
+    """The code location built for ``target``: its executor, and ``asset``'s op (its tags and pool)."""
+    from pathlib import Path
+
+    from goalcraft.config import config_from_dict
+    from goalcraft.definitions import build_definitions
+
+    config = config_from_dict({"gpu": {"target": target, "ray_address": "http://ray-head:8265"}, **sections},
+                              Path("/tmp"))
+    defs = build_definitions(config)
+    return defs.executor, defs.resolve_asset_graph().assets_def_for_key(dg.AssetKey(asset)).op
+
+
+@pytest.mark.parametrize("target, executor", [("inprocess", "cpu_multiprocess"), ("ray", "gpu_ray"),
+                                              ("k8s", "gpu_k8s")])
+def test_the_target_is_every_step_s_executor(target, executor):
+    if target != "inprocess":
+        pytest.importorskip(f"dagster_{target}", reason=RAY_SKIP if target == "ray" else K8S_SKIP)
+    executor_def, op = _location_step(target, "video_clips")
+    assert executor_def.name == executor
+    assert (RAY_CONFIG_TAG in op.tags, K8S_CONFIG_TAG in op.tags) == (target == "ray", target == "k8s")
+
+
+@pytest.mark.parametrize("asset, cpus, memory", [(a, s.cpus, s.memory) for a, s in STEP_ASKS.items()])
+def test_cpu_steps_ask_ray_for_their_cores_and_memory(asset, cpus, memory):
+    pytest.importorskip("dagster_ray", reason=RAY_SKIP)
+    from dagster_ray.configs import RayExecutionConfig
+
+    _, op = _location_step("ray", asset)
+    step = RayExecutionConfig.from_tags(op.tags)  # what RayStepHandler.launch_step reads
+    assert step.num_cpus == cpus and step.memory == parse_quantity(memory) and step.num_gpus is None
+
+
+def test_cpu_steps_ask_kubernetes_for_their_cores_and_memory():
+    pytest.importorskip("dagster_k8s", reason=K8S_SKIP)
+    from dagster_k8s.job import DagsterK8sJobConfig, construct_dagster_k8s_job, get_user_defined_k8s_config
+
+    _, op = _location_step("k8s", "video_clips")
+    job = construct_dagster_k8s_job(job_config=DagsterK8sJobConfig(job_image="registry.example/goalcraft:cpu"),
+                                    args=[], job_name="dagster-step-video-clips",
+                                    user_defined_k8s_config=get_user_defined_k8s_config(op.tags))
+    container = job.spec.template.spec.containers[0]
+    assert container.resources.requests == {"cpu": "2", "memory": "2Gi"}
+    assert container.resources.limits == {"memory": "2Gi"}  # no GPU, no CPU limit (no throttling)
+    assert container.image == "registry.example/goalcraft:cpu"
+
+
+def test_clip_embeddings_is_a_gpu_step_on_a_gpu_goal_space():
+    pytest.importorskip("dagster_ray", reason=RAY_SKIP)
+    from dagster_ray.configs import RayExecutionConfig
+
+    _, op = _location_step("ray", "clip_embeddings", goal_space={"preset": "vitb16-gpu"})
+    assert RayExecutionConfig.from_tags(op.tags).num_gpus == 1.0 and op.pool == "gpu"
+    _, op = _location_step("ray", "clip_embeddings")
+    assert RayExecutionConfig.from_tags(op.tags).num_gpus is None and op.pool is None

@@ -323,3 +323,89 @@ def test_pathological_rows_are_quarantined_not_crashes(corpus: Path) -> None:
         ("m.jsonl:3", "manifest_invalid_field"),
         ("m.jsonl:4", "manifest_invalid_field"),
     ]
+
+
+def test_linked_folders_give_the_answers_of_a_file_by_file_check(tmp_path: Path, corpus: Path) -> None:
+    """The videos/ and transcripts/ folders are listed once; a folder that is a link behaves as if
+    every record's files were resolved one by one."""
+    touch(corpus / "store" / "vids" / "a.mp4")
+    os.symlink(corpus / "store" / "vids", corpus / "videos")  # a link inside the root
+    touch(tmp_path / "elsewhere" / "a.json", b"[]")
+    os.symlink(tmp_path / "elsewhere", corpus / "transcripts")  # a link out of the root
+    records, quarantined = read_manifests([write_jsonl(corpus / "m.jsonl", [minedojo("a"), minedojo("b")])],
+                                          corpus)
+    assert records == []
+    assert [(q.source_id, q.reason) for q in quarantined] == [("a", "path_escapes_root"), ("b", "video_missing")]
+    (corpus / "transcripts").unlink()
+    (records,), _ = read_manifests([corpus / "m.jsonl"], corpus)
+    assert (records.video_path, records.transcript_path) == ("store/vids/a.mp4", None)
+    # A video folder linked out of the root: a present file escapes, an absent one is just missing.
+    (corpus / "videos").unlink()
+    os.symlink(tmp_path / "elsewhere", corpus / "videos")
+    touch(tmp_path / "elsewhere" / "a.mp4")
+    _, quarantined = read_manifests([corpus / "m.jsonl"], corpus)
+    assert [(q.source_id, q.reason) for q in quarantined] == [("a", "path_escapes_root"), ("b", "video_missing")]
+
+
+def test_not_utf8_names_the_byte_offset_in_the_file(corpus: Path) -> None:
+    good = json.dumps(minedojo("a")).encode() + b"\n"
+    (corpus / "m.jsonl").write_bytes(b"\xef\xbb\xbf" + good + b'{"id": "caf\xe9"}\n')
+    with pytest.raises(ManifestError, match=rf"not UTF-8 \(byte offset {3 + len(good) + 11}\)"):
+        read_manifest(corpus / "m.jsonl", corpus)
+
+
+def test_a_manifest_of_20000_records(corpus: Path) -> None:
+    """MineDojo-sized reading on a smaller corpus: every field, path, partition and rejection of
+    20,000 records (the 730K figures are in docs/benchmarks.md, from bench/scale_730k.py)."""
+    from goalcraft.data.partition_keys import partition_of
+    from goalcraft.data.tables import PARTITION_COUNT_KEY
+    from goalcraft.stages.ingest import ingest_manifests
+    from goalcraft.storage import StoragePaths
+
+    import pyarrow.parquet as pq
+
+    n = 20_000
+    rows, expected, rejected = [], [], []
+    template = touch(corpus / ".template.mp4")
+    (corpus / "videos").mkdir()
+    (corpus / "transcripts").mkdir()
+    for i in range(n):
+        vid = f"v{i:07d}x"
+        rows.append(minedojo(vid, duration=10.0 + i % 97, view_count=i))
+        if i % 10 == 3:
+            rejected.append((f"m.jsonl:{i + 1}", vid, "video_missing"))
+            continue
+        ext = "webm" if i % 7 == 0 else "mp4"
+        os.link(template, corpus / "videos" / f"{vid}.{ext}")
+        transcript = None
+        if i % 3 == 0:
+            transcript = f"transcripts/{vid}{'.en.vtt' if i % 2 else '.json'}"
+            touch(corpus / transcript)
+        expected.append((vid, f"videos/{vid}.{ext}", transcript, 10.0 + i % 97, i))
+    rows += [minedojo("v0000000x"), {"id": "", "duration": 1, "fps": 1}]  # a duplicate, an invalid id
+    rejected += [(f"m.jsonl:{n + 1}", "v0000000x", "manifest_duplicate_id"),
+                 (f"m.jsonl:{n + 2}", "", "manifest_invalid_field")]
+    write_jsonl(corpus / "m.jsonl", rows)
+
+    records, quarantined = read_manifests([corpus / "m.jsonl"], corpus)
+    assert [(r.id, r.video_path, r.transcript_path, r.duration, r.view_count) for r in records] == expected
+    assert [(q.input, q.source_id, q.reason) for q in quarantined] == rejected
+
+    paths = StoragePaths(corpus.parent / "data")
+    result = ingest_manifests(paths, corpus, [corpus / "m.jsonl"], 256)
+    table = pq.read_table(paths.manifest_table)
+    assert table.column("id").to_pylist() == [e[0] for e in expected]
+    assert table.column("partition").to_pylist() == [partition_of(e[0], 256) for e in expected]
+    assert table.schema.metadata[PARTITION_COUNT_KEY] == b"256"
+    assert result.metadata["videos"] == len(expected) and result.metadata["rejected"] == len(rejected)
+    assert result.metadata["with_transcript"] == sum(e[2] is not None for e in expected)
+    assert result.metadata["partitions_used"] == 256
+    assert result.metadata["hours"] == round(sum(e[3] for e in expected) / 3600, 3)
+
+    # The same records as one JSON list: line numbers are found element by element.
+    (corpus / "m.json").write_text("[\n" + ",\n".join(json.dumps(r) for r in rows) + "\n]\n")
+    records, quarantined = read_manifests([corpus / "m.json"], corpus)
+    assert len(records) == len(expected)
+    # One record a line after the opening "[": each line number is one more than in the JSONL file.
+    assert [(q.input, q.reason) for q in quarantined] == [(f"m.json:{int(where.split(':')[1]) + 1}", reason)
+                                                          for where, _, reason in rejected]

@@ -134,3 +134,19 @@ def test_a_bad_setting_is_one_line_and_exit_2(tmp_path, monkeypatch, capsys, tom
     assert main(["run"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("goalcraft: ") and message in err and err.count("\n") == 1
+
+
+def test_a_ray_target_reads_its_settings_from_a_file(configured, capsys, tmp_path):
+    """Ray steps load the settings file themselves: --data-root cannot reach them, nor can settings
+    that came from no file."""
+    from goalcraft.cli import CliError, run_pipeline
+    from goalcraft.config import config_from_dict
+
+    cfg = tmp_path / "goalcraft.toml"
+    cfg.write_text(cfg.read_text() + '[gpu]\ntarget = "ray"\n')
+    assert main(["run", "--select", "video_clips", "--data-root", str(tmp_path / "other")]) == 2
+    assert capsys.readouterr().err == ("goalcraft: --data-root cannot reach steps on [gpu] target = 'ray' (they "
+                                       "read the settings file): set [paths] data_root there\n")
+    with pytest.raises(CliError, match=r"runs steps in other processes, which read the settings from a file"):
+        run_pipeline(config_from_dict({"gpu": {"target": "ray"}, "paths": {"data_root": str(configured)}}, tmp_path),
+                     select="ingest")

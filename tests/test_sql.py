@@ -68,3 +68,33 @@ def test_goal_views_and_quarantine_across_steps(tmp_path):
         ("trials/t1@frame 3 (trial)", ["goals"]), ("videos/a.vtt", ["clips", "goals"])]
     assert con.execute("SELECT task, max(success_frame) FROM goal_clips GROUP BY 1").fetchall() == [
         ("collect_wood", 17)]
+
+
+def test_clips_carry_their_partition_and_partition_of_matches_the_python_assignment(tmp_path):
+    import duckdb
+
+    from goalcraft.data.partition_keys import partition_of
+    from goalcraft.data.tables import PARTITION_COUNT_KEY
+    from goalcraft.sql import partition_of_macro
+
+    ids = ["va", "vb", "19iEKTIulkM", "é-x", "trial/0001", "a'b"]
+    for count in (1, 2, 256, 20_000):
+        con = duckdb.connect()
+        con.execute(partition_of_macro(count))
+        assert [con.execute("SELECT partition_of(?)", [i]).fetchone()[0] for i in ids] == \
+            [partition_of(i, count) for i in ids]
+
+    paths = StoragePaths(tmp_path)
+    write_parquet_atomic(pa.table({"id": ["va", "vb"]}).replace_schema_metadata({PARTITION_COUNT_KEY: b"2"}),
+                         paths.manifest_table)
+    for source in ("va", "vb"):
+        part = partition_of(source, 2)
+        shard = f"{part}-0000{ord(source[1]) % 2}"
+        write_parquet_atomic(pa.Table.from_pylist(_index_rows(shard, 2, source), schema=INDEX_SCHEMA),
+                             paths.clip_partition_dir(part) / f"{shard}.parquet")
+    con = connect(tmp_path)
+    assert "filename" not in [c[0] for c in con.execute("DESCRIBE clips").fetchall()]
+    assert con.execute("SELECT DISTINCT source_id, partition FROM clips ORDER BY 1").fetchall() == [
+        ("va", partition_of("va", 2)), ("vb", partition_of("vb", 2))]
+    assert con.execute("SELECT key FROM clips WHERE partition = partition_of('vb') AND source_id = 'vb' "
+                       "ORDER BY key").fetchall() == [("vb-00000",), ("vb-00001",)]

@@ -29,10 +29,11 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Iterator, Mapping, Sequence
 
-from goalcraft.config import GoalcraftConfig, load_config
+from goalcraft.config import CONFIG_ENV_VAR, GoalcraftConfig, load_config
 from goalcraft.storage import StoragePaths
 
 
@@ -92,17 +93,45 @@ def ensure_demo_corpus(config: GoalcraftConfig, say: Callable[[str], None] = _sa
         f"{summary.events} achievement events in {time.perf_counter() - started:.1f}s")
 
 
+@contextmanager
+def _settings_for_steps(config: GoalcraftConfig) -> Iterator[None]:
+    """With ``[gpu] target`` k8s or ray, steps run in other processes that load the settings file
+    themselves (goalcraft.pipelines.location): name it in ``GOALCRAFT_CONFIG`` for them while the runs
+    last. In-process runs need nothing."""
+    if config.gpu.target == "inprocess":
+        yield
+        return
+    if not Path(config.source).is_file():
+        raise CliError(f"[gpu] target = {config.gpu.target!r} runs steps in other processes, which read the "
+                       f"settings from a file: give one with --config or GOALCRAFT_CONFIG (settings came from "
+                       f"{config.source})", exit_code=2)
+    previous = os.environ.get(CONFIG_ENV_VAR)
+    os.environ[CONFIG_ENV_VAR] = config.source
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(CONFIG_ENV_VAR, None)
+        else:
+            os.environ[CONFIG_ENV_VAR] = previous
+
+
 def run_pipeline(config: GoalcraftConfig, *, select: str | None = None, partitions: str | None = None,
                  say: Callable[[str], None] = _say) -> dict[str, dict]:
     """Materialize the selected assets (default: all) for the selected partitions (default: all) on the
-    configured corpus, in the asset graph's order, on the instance ``goalcraft ui`` shows."""
+    configured corpus, in the asset graph's order, on the instance ``goalcraft ui`` shows.
+
+    ``[gpu] target``: ``inprocess`` runs every step in this process; ``ray`` (or ``k8s``) runs each
+    step as a Ray job (Kubernetes Job) on the configured cluster, this process being the run worker.
+    """
     from goalcraft.definitions import build_definitions
     from goalcraft.pipelines.run import closing_lines, plan_steps, run_steps
 
     defs = build_definitions(config)
     steps = plan_steps(defs, select, partitions)  # before touching the instance: a typo costs nothing
     paths = StoragePaths(Path(config.paths.data_root))
-    summary = run_steps(defs, _instance(paths), steps, say)
+    with _settings_for_steps(config):
+        summary = run_steps(defs, _instance(paths), steps, say, remote=config.gpu.target != "inprocess")
     for line in closing_lines(summary, str(paths.data_root)):
         say(line)
     return summary.metadata
@@ -132,7 +161,11 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    run_pipeline(_config(args), select=args.select, partitions=args.partition)
+    config = _config(args)
+    if args.data_root and config.gpu.target != "inprocess":
+        raise CliError(f"--data-root cannot reach steps on [gpu] target = {config.gpu.target!r} (they read the "
+                       "settings file): set [paths] data_root there", exit_code=2)
+    run_pipeline(config, select=args.select, partitions=args.partition)
     return 0
 
 

@@ -7,7 +7,7 @@ import dagster as dg
 
 from goalcraft.assets import clips, embeddings, evaluation, goals, ingest, predictor, training
 from goalcraft.config import GoalcraftConfig, load_config
-from goalcraft.pipelines.executors import cpu_executor
+from goalcraft.pipelines.gpu import location_executor
 from goalcraft.pipelines.jobs import build_jobs
 from goalcraft.pipelines.schedules import build_retraining_schedule
 from goalcraft.pipelines.sensors import build_new_inputs_sensor
@@ -46,7 +46,7 @@ def build_definitions(config: GoalcraftConfig) -> dg.Definitions:
     return dg.Definitions.merge(
         *(stage.definitions(config) for stage in STAGES),
         dg.Definitions(jobs=jobs, schedules=schedules, sensors=sensors, resources=build_resources(config),
-                       executor=cpu_executor()),
+                       executor=location_executor(config.gpu)),
     )
 
 

@@ -22,16 +22,23 @@ Layout under the data root (:class:`StoragePaths` names each folder and table)::
     evaluation/<table>/<run_id>.parquet     evaluation tables, one file per run
     evaluation/report.html                  the latest HTML report (reports/<run_id>.html: each run's)
     dagster_home/                           the Dagster instance the CLI and the UI share
+    .locks/<asset>/<partition>.lock         write locks of partitioned outputs (see :func:`partition_lock`)
 
 A partition folder is built under ``clips/.staging/`` (``goals/.staging/``) and swapped into place
-whole, so readers only ever see a complete partition (see :func:`commit_directory`).
+whole, so readers only ever see a complete partition (see :func:`commit_directory`). A writer holds
+the partition's lock (:func:`partition_lock`, ``.locks/<asset>/<partition>.lock``) from the clean-up of
+stale staging folders to the swap, so two runs of one partition at once (a backfill and the sensor,
+two Ray workers) cannot interleave: the second fails at once with :class:`PartitionBusy`.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
+import socket
+import time
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -144,6 +151,10 @@ class StoragePaths:
     def dagster_home(self) -> Path:
         return self.data_root / "dagster_home"
 
+    def lock_dir(self, asset: str) -> Path:
+        """Where the write locks of ``asset``'s partitions live (:func:`partition_lock`)."""
+        return self.data_root / ".locks" / asset
+
 
 def temporary_name(path: Path) -> Path:
     # Hidden, unique and in the same folder, so the final rename never crosses a file system.
@@ -205,3 +216,43 @@ def new_staging_dir(final: Path, staging_root: Path) -> Path:
     staged = staging_root / f"{final.name}-{uuid.uuid4().hex[:12]}"
     staged.mkdir(parents=True)
     return staged
+
+
+class PartitionBusy(RuntimeError):
+    """Another process holds the partition's write lock: this writer stepped back, writing nothing."""
+
+
+def _lock_holder(fd: int) -> str:
+    try:
+        holder = json.loads(os.pread(fd, 4096, 0) or b"{}")
+        since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(holder["since"])))
+        return f"pid {holder['pid']} on {holder['host']} since {since}"
+    except (ValueError, KeyError, TypeError, OSError):  # the holder is still writing its record
+        return "another process"
+
+
+@contextmanager
+def partition_lock(lock_root: Path, name: str, what: str) -> Iterator[None]:
+    """Hold the write lock of one partition while the block runs; raise :class:`PartitionBusy` at once
+    (no waiting) when another process holds it.
+
+    The lock is an ``flock`` on ``<lock_root>/<name>.lock``: the kernel drops it when its holder
+    exits or is killed, so a crashed writer leaves no stale lock (the small file stays, and records
+    who holds it for the loser's message). On NFS, Linux maps ``flock`` to POSIX locks, which NFSv4
+    servers honour across hosts. ``what`` names the output in the message, e.g. ``video_clips[p0003]``.
+    """
+    lock_root.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock_root / f"{name}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise PartitionBusy(f"{what} is being written by another run ({_lock_holder(fd)}); this run left it "
+                                "untouched and wrote nothing: the other run's partition stands (re-run after it "
+                                "ends to rebuild it)") from None
+        record = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}).encode()
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, record, 0)
+        yield
+    finally:
+        os.close(fd)  # releases the lock

@@ -10,9 +10,11 @@ import pyarrow.parquet as pq
 from goalcraft.assets.keys import GOAL_CLIPS, GOAL_SPACE_MODEL, VIDEO_CLIPS
 from goalcraft.assets.materialize import materialize, metadata_value
 from goalcraft.config import GoalcraftConfig
+from goalcraft.pipelines.gpu import cpu_step_tags, gpu_asset_kwargs
 from goalcraft.pipelines.partitions_definition import corpus_partitions
 from goalcraft.resources import StorageResource, TrainingResource
 from goalcraft.stages.embeddings import embed_clip_partition, embed_goal_clips, embeddings_sane
+from goalcraft.stages.training import goal_space_device
 from goalcraft.storage import StoragePaths
 
 
@@ -22,12 +24,17 @@ def _check(table, paths: StoragePaths) -> dg.AssetCheckResult:
 
 
 def definitions(config: GoalcraftConfig) -> dg.Definitions:
-    assets, checks = build_embedding_assets(corpus_partitions(config.partitions.count))
+    # On a GPU goal space a partition's embedding is a GPU step (the [gpu] pool and GPU asks), else a CPU one.
+    on_gpu = goal_space_device(config.goal_space).startswith("cuda")
+    step = gpu_asset_kwargs(config.gpu) if on_gpu else {"op_tags": cpu_step_tags(config.gpu, "clip_embeddings")}
+    assets, checks = build_embedding_assets(corpus_partitions(config.partitions.count), step)
     return dg.Definitions(assets=assets, asset_checks=checks)
 
 
-def build_embedding_assets(partitions_def: dg.PartitionsDefinition,
+def build_embedding_assets(partitions_def: dg.PartitionsDefinition, clip_step: dict | None = None,
                            ) -> tuple[list[dg.AssetsDefinition], list[dg.AssetChecksDefinition]]:
+    """``clip_step``: the ``pool``/``op_tags`` of a clip_embeddings step (what it asks its executor for)."""
+    clip_step = clip_step or {}
     @dg.asset(
         group_name="embeddings",
         kinds={"pytorch", "parquet"},
@@ -50,6 +57,7 @@ def build_embedding_assets(partitions_def: dg.PartitionsDefinition,
         partitions_def=partitions_def,
         deps=[VIDEO_CLIPS, GOAL_SPACE_MODEL],
         description="One row per clip of the partition: the clip's index columns and its goal-space embedding.",
+        **clip_step,
     )
     def clip_embeddings(context: dg.AssetExecutionContext, storage: StorageResource,
                         training: TrainingResource) -> dg.MaterializeResult:

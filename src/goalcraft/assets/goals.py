@@ -7,16 +7,19 @@ import dagster as dg
 from goalcraft.assets.keys import INGEST, TASK_VOCABULARY
 from goalcraft.assets.materialize import materialize
 from goalcraft.config import GoalcraftConfig
+from goalcraft.pipelines.gpu import cpu_step_tags
 from goalcraft.pipelines.partitions_definition import corpus_partitions
 from goalcraft.resources import ClipStageResource, CorpusResource, GoalsResource, StorageResource
 from goalcraft.stages.clips import goal_partition
 
 
 def definitions(config: GoalcraftConfig) -> dg.Definitions:
-    return dg.Definitions(assets=build_goal_assets(corpus_partitions(config.partitions.count)))
+    return dg.Definitions(assets=build_goal_assets(corpus_partitions(config.partitions.count),
+                                                   cpu_step_tags(config.gpu, "goal_clips")))
 
 
-def build_goal_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
+def build_goal_assets(partitions_def: dg.PartitionsDefinition,
+                      op_tags: dict[str, str] | None = None) -> list[dg.AssetsDefinition]:
     count = len(partitions_def.get_partition_keys())
 
     @dg.asset(
@@ -30,6 +33,7 @@ def build_goal_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.Assets
             "from VLM rating files above a threshold; with provenance (source, miner, task, instruction, "
             "confidence). WebDataset shards + parquet index per partition, like video_clips."
         ),
+        op_tags=op_tags,
     )
     def goal_clips(context: dg.AssetExecutionContext, corpus: CorpusResource, storage: StorageResource,
                    goals: GoalsResource, clip_stage: ClipStageResource) -> dg.MaterializeResult:

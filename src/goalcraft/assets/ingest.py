@@ -9,15 +9,18 @@ import dagster as dg
 
 from goalcraft.assets.materialize import materialize
 from goalcraft.config import GoalcraftConfig
+from goalcraft.pipelines.gpu import cpu_step_tags
 from goalcraft.resources import CorpusResource, GoalsResource, StorageResource
 from goalcraft.stages.ingest import ingest_manifests, ingest_task_vocabulary, ingest_trials
 
 
 def definitions(config: GoalcraftConfig) -> dg.Definitions:
-    return dg.Definitions(assets=build_ingest_assets(config.partitions.count))
+    return dg.Definitions(assets=build_ingest_assets(config.partitions.count,
+                                                     cpu_step_tags(config.gpu, "corpus_manifest")))
 
 
-def build_ingest_assets(partition_count: int) -> list[dg.AssetsDefinition]:
+def build_ingest_assets(partition_count: int, manifest_tags: dict[str, str] | None = None,
+                        ) -> list[dg.AssetsDefinition]:
     @dg.asset(
         group_name="ingest",
         kinds={"json", "parquet"},
@@ -26,6 +29,7 @@ def build_ingest_assets(partition_count: int) -> list[dg.AssetsDefinition]:
             "like_count, duration, fps, plus local video/transcript paths), validated, with each video's "
             "partition. Rejected rows go to ingest/manifest_quarantine.parquet."
         ),
+        op_tags=manifest_tags,
     )
     def corpus_manifest(context: dg.AssetExecutionContext, corpus: CorpusResource,
                         storage: StorageResource) -> dg.MaterializeResult:

@@ -6,6 +6,7 @@ from typing import Any, Callable
 import dagster as dg
 
 from goalcraft.stages import Markdown, StageError, StageResult, Url
+from goalcraft.storage import PartitionBusy
 
 
 def metadata_value(value: Any) -> Any:
@@ -22,10 +23,11 @@ def metadata_value(value: Any) -> Any:
 
 def materialize(context: dg.AssetExecutionContext | None, stage: Callable[[], StageResult]) -> dg.MaterializeResult:
     """Run a stage function: its warnings go to the run's log, a :class:`StageError` becomes a
-    one-line ``dg.Failure``, its figures become the materialization's metadata."""
+    one-line ``dg.Failure`` (so does :class:`PartitionBusy`: another run is writing the same partition),
+    its figures become the materialization's metadata."""
     try:
         result = stage()
-    except StageError as exc:
+    except (StageError, PartitionBusy) as exc:
         raise dg.Failure(str(exc)) from None
     if context is not None:
         for warning in result.warnings:

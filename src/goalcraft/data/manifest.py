@@ -35,12 +35,16 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
+
+import pyarrow as pa
 
 from goalcraft.data.paths import relative_to_root, resolve_inside
 from goalcraft.data.quarantine import InputError, QuarantineRecord, json_error_detail
+from goalcraft.data.tables import record_schema, table_records
 
 __all__ = [
     "TRANSCRIPT_SUFFIXES",
@@ -48,6 +52,7 @@ __all__ = [
     "ManifestError",
     "VideoRecord",
     "read_manifest",
+    "read_manifest_table",
     "read_manifests",
 ]
 
@@ -63,6 +68,7 @@ TRANSCRIPT_SUFFIXES: tuple[str, ...] = (".json", ".vtt", ".en.vtt")
 
 STAGE = "manifest"
 _INT64_LIMIT = 2**63
+_BOM = b"\xef\xbb\xbf"
 
 
 class ManifestError(Exception):
@@ -88,6 +94,9 @@ class VideoRecord:
     transcript_path: str | None
 
 
+_SCHEMA = record_schema(VideoRecord)
+
+
 def read_manifest(
     path: Path, corpus_root: Path, *, require_video: bool = True
 ) -> tuple[list[VideoRecord], list[QuarantineRecord]]:
@@ -104,16 +113,28 @@ def read_manifests(
     not a failure: the record keeps ``video_path`` = its ``path`` field, or the first existing
     ``videos/<id>.<ext>``, or ``videos/<id>.mp4``.
     """
+    table, quarantined = read_manifest_table(paths, corpus_root, require_video=require_video)
+    return table_records(table, VideoRecord), quarantined
+
+
+def read_manifest_table(
+    paths: Iterable[Path], corpus_root: Path, *, require_video: bool = True
+) -> tuple[pa.Table, list[QuarantineRecord]]:
+    """:func:`read_manifests` as an Arrow table with :class:`VideoRecord`'s columns, for corpora of
+    MineDojo's size (730K records): files are read line by line, each usable record goes straight into
+    columns (no record object), and the ``videos/`` and ``transcripts/`` folders are listed once
+    instead of probing each record's candidate files (docs/scale.md has the figures)."""
     corpus_root = Path(corpus_root)
     if not corpus_root.is_dir():
         raise ManifestError(f"corpus root {str(corpus_root)!r} is not a directory")
+    root = corpus_root.resolve()
+    folders = {name: _Listing(root, name) for name in ("videos", "transcripts")}
     seen: set[str] = set()
-    records: list[VideoRecord] = []
+    columns: dict[str, list[Any]] = {name: [] for name in _SCHEMA.names}
     quarantined: list[QuarantineRecord] = []
     for path in paths:
         path = Path(path)
         for line_no, raw in _iter_raw_records(path):
-            where = f"{path.name}:{line_no}"
             source_id = ""
             try:
                 if isinstance(raw, _Malformed):
@@ -127,15 +148,21 @@ def read_manifests(
                 if source_id in seen:
                     raise InputError("manifest_duplicate_id", f"id {source_id!r} already listed")
                 seen.add(source_id)
-                records.append(_locate_files(fields, corpus_root, require_video))
+                video_path, transcript_path = _locate_files(fields, root, require_video, folders)
             except InputError as exc:
                 quarantined.append(
                     QuarantineRecord(
-                        input=where, stage=STAGE, reason=exc.reason, detail=exc.detail,
+                        input=f"{path.name}:{line_no}", stage=STAGE, reason=exc.reason, detail=exc.detail,
                         source_id=source_id,
                     )
                 )
-    return records, quarantined
+                continue
+            fields["video_path"], fields["transcript_path"] = video_path, transcript_path
+            for name, column in columns.items():
+                column.append(fields[name])
+    table = pa.table({name: pa.array(values, _SCHEMA.field(name).type) for name, values in columns.items()},
+                     schema=_SCHEMA)
+    return table, quarantined
 
 
 # --------------------------------------------------------------------------------------------------
@@ -151,38 +178,66 @@ def _read_text(path: Path) -> str:
     try:
         data = path.read_bytes()
     except FileNotFoundError as exc:
-        raise ManifestError(f"manifest {str(path)!r} not found (a corpus of agent trials only needs "
-                            "[paths] manifests = [])") from exc
+        raise _not_found(path) from exc
     except OSError as exc:
         raise ManifestError(f"cannot read manifest {str(path)!r}: {exc}") from exc
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise ManifestError(
-            f"manifest {str(path)!r} is not UTF-8 (byte offset {exc.start}): {exc.reason}"
-        ) from exc
+        raise _not_utf8(path, exc.start, exc.reason) from exc
 
 
-def _iter_raw_records(path: Path) -> list[tuple[int, Any]]:
-    """(line number, parsed value or _Malformed) for every record of the file, in file order."""
-    text = _read_text(path)
+def _not_found(path: Path) -> ManifestError:
+    return ManifestError(f"manifest {str(path)!r} not found (a corpus of agent trials only needs "
+                         "[paths] manifests = [])")
+
+
+def _not_utf8(path: Path, offset: int, reason: str) -> ManifestError:
+    return ManifestError(f"manifest {str(path)!r} is not UTF-8 (byte offset {offset}): {reason}")
+
+
+def _iter_raw_records(path: Path) -> Iterator[tuple[int, Any]]:
+    """(line number, parsed value or _Malformed) for every record of the file, in file order.
+
+    JSON Lines are read one line at a time (a 730K-record manifest is never held whole); a file
+    that is not UTF-8 raises :class:`ManifestError` when the reader reaches the bad byte.
+    """
     if path.suffix.lower() == ".json":
-        return _json_list_records(path, text)
-    out: list[tuple[int, Any]] = []
-    # Split on "\n" only: str.splitlines() would also split on U+2028 etc., which JSON strings may hold.
-    for index, line in enumerate(text.split("\n")):
-        line = line.rstrip("\r")
-        if not line.strip():
-            continue
+        yield from _json_list_records(path, _read_text(path))
+        return
+    try:
+        f = open(path, "rb")
+    except FileNotFoundError as exc:
+        raise _not_found(path) from exc
+    except OSError as exc:
+        raise ManifestError(f"cannot read manifest {str(path)!r}: {exc}") from exc
+    with f:
+        offset = 0
+        line_no = 0
         try:
-            value = json.loads(line)
-        except (ValueError, RecursionError) as exc:  # JSONDecodeError, huge ints, deep nesting
-            value = _Malformed(f"invalid JSON: {json_error_detail(exc)}")
-        out.append((index + 1, value))
-    return out
+            # Split on b"\n" only: str.splitlines() would also split on U+2028 etc., which JSON
+            # strings may hold (and a UTF-8 b"\n" byte is always a newline).
+            for raw in f:
+                line_no += 1
+                start = 3 if line_no == 1 and raw.startswith(_BOM) else 0
+                try:
+                    line = raw[start:].decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    raise _not_utf8(path, offset + start + exc.start, exc.reason) from exc
+                offset += len(raw)
+                line = line.rstrip("\n").rstrip("\r")
+                if not line.strip():
+                    continue
+                try:
+                    value = json.loads(line)
+                except (ValueError, RecursionError) as exc:  # JSONDecodeError, huge ints, deep nesting
+                    value = _Malformed(f"invalid JSON: {json_error_detail(exc)}")
+                yield line_no, value
+        except OSError as exc:  # a folder named like a manifest, an I/O error
+            raise ManifestError(f"cannot read manifest {str(path)!r}: {exc}") from exc
 
 
-def _json_list_records(path: Path, text: str) -> list[tuple[int, Any]]:
+def _json_list_records(path: Path, text: str) -> Iterator[tuple[int, Any]]:
     try:
         whole = json.loads(text)
     except (ValueError, RecursionError) as exc:
@@ -192,21 +247,23 @@ def _json_list_records(path: Path, text: str) -> list[tuple[int, Any]]:
             f"manifest {str(path)!r} must hold a JSON list of records, got {_json_type(whole)}"
         )
     # The file parsed, so walking it element by element cannot fail; this only finds each element's
-    # line (the line its first character is on).
+    # line (the line its first character is on), counting newlines from the previous element on.
+    del whole
     decoder = json.JSONDecoder()
     pos = _skip_ws(text, 0)
     assert text[pos] == "["
     pos = _skip_ws(text, pos + 1)
-    out: list[tuple[int, Any]] = []
     if text[pos] == "]":
-        return out
+        return
+    line_no, counted = 1, 0
     while True:
-        line_no = text.count("\n", 0, pos) + 1
+        line_no += text.count("\n", counted, pos)
+        counted = pos
         value, pos = decoder.raw_decode(text, pos)
-        out.append((line_no, value))
+        yield line_no, value
         pos = _skip_ws(text, pos)
         if text[pos] == "]":
-            return out
+            return
         pos = _skip_ws(text, pos + 1)  # the comma
 
 
@@ -316,54 +373,72 @@ def _optional_count(raw: dict[str, Any], name: str) -> int | None:
 # Files
 
 
-def _locate_files(fields: dict[str, Any], corpus_root: Path, require_video: bool) -> VideoRecord:
-    root = corpus_root.resolve()
+class _Listing:
+    """One corpus folder (``videos/``, ``transcripts/``) listed once: the names of its regular files,
+    so that finding a record's default files is a set look-up, not a ``resolve`` and ``stat`` per
+    candidate. Symlinks, and a folder that is itself a link out of the root, keep the per-record
+    checks (:func:`resolve_inside`), so every record gets the answer it would get file by file."""
+
+    def __init__(self, root: Path, name: str) -> None:
+        self.name = name
+        self.files: set[str] = set()
+        self.links: set[str] = set()
+        self.prefix: str | None = None  # the folder's resolved location, relative to the root
+        folder = root / name
+        try:
+            resolved = folder.resolve()
+            if not folder.is_dir() or not (resolved == root or resolved.is_relative_to(root)):
+                return  # missing (nothing to find), or outside the root: checked record by record
+            with os.scandir(folder) as entries:
+                for entry in entries:
+                    if entry.is_symlink():
+                        self.links.add(entry.name)
+                    elif entry.is_file(follow_symlinks=False):
+                        self.files.add(entry.name)
+        except (OSError, RuntimeError):
+            return
+        self.prefix = relative_to_root(root, resolved)
+
+    def find(self, root: Path, name: str, *, only_present: bool = False) -> str | None:
+        """``<folder>/<name>`` relative to the root if it is a file inside the root, else None; raises
+        :class:`InputError` where :func:`resolve_inside` would (a link out of the root), for an
+        absent name too unless ``only_present``."""
+        if self.prefix is not None:
+            if name in self.files:
+                return name if self.prefix == "." else f"{self.prefix}/{name}"
+            if name not in self.links:
+                return None
+        rel = f"{self.name}/{name}"
+        if only_present and not ((root / rel).is_file() or (root / rel).is_symlink()):
+            return None
+        path = resolve_inside(root, rel)
+        return relative_to_root(root, path) if path.is_file() else None
+
+
+def _locate_files(fields: dict[str, Any], root: Path, require_video: bool,
+                  folders: dict[str, _Listing]) -> tuple[str, str | None]:
+    """The record's video and transcript paths, relative to the (resolved) root."""
     video_id: str = fields["id"]
 
     if fields["path"] is not None:
         video = resolve_inside(root, fields["path"])
         if require_video and not video.is_file():
             raise InputError("video_missing", f"video file {fields['path']!r} does not exist")
+        video_path = relative_to_root(root, video)
     else:
-        try:
-            video = _default_video(root, video_id)
-        except InputError as exc:
-            if require_video or exc.reason != "video_missing":
-                raise
-            video = resolve_inside(root, f"videos/{video_id}.{VIDEO_EXTENSIONS[0]}")
+        found = next((v for ext in VIDEO_EXTENSIONS
+                      if (v := folders["videos"].find(root, f"{video_id}.{ext}", only_present=True))), None)
+        if found is not None:
+            video_path = found
+        elif require_video:
+            tried = ", ".join(f"videos/{video_id}.{ext}" for ext in VIDEO_EXTENSIONS)
+            raise InputError("video_missing", f"no video file found (tried {tried})")
+        else:
+            video_path = relative_to_root(root, resolve_inside(root, f"videos/{video_id}.{VIDEO_EXTENSIONS[0]}"))
 
-    transcript: Path | None
     if fields["transcript"] is not None:
-        transcript = resolve_inside(root, fields["transcript"])
+        transcript_path: str | None = relative_to_root(root, resolve_inside(root, fields["transcript"]))
     else:
-        transcript = None
-        for suffix in TRANSCRIPT_SUFFIXES:
-            candidate = resolve_inside(root, f"transcripts/{video_id}{suffix}")
-            if candidate.is_file():
-                transcript = candidate
-                break
-
-    return VideoRecord(
-        id=video_id,
-        title=fields["title"],
-        link=fields["link"],
-        view_count=fields["view_count"],
-        like_count=fields["like_count"],
-        duration=fields["duration"],
-        fps=fields["fps"],
-        video_path=relative_to_root(root, video),
-        transcript_path=None if transcript is None else relative_to_root(root, transcript),
-    )
-
-
-def _default_video(root: Path, video_id: str) -> Path:
-    for ext in VIDEO_EXTENSIONS:
-        rel = f"videos/{video_id}.{ext}"
-        lexical = root / rel
-        if lexical.is_file() or lexical.is_symlink():
-            # resolve_inside raises path_escapes_root for a symlink that points out of the root.
-            video = resolve_inside(root, rel)
-            if video.is_file():
-                return video
-    tried = ", ".join(f"videos/{video_id}.{ext}" for ext in VIDEO_EXTENSIONS)
-    raise InputError("video_missing", f"no video file found (tried {tried})")
+        transcript_path = next((t for suffix in TRANSCRIPT_SUFFIXES
+                                if (t := folders["transcripts"].find(root, f"{video_id}{suffix}"))), None)
+    return video_path, transcript_path

@@ -27,14 +27,14 @@ from __future__ import annotations
 
 import json
 import os
-
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
 import yaml
 
-from goalcraft.config import GpuSettings, Toleration, parse_quantity
+from goalcraft.config import CONFIG_ENV_VAR, GpuSettings, Toleration, parse_quantity
 
 # Tag keys read by the executors (verified against dagster-k8s 0.29.27 and dagster-ray 0.4.8).
 K8S_CONFIG_TAG = "dagster-k8s/config"
@@ -130,6 +130,48 @@ def gpu_asset_kwargs(execution: GpuSettings) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------------------------------
+# CPU steps: what the scale-out assets ask for
+
+
+@dataclass(frozen=True)
+class StepAsk:
+    """What one step asks its executor for: CPU cores and memory (a Kubernetes quantity)."""
+
+    cpus: float
+    memory: str
+
+
+#: One step (one partition) of each scale-out CPU asset, and of its checks (docs/gpu-execution.md,
+#: "What each asset asks for"; measurements in docs/scale.md): the clip stage keeps two cores busy
+#: (the decoder's threads, JPEG encoding and tar writing in a second thread) and peaked at 0.35 GB on
+#: 640x360 footage; ingest of a 730K-record manifest peaks at 0.73 GB; the embedding runs torch on two
+#: threads with the ViT-B/16 goal space (0.6 GB of weights) and one batch of clips.
+STEP_ASKS: dict[str, StepAsk] = {
+    "corpus_manifest": StepAsk(1, "2Gi"),
+    "video_clips": StepAsk(2, "2Gi"),
+    "goal_clips": StepAsk(2, "2Gi"),
+    "clip_embeddings": StepAsk(2, "4Gi"),
+}
+
+
+def cpu_step_tags(execution: GpuSettings, asset: str) -> dict[str, str]:
+    """Op tags that make ``execution.target``'s executor reserve ``STEP_ASKS[asset]`` for the step.
+
+    Ray: ``num_cpus``/``memory`` (so Ray packs as many steps on a node as it has cores, and queues
+    the rest); k8s: container requests (and a memory limit). In-process: none. The executors take
+    no executor-wide CPU value: dagster-ray lets one override every step's tag.
+    """
+    ask = STEP_ASKS[asset]
+    if execution.target == "ray":
+        config: dict[str, Any] = {"num_cpus": float(ask.cpus), "memory": int(parse_quantity(ask.memory))}
+        return {RAY_CONFIG_TAG: json.dumps(config, sort_keys=True)}
+    if execution.target == "k8s":
+        resources = {"requests": {"cpu": str(ask.cpus), "memory": ask.memory}, "limits": {"memory": ask.memory}}
+        return {K8S_CONFIG_TAG: json.dumps({"container_config": {"resources": resources}}, sort_keys=True)}
+    return {}
+
+
+# --------------------------------------------------------------------------------------------------
 # Executors
 
 
@@ -155,7 +197,8 @@ def ray_executor_config(execution: GpuSettings) -> dict[str, Any]:
         ray["address"] = execution.ray_address
     if execution.ray_runtime_env:
         ray["runtime_env"] = dict(execution.ray_runtime_env)
-    ray["env_vars"] = [f"{NPROC_ENV_VAR}={execution.nproc_per_node}"]
+    # A bare name passes the launching process's value on: steps load the same settings file.
+    ray["env_vars"] = [f"{NPROC_ENV_VAR}={execution.nproc_per_node}", CONFIG_ENV_VAR]
     return {"ray": ray}
 
 
@@ -185,6 +228,17 @@ def executor_for(execution: GpuSettings) -> dg.ExecutorDefinition:
             raise _missing_extra("ray", "dagster-ray", exc) from exc
         return ray_executor.configured(ray_executor_config(execution), name="gpu_ray")
     raise ValueError(f"unknown GPU target {execution.target!r}")
+
+
+def location_executor(execution: GpuSettings) -> dg.ExecutorDefinition:
+    """The code location's default executor: in-process target, the multiprocess CPU executor (one
+    partition a process); k8s or Ray, that executor for every step (CPU steps reserve their
+    :data:`STEP_ASKS`, GPU steps their GPUs)."""
+    if execution.target == "inprocess":
+        from goalcraft.pipelines.executors import cpu_executor
+
+        return cpu_executor()
+    return executor_for(execution)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -170,11 +170,15 @@ def _verdict(evaluations: Sequence[Any]) -> str:
 
 
 def _root_message(error: Any) -> str:
-    """The innermost cause's first line: the user's exception, not Dagster's wrapper around it."""
+    """The innermost cause's first line: the user's exception, not Dagster's wrapper around it. A
+    ``dg.Failure`` (a stage's one-line reason) is shown without its class name."""
     while getattr(error, "cause", None) is not None:
         error = error.cause
     lines = (getattr(error, "message", None) or str(error)).strip().splitlines()
-    return lines[0] if lines else "unknown error"
+    line = lines[0] if lines else "unknown error"
+    if getattr(error, "cls_name", None) == "Failure":
+        line = line.split(": ", 1)[-1]
+    return line
 
 
 def _label(step: Step, key: dg.AssetKey) -> str:
@@ -182,13 +186,38 @@ def _label(step: Step, key: dg.AssetKey) -> str:
     return name if step.partition is None else f"{name}[{step.partition}]"
 
 
-def execute_step(defs: dg.Definitions, instance: dg.DagsterInstance, step: Step) -> tuple[dict, list, float]:
-    """Run one step; its materialization metadata per label, check evaluations, seconds. Raises StepFailed."""
+def _execute_remote(job_name: str, instance: dg.DagsterInstance, step: Step) -> dg.ExecutionResult:
+    """One run of ``job_name`` in this process whose steps the code location's executor launches
+    (Ray jobs, Kubernetes Jobs): the job is loaded by reference (goalcraft.pipelines.location), as
+    every step process loads it."""
+    from dagster._core.definitions.reconstruct import ReconstructableRepository
+
+    from goalcraft.pipelines.location import POINTER
+
+    job = ReconstructableRepository.for_module(*POINTER).get_reconstructable_job(job_name)
+    tags = RUN_TAGS if step.partition is None else {**RUN_TAGS, "dagster/partition": step.partition}
+    with dg.execute_job(job, instance, run_config=QUIET_RUN_CONFIG, tags=tags, asset_selection=list(step.keys),
+                        raise_on_error=False) as result:
+        return result
+
+
+def execute_step(defs: dg.Definitions, instance: dg.DagsterInstance, step: Step,
+                 remote: bool = False) -> tuple[dict, list, float]:
+    """Run one step; its materialization metadata per label, check evaluations, seconds. Raises StepFailed.
+
+    ``remote``: the steps run where the code location's executor sends them (``[gpu] target`` k8s or
+    ray), not in this process; ``defs`` must then be the Definitions that goalcraft.pipelines.location
+    builds from the same settings.
+    """
     started = time.perf_counter()
     job = defs.resolve_implicit_job_def_def_for_assets(list(step.keys))
     assert job is not None, step.keys  # every materializable asset is in an implicit asset job
-    result = job.execute_in_process(instance=instance, partition_key=step.partition, asset_selection=list(step.keys),
-                                    run_config=QUIET_RUN_CONFIG, tags=RUN_TAGS, raise_on_error=False)
+    if remote:
+        result = _execute_remote(job.name, instance, step)
+    else:
+        result = job.execute_in_process(instance=instance, partition_key=step.partition,
+                                        asset_selection=list(step.keys), run_config=QUIET_RUN_CONFIG, tags=RUN_TAGS,
+                                        raise_on_error=False)
     seconds = time.perf_counter() - started
     failures = result.get_step_failure_events()
     if failures or not result.success:
@@ -201,11 +230,12 @@ def execute_step(defs: dg.Definitions, instance: dg.DagsterInstance, step: Step)
 
 
 def run_steps(defs: dg.Definitions, instance: dg.DagsterInstance, steps: Sequence[Step],
-              say: Callable[[str], None]) -> RunSummary:
-    """Execute ``steps`` in order, one progress line per asset and partition; stop at the first failure."""
+              say: Callable[[str], None], remote: bool = False) -> RunSummary:
+    """Execute ``steps`` in order, one progress line per asset and partition; stop at the first failure.
+    ``remote``: see :func:`execute_step`."""
     summary = RunSummary()
     for step in steps:
-        metadata, evaluations, seconds = execute_step(defs, instance, step)
+        metadata, evaluations, seconds = execute_step(defs, instance, step, remote)
         summary.steps += 1
         for key in step.keys:
             name, label = key.to_user_string(), _label(step, key)

@@ -7,7 +7,7 @@ root; the views read the files as they are (nothing is copied or loaded ahead):
     quarantine                     every rejected input with its stage and reason, and the ``step``
                                    (ingest, clips, goals) whose records hold it
     quarantined_inputs             the same, one row per input and reason, with the steps that hit it
-    clips                          one row per clip (the shards' parquet indexes)
+    clips                          one row per clip (the shards' parquet indexes) and its ``partition``
     clip_shard_stats               one row per shard (the ``<shard>_stats.json`` records)
     clip_partitions                one row per materialized partition (``partition.json``)
     goal_clips, goal_clip_shard_stats, goal_clip_partitions
@@ -16,6 +16,10 @@ root; the views read the files as they are (nothing is copied or loaded ahead):
     clip_embeddings                one row per clip of every embedded partition
     eval_runs, eval_summary, eval_differences, eval_per_task, eval_per_pair, eval_per_instruction, eval_examples
                                    the evaluation tables of every run (goalcraft.evaluation.run)
+
+``partition_of(id)`` (a macro, once the ingest tables exist) names the partition of a video or trial
+id, so ``SELECT * FROM clips WHERE partition = partition_of('<id>') AND source_id = '<id>'`` reads
+one partition's files only.
 
 Named queries live beside this file as ``<name>.sql`` (:func:`named_queries`, :func:`run_query`):
 ``comparison`` (the latest run's metrics, models side by side), ``confused_pairs`` (most-confused task
@@ -43,6 +47,10 @@ _SHARD_STATS_COLUMNS = (
 )
 
 
+#: The partition folder a file lies in (``clips/p0003/p0003-00000.parquet`` → ``p0003``).
+_PARTITION_OF_FILE = "parse_filename(parse_dirpath(filename))"
+
+
 def _parquet_list(files: list[Path]) -> str:
     return "[" + ", ".join(_quote(p) for p in files) + "]"
 
@@ -65,11 +73,17 @@ def _index_schema(stage: str) -> pa.Schema:
 
 
 def _partitioned_views(views: dict[str, str], root: Path, prefix: str, stage: str) -> None:
-    """``<prefix>s``, ``<prefix>_shard_stats``, ``<prefix>_partitions`` for one shard stage folder."""
+    """``<prefix>s``, ``<prefix>_shard_stats``, ``<prefix>_partitions`` for one shard stage folder.
+
+    The clip views carry each row's ``partition``, read from its file's folder: a filter on it skips
+    the other partitions' files unopened (``WHERE partition = partition_of('<video id>')``), which is
+    what keeps one video's clips under a second among the 256 partitions of a 730K-video corpus.
+    """
     if any(root.glob("p*/p*-*.parquet")):
-        views[f"{prefix}s"] = f"SELECT * FROM read_parquet({_quote(root / 'p*' / 'p*-*.parquet')})"
+        views[f"{prefix}s"] = (f"SELECT * EXCLUDE (filename), {_PARTITION_OF_FILE} AS partition "
+                               f"FROM read_parquet({_quote(root / 'p*' / 'p*-*.parquet')}, filename = true)")
     elif any(root.glob("p*/partition.json")):
-        views[f"{prefix}s"] = _empty_select(_index_schema(stage))
+        views[f"{prefix}s"] = f"SELECT *, CAST(NULL AS VARCHAR) AS partition FROM ({_empty_select(_index_schema(stage))})"
     if any(root.glob("p*/*_stats.json")):
         views[f"{prefix}_shard_stats"] = (
             f"SELECT * FROM read_json({_quote(root / 'p*' / '*_stats.json')}, {_SHARD_STATS_COLUMNS})")
@@ -142,8 +156,35 @@ def format_table(table: pa.Table, max_rows: int = 200) -> str:
     return "\n".join(lines)
 
 
+def partition_of_macro(count: int) -> str:
+    """A DuckDB macro ``partition_of(id)``: goalcraft.data.partition_keys.partition_of in SQL (the
+    first 8 bytes of the id's SHA-1, big-endian, modulo the partition count)."""
+    from goalcraft.data.partition_keys import partition_key
+
+    width = len(partition_key(0, count)) - 1
+    return (f"CREATE MACRO partition_of(id) AS "
+            f"'p' || lpad(((('0x' || left(sha1(id), 16))::UBIGINT) % {count})::VARCHAR, {width}, '0')")
+
+
+def _partition_count(paths: StoragePaths) -> int | None:
+    """The partition count the ingest tables were split into, from the manifest table's metadata."""
+    import pyarrow.parquet as pq
+
+    from goalcraft.data.tables import PARTITION_COUNT_KEY
+
+    if not paths.manifest_table.is_file():
+        return None
+    count = int((pq.read_schema(paths.manifest_table).metadata or {}).get(PARTITION_COUNT_KEY, b"0"))
+    return count or None
+
+
 def connect(data_root: Path | str) -> duckdb.DuckDBPyConnection:
+    """The views of :func:`view_sources`, and ``partition_of(id)`` when the ingest tables exist."""
     con = duckdb.connect()
-    for name, sql in view_sources(StoragePaths(Path(data_root))).items():
+    paths = StoragePaths(Path(data_root))
+    for name, sql in view_sources(paths).items():
         con.execute(f"CREATE VIEW {name} AS {sql}")
+    count = _partition_count(paths)
+    if count:
+        con.execute(partition_of_macro(count))
     return con

@@ -15,7 +15,7 @@ from goalcraft.data.tables import StalePartitioningError, read_partition_rows
 from goalcraft.data.task_vocabulary import read_task_vocabulary
 from goalcraft.data.trials import TrialRecord
 from goalcraft.stages import StageError, StageResult
-from goalcraft.storage import StoragePaths
+from goalcraft.storage import StoragePaths, partition_lock
 
 
 def _rows(paths: StoragePaths, partition: str, count: int) -> tuple[list[VideoRecord], list[TrialRecord]]:
@@ -30,7 +30,8 @@ def clip_partition(paths: StoragePaths, corpus_root: Path, partition: str, count
                    settings: ClipStageSettings) -> StageResult:
     """One partition's videos and trials → clip shards (goalcraft.data.clip_stage)."""
     videos, trials = _rows(paths, partition, count)
-    report = build_clip_partition(partition, videos, trials, corpus_root, paths, settings)
+    with partition_lock(paths.lock_dir("video_clips"), partition, f"video_clips[{partition}]"):
+        report = build_clip_partition(partition, videos, trials, corpus_root, paths, settings)
     return StageResult({
         "videos_seen": report.videos_seen,
         "trials_seen": report.trials_seen,
@@ -67,9 +68,10 @@ def goal_partition(paths: StoragePaths, corpus_root: Path, partition: str, count
         # Rating files cover the whole corpus; each partition keeps its own videos' moments.
         moments += [m for m in rated if partition_of(m.source_id, count) == partition]
         rejects += [r for r in bad if partition_of(r.source_id or r.input, count) == partition]
-    report = build_goal_partition(partition, moments, corpus_root, paths, decoder=decoder,
-                                  shard_target_bytes=clips.shard_target_bytes, jpeg_quality=clips.jpeg_quality,
-                                  quarantine=rejects)
+    with partition_lock(paths.lock_dir("goal_clips"), partition, f"goal_clips[{partition}]"):
+        report = build_goal_partition(partition, moments, corpus_root, paths, decoder=decoder,
+                                      shard_target_bytes=clips.shard_target_bytes, jpeg_quality=clips.jpeg_quality,
+                                      quarantine=rejects)
     return StageResult({
         "moments": len(moments),
         "goals_written": report.goals_written,

@@ -18,7 +18,7 @@ from goalcraft.data.splits import SPLITS, with_split_column
 from goalcraft.models.mineclip import load_mineclip
 from goalcraft.stages import StageResult
 from goalcraft.stages.training import goal_space_device, norm_reference
-from goalcraft.storage import StoragePaths, write_parquet_atomic
+from goalcraft.storage import StoragePaths, partition_lock, write_parquet_atomic
 
 #: STEVE-1's goal space is 512-d; the checks hold every goal space to it.
 GOAL_DIM = 512
@@ -78,10 +78,11 @@ def embed_goal_clips(paths: StoragePaths, settings: GoalSpaceSettings, splits: S
 def embed_clip_partition(paths: StoragePaths, settings: GoalSpaceSettings, partition: str,
                          say: Callable[[str], None] | None = None) -> StageResult:
     """One partition's clips → ``embeddings/clips/<partition>.parquet``."""
-    shards = sorted(paths.clip_partition_dir(partition).glob("p*-*.tar"))
-    table = _embed(paths, settings, shards, say)
     out = paths.clip_embeddings_table(partition)
-    write_parquet_atomic(table, out)
+    with partition_lock(paths.lock_dir("clip_embeddings"), partition, f"clip_embeddings[{partition}]"):
+        shards = sorted(paths.clip_partition_dir(partition).glob("p*-*.tar"))
+        table = _embed(paths, settings, shards, say)
+        write_parquet_atomic(table, out)
     return StageResult({"rows": table.num_rows, "table": out})
 
 

@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import Sequence
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from goalcraft.config import GoalsSettings
-from goalcraft.data.manifest import ManifestError, VideoRecord, read_manifests
+from goalcraft.data.manifest import ManifestError, read_manifest_table
 from goalcraft.data.partition_keys import partition_of
 from goalcraft.data.quarantine import QuarantineRecord, quarantine_table
 from goalcraft.data.tables import PARTITION_COUNT_KEY, records_table
@@ -37,18 +38,18 @@ def ingest_manifests(paths: StoragePaths, corpus_root: Path, manifests: Sequence
                      partition_count: int) -> StageResult:
     """The manifests → ``ingest/manifest.parquet`` (with partitions) and its quarantine table."""
     try:
-        records, rejected = read_manifests(manifests, corpus_root)
+        records, rejected = read_manifest_table(manifests, corpus_root)
     except ManifestError as exc:  # a configuration error: one line, not a traceback
         raise StageError(str(exc)) from None
-    table = _with_partitions(records_table(records, VideoRecord), [r.id for r in records], partition_count)
+    table = _with_partitions(records, records.column("id").to_pylist(), partition_count)
     write_parquet_atomic(table, paths.manifest_table)
     write_parquet_atomic(quarantine_table(rejected), paths.manifest_quarantine_table)
     return StageResult({
-        "videos": len(records),
-        "with_transcript": sum(r.transcript_path is not None for r in records),
+        "videos": table.num_rows,
+        "with_transcript": table.num_rows - table.column("transcript_path").null_count,
         "rejected": len(rejected),
-        "partitions_used": len(set(table.column("partition").to_pylist())),
-        "hours": round(sum(r.duration for r in records) / 3600, 3),
+        "partitions_used": pc.count_distinct(table.column("partition")).as_py(),
+        "hours": round((pc.sum(table.column("duration")).as_py() or 0.0) / 3600, 3),
         "table": paths.manifest_table,
         **_failures(rejected),
     })
