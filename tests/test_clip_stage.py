@@ -340,3 +340,68 @@ def test_minestudio_footage_as_trial_and_as_narrated_video_with_keyword_filter(t
         direct = handle.read(pillar[2][2]["frame_indices"]).frames
         assert np.abs(pillar[2][0].astype(int) - direct.astype(int)).mean() < 4
     assert verify_partition(storage.clip_partition_dir("p0000"))[2] == []
+
+
+@pytest.mark.parametrize("decoder_name", ["pyav", "decord"])
+def test_one_decoding_pass_per_video_gives_every_window_the_same_frames(crafter_corpus, tmp_path, decoder_name):
+    """Overlapping windows read in one pass over the sorted union of their frames give exactly the
+    samples and timestamps of one read per window, with fewer frames requested and no backward read;
+    a frame that does not decode gives the same quarantine records both ways."""
+    from goalcraft.data.clip_stage import _window_clips
+    from goalcraft.data.decode import decord_available, get_decoder
+    from goalcraft.data.quarantine import InputError
+    from goalcraft.data.windows import ClipWindow
+    from goalcraft.formats import CLIP_HEIGHT, CLIP_WIDTH
+
+    if decoder_name == "decord" and not decord_available():
+        pytest.skip("decord is not installed")
+    video = sorted((crafter_corpus / "videos").glob("*.mp4"))[0]
+    # MineDojo-like: long windows, each overlapping the next by half (15 s of 10 fps video).
+    windows = [ClipWindow(start, start + 4.0, f"w{k}", ()) for k, start in enumerate(np.arange(0.0, 11.0, 2.0))]
+
+    class Counting:
+        def __init__(self, handle):
+            self.handle, self.requests = handle, []
+
+        @property
+        def info(self):
+            return self.handle.info
+
+        def read(self, indices):
+            self.requests.append([int(i) for i in indices])
+            return self.handle.read(indices)
+
+    def run(path, pass_frames):
+        with get_decoder(decoder_name).open(path, height=CLIP_HEIGHT, width=CLIP_WIDTH) as handle:
+            counting = Counting(handle)
+            out = list(_window_clips(counting, windows, source="video", source_id="v", video_path=path.name,
+                                     extra_meta={}, pass_frames=pass_frames))
+        return out, counting.requests
+
+    one, one_requests = run(video, 1024)
+    each, each_requests = run(video, 0)
+    assert [c.key for c in one] == [c.key for c in each] and len(one) == len(windows)
+    for a, b in zip(one, each):
+        assert np.array_equal(a.frames, b.frames) and a.meta == b.meta and a.caption == b.caption
+    assert len(one_requests) == 1 and one_requests[0] == sorted(set(one_requests[0]))
+    assert len(one_requests[0]) < sum(len(r) for r in each_requests)  # shared frames decoded once
+    # A frame that does not decode (one that two windows share): the pass fails, each window is read
+    # on its own, and exactly the windows that need it are quarantined, as with one read per window.
+    bad = next(i for i in one_requests[0] if sum(i in r for r in each_requests) == 2)
+
+    class Damaged(Counting):
+        def read(self, indices):
+            if bad in [int(i) for i in indices]:
+                raise InputError("insufficient_frames", f"frame {bad} does not decode")
+            return super().read(indices)
+
+    def run_damaged(pass_frames):
+        with get_decoder(decoder_name).open(video, height=CLIP_HEIGHT, width=CLIP_WIDTH) as handle:
+            return list(_window_clips(Damaged(handle), windows, source="video", source_id="v", video_path=video.name,
+                                      extra_meta={}, pass_frames=pass_frames))
+
+    one_bad, each_bad = run_damaged(1024), run_damaged(0)
+    describe = [(type(x).__name__, getattr(x, "key", None), getattr(x, "reason", None)) for x in one_bad]
+    assert describe == [(type(x).__name__, getattr(x, "key", None), getattr(x, "reason", None)) for x in each_bad]
+    quarantined = [x for x in one_bad if type(x).__name__ == "QuarantineRecord"]
+    assert len(quarantined) == 2 and len(one_bad) == len(windows)

@@ -16,11 +16,13 @@ import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
+
+import numpy as np
 
 from goalcraft.config import ClipsSettings
 from goalcraft.formats import CLIP_FRAMES, CLIP_HEIGHT, CLIP_WIDTH
-from goalcraft.data.decode import VideoDecoder, VideoHandle, get_decoder
+from goalcraft.data.decode import DecodedFrames, VideoDecoder, VideoHandle, get_decoder
 from goalcraft.data.manifest import VideoRecord
 from goalcraft.data.quarantine import InputError, QuarantineRecord, quarantine_table
 from goalcraft.data.shards import ClipSample, ClipShardWriter, sample_key
@@ -102,26 +104,81 @@ def clip_meta(source: str, source_id: str, video_path: str, window: ClipWindow, 
     }
 
 
+#: Frames decoded in one forward pass over a video (~126 MB at 160x256): the windows of a video are
+#: read in groups whose union of frame indices stays under this, so overlapping windows never seek
+#: back and a frame shared by two windows is decoded once.
+PASS_FRAMES = 1024
+
+
+def _planned_windows(info, windows: Sequence[ClipWindow]) -> list[tuple[int, ClipWindow, np.ndarray | ValueError]]:
+    out: list[tuple[int, ClipWindow, np.ndarray | ValueError]] = []
+    for i, window in enumerate(windows):
+        try:
+            out.append((i, window, np.asarray(frame_indices(window, info.fps, info.num_frames, n=CLIP_FRAMES))))
+        except ValueError as exc:
+            out.append((i, window, exc))
+    return out
+
+
+def _passes(planned, limit: int) -> Iterator[list]:
+    """Consecutive windows grouped so each group's union of frame indices holds at most ``limit``
+    frames (a single larger window is a group of its own); ``limit`` 0: one window a group."""
+    group: list = []
+    union: set[int] = set()
+    for item in planned:
+        indices = item[2]
+        extra = set() if isinstance(indices, ValueError) else set(indices.tolist())
+        if group and (limit == 0 or len(union | extra) > limit):
+            yield group
+            group, union = [], set()
+        group.append(item)
+        union |= extra
+    if group:
+        yield group
+
+
+def _read_pass(handle: VideoHandle, group) -> dict[int, Any]:
+    """Each window of ``group``: its frames and timestamps (read in one pass over the sorted union of
+    their indices), or the InputError its own read raises. If the pass fails, every window is read on
+    its own, so a bad frame only costs the windows that need it (the same records as per-window reads)."""
+    wanted = [(i, idx) for i, _, idx in group if not isinstance(idx, ValueError)]
+    if not wanted:
+        return {}
+    union = np.unique(np.concatenate([idx for _, idx in wanted]))
+    try:
+        decoded = handle.read(union)
+    except InputError:
+        out: dict[int, Any] = {}
+        for i, idx in wanted:
+            try:
+                out[i] = handle.read(idx)
+            except InputError as exc:
+                out[i] = exc
+        return out
+    return {i: DecodedFrames(decoded.frames[np.searchsorted(union, idx)],
+                             decoded.timestamps[np.searchsorted(union, idx)]) for i, idx in wanted}
+
+
 def _window_clips(handle: VideoHandle, windows: Sequence[ClipWindow], *, source: str, source_id: str,
-                  video_path: str, extra_meta: dict, segment_indices: bool = False,
+                  video_path: str, extra_meta: dict, segment_indices: bool = False, pass_frames: int = PASS_FRAMES,
                   ) -> Iterator[ClipSample | QuarantineRecord]:
     info = handle.info
-    for i, window in enumerate(windows):
-        where = f"{video_path}@{window.start:.3f}-{window.end:.3f}"
-        try:
-            indices = frame_indices(window, info.fps, info.num_frames, n=CLIP_FRAMES)
-            decoded = handle.read(indices)
-        except InputError as exc:
-            yield QuarantineRecord(where, "decode", exc.reason, exc.detail, source_id)
-            continue
-        except ValueError as exc:
-            yield QuarantineRecord(where, "window", "window_too_short", str(exc), source_id)
-            continue
-        meta = clip_meta(source, source_id, video_path, window, indices, decoded.timestamps, info.fps)
-        meta.update(extra_meta)
-        if segment_indices:  # which transcript segments the caption came from
-            meta["segment_indices"] = list(window.segment_indices)
-        yield ClipSample(sample_key(source_id, i), decoded.frames, window.caption, meta)
+    for group in _passes(_planned_windows(info, windows), pass_frames):
+        read = _read_pass(handle, group)
+        for i, window, indices in group:
+            where = f"{video_path}@{window.start:.3f}-{window.end:.3f}"
+            if isinstance(indices, ValueError):
+                yield QuarantineRecord(where, "window", "window_too_short", str(indices), source_id)
+                continue
+            decoded = read[i]
+            if isinstance(decoded, InputError):
+                yield QuarantineRecord(where, "decode", decoded.reason, decoded.detail, source_id)
+                continue
+            meta = clip_meta(source, source_id, video_path, window, indices, decoded.timestamps, info.fps)
+            meta.update(extra_meta)
+            if segment_indices:  # which transcript segments the caption came from
+                meta["segment_indices"] = list(window.segment_indices)
+            yield ClipSample(sample_key(source_id, i), decoded.frames, window.caption, meta)
 
 
 def open_video(decoder: VideoDecoder, corpus_root: Path, video_path: str,
