@@ -52,4 +52,5 @@ STUDY_TRIAL_TARGETS: tuple[str, ...] = (
     "make_stone_sword",
     "place_furnace",
     "defeat_zombie",
+    "collect_iron",
 )
