@@ -32,7 +32,7 @@ or more achievements each need many held-out goal clips, takes three keyword arg
   wood pickaxe 1.9, stone sword 1.9, stone pickaxe 1.8, coal 1.7, sapling 1.5, plant 1.0, iron 0.8.
   With a quarter of the videos held out for testing, 56 videos give every one of the 12 commonest
   achievements 20 or more held-out goal clips, 72-80 videos the 14 commonest (bootstrap over those
-  videos). It also dies less than the free play (a dead player's episode is replayed in another
+  videos; ``bench/crafter_study_counts.py`` measures all this). It also dies less than the free play (a dead player's episode is replayed in another
   world, up to 8 times, so deaths cost generation time).
 * ``trial_targets=TRIAL_TARGETS + STUDY_TRIAL_TARGETS``: trials also pursue stone, coal, iron, a
   stone pickaxe and sword, placed stone, a furnace and a defeated zombie
