@@ -1,8 +1,10 @@
-"""The scripted Crafter player and the episodes it plays.
+"""The scripted Crafter players and the episodes they play.
 
-:class:`ScriptedAgent` is a seeded, scripted-but-random policy; :func:`play_episode` plays one
-episode in a deterministic env (:mod:`goalcraft.crafter.deterministic_env`) and logs every
-achievement unlock with its step.
+:class:`ScriptedAgent` is a seeded, scripted-but-random policy (the demo corpus's free play and its
+trials); :class:`VariedAgent` plays through a curriculum of errands so that a video unlocks many
+different achievements, several times each (study corpora), and pursues the study trial targets.
+:func:`make_agent` picks the player; :func:`play_episode` plays one episode in a deterministic env
+(:mod:`goalcraft.crafter.deterministic_env`) and logs every achievement unlock with its step.
 """
 
 from __future__ import annotations
@@ -494,21 +496,38 @@ def _tunnel_sites(world: Any, depth: int) -> list[tuple[tuple[int, int], tuple[i
 
 
 class VariedAgent(ScriptedAgent):
-    """Free play that works through a rotating, randomised curriculum of errands, or a study trial.
+    """Free play through a rotating, randomised curriculum of errands, or a study trial.
 
-    Free play (``target=None``) keeps the player alive like :class:`ScriptedAgent` (a sealed
-    tunnel for the night, drink and food when low, fights zombies that come close) and otherwise
-    draws errands from a shuffled deck of :attr:`ERRANDS`: chop wood, place a table, craft wood and
-    stone tools at a table, mine stone and coal, place stone and a furnace, drink, hunt a cow, pick
-    and plant saplings, eat ripe plants, nap, fight zombies at dusk and dawn, mine iron. Each errand
-    ends when its achievement is unlocked once more (Crafter counts every repeat), or gives up after a
-    step budget; prerequisites are pursued on the way (wood for a table, a table and a pickaxe before
-    stone, stone before a furnace). Errands whose achievement is already frequent in the episode are
-    skipped more often, so that no achievement dominates. Unlike :class:`ScriptedAgent` it walks on
-    paths too and digs through stone toward coal and iron, with a cost-weighted planner (never into
-    lava). With ``target`` set (one of :attr:`ERRANDS`), it looks around for a few steps, then pursues
-    that achievement (and its prerequisites) until it is unlocked, like :class:`ScriptedAgent` does for
-    :data:`~goalcraft.crafter.tasks.TRIAL_TARGETS`. All randomness comes from ``rng``.
+    Made for study corpora, where each achievement needs many unlocks: in a 1000-step episode it
+    unlocks 14-18 different achievements, many of them several times (Crafter counts every repeat),
+    where :class:`ScriptedAgent` unlocks 8-13, mostly wood, water, stone and saplings (measured
+    counts in :mod:`goalcraft.crafter`).
+
+    Free play (``target=None``):
+
+    * **Days.** Needs first: water and a cow (or a ripe plant) when drink or food run low, more so
+      in the afternoon, before the night. Then errands: the first tools (wood pickaxe and sword,
+      stone sword), closed-in gardens (:meth:`_plant_garden`, food for later days), then, of the
+      :attr:`ERRANDS` it can do from where it is, the one unlocked least often so far (a shuffled deck
+      breaks ties): chop wood, place a table, craft wood and stone tools, mine stone, coal and iron,
+      place stone and a furnace, drink, hunt a cow, pick and plant saplings, eat ripe plants, nap,
+      fight zombies. An errand ends when its achievement is unlocked once more, or gives up after
+      :attr:`JOB_STEPS`; prerequisites come on the way (wood for a table, a table and a pickaxe before
+      stone, stone before a furnace). In the afternoon it gathers wood for the night (:attr:`NIGHT_WOOD`).
+    * **Nights** (:meth:`_night`): a tunnel dug 3 (or 2) tiles into stone and sealed with a stone block,
+      used as mine and workshop (:meth:`_shelter_busy`): it digs on through stone that opens onto
+      nothing walkable, fills gaps with a table, a furnace or stone, crafts at the table, drinks where
+      the mine meets water, sleeps when tired, and fights zombies one at a time at the entrance
+      (:meth:`_gate`); it digs out in full daylight, once zombies have gone or are few.
+    * **Moving**: a cost-weighted planner (:meth:`_go_act`) over grass, sand and the paths it dug
+      itself (natural paths are skeleton tunnels), digging through stone when mining, never into
+      lava, around skeletons' lines of fire where it can; it fights zombies that come close.
+
+    With ``target`` set (one of :attr:`ERRANDS`) it looks around for a few steps, then pursues that
+    achievement (and its prerequisites) until it is unlocked, like :class:`ScriptedAgent` does for
+    :data:`~goalcraft.crafter.tasks.TRIAL_TARGETS`; trials have no night shelter.
+    All randomness comes from ``rng``; :attr:`why` names the part of the policy that chose the last
+    action (for debugging).
     """
 
     ERRANDS: tuple[str, ...] = (
@@ -520,8 +539,7 @@ class VariedAgent(ScriptedAgent):
     OPENING: tuple[str, ...] = ("make_wood_pickaxe", "make_wood_sword", "make_stone_sword")
     WORK_GAP = (3, 9)  # steps between two things done in the night's workshop (narrated apart)
     GARDENS = 3  # closed-in plots it plants on the first days (see _plant_garden)
-    NIGHT_WOOD = 6  # wood it gathers in the afternoon for the night's table and crafts
-    LEAD = 3  # an errand is skipped while its count is this far ahead of the rarest one's
+    NIGHT_WOOD = 9  # wood it gathers in the afternoon for the night's table and crafts
     NEED_RADIUS = 22  # how far it looks for water and cows when it needs them
     RADIUS = 14  # how far (in tiles, each way) the planner looks
     JOB_STEPS = 70  # an errand's step budget
@@ -544,6 +562,7 @@ class VariedAgent(ScriptedAgent):
         self.gardens: list[dict[str, Any]] = []  # plots with a sapling closed in (see _plant_garden)
         self.garden_build: dict[str, Any] | None = None
         self.harvesting: dict[str, Any] | None = None
+        self.why = ""
 
     # -- planning ------------------------------------------------------------------------------------
     def _window(self, world: Any, pos: np.ndarray, radius: int) -> tuple[int, int, int, int]:
@@ -558,7 +577,12 @@ class VariedAgent(ScriptedAgent):
         """Walk (digging through stone if ``dig``) to a cell next to a ``targets`` cell (4 neighbours,
         or 8 with ``eight``; the cell itself with ``stand_on``), face it and return ``action``.
         ``targets`` covers ``box`` (the planner window); ``walk`` and ``diggable`` override where it
-        may walk and dig. None when no target is reachable within the window."""
+        may walk and dig. None when no target is reachable within the window.
+
+        A shortest path by cost (a step 1, mining a tile and stepping in 3, a tile in a skeleton's
+        line of fire 8 more; never lava, never its gardens' walls), found as a distance field over the
+        window; it sticks to the goal tile it chose for up to 30 steps, so equally near targets or a
+        wandering skeleton do not make it dither."""
         player, world = env._player, env._world
         x0, x1, y0, y1 = box or self._window(world, player.pos, self.RADIUS)
         sx, sy = int(player.pos[0]) - x0, int(player.pos[1]) - y0
@@ -652,7 +676,8 @@ class VariedAgent(ScriptedAgent):
     @staticmethod
     def _skeleton_zone(world: Any, box: tuple[int, int, int, int], reach: int = 6) -> np.ndarray:
         """Cells of ``box`` a skeleton can shoot (same row or column, up to ``reach`` tiles, nothing
-        in between that stops arrows) or reach within a step or two: the planner keeps out."""
+        in between that stops arrows) or reach within a step or two: the planner avoids them, and the
+        player steps out of them."""
         x0, x1, y0, y1 = box
         zone = np.zeros((x1 - x0, y1 - y0), bool)
         xs, ys = np.arange(x0, x1)[:, None], np.arange(y0, y1)[None, :]
@@ -944,25 +969,21 @@ class VariedAgent(ScriptedAgent):
                 self.retry_at[self.job] = step + 60
                 self.job = None
         if self.job is None:
-            floor = min(achievements[n] for n in self.ERRANDS if n not in ("eat_plant", "collect_iron"))
-            for _ in range(2 * len(self.ERRANDS)):
-                opening = [n for n in self.OPENING if not achievements[n] and self.retry_at.get(n, 0) <= step]
-                if (not opening and len(self.gardens) < self.GARDENS and step % 300 < 90
-                        and self.retry_at.get("place_plant", 0) <= step):
-                    opening = ["place_plant"]  # gardens: food for the days to come
-                if opening:  # tools first (a sword above all), then the shuffled deck
-                    self.job, self.job_base = opening[0], achievements[opening[0]]
-                    self.job_until = step + self.JOB_STEPS
-                    break
-                if not self.deck:
-                    self.deck = [self.ERRANDS[k] for k in self.rng.permutation(len(self.ERRANDS))]
-                name = self.deck.pop()
-                if achievements[name] >= floor + self.LEAD:
-                    continue  # well ahead of the rarest errand already: let the others catch up
-                if self.retry_at.get(name, 0) > step or not self._feasible(env, name, zombie_dist):
-                    continue
+            opening = [n for n in self.OPENING if not achievements[n] and self.retry_at.get(n, 0) <= step]
+            if (not opening and len(self.gardens) < self.GARDENS and step % 300 < 90
+                    and self.retry_at.get("place_plant", 0) <= step):
+                opening = ["place_plant"]  # gardens: food for the days to come
+            if not self.deck:
+                self.deck = [self.ERRANDS[k] for k in self.rng.permutation(len(self.ERRANDS))]
+            # Tools first (a sword above all); then, of the errands it can do from here, the one
+            # unlocked least often so far (the deck's shuffled order breaks ties).
+            candidates = opening or [n for n in self.deck if self.retry_at.get(n, 0) <= step
+                                     and self._feasible(env, n, zombie_dist)]
+            if candidates:
+                name = min(candidates, key=lambda n: (achievements[n] if not opening else 0, self.deck.index(n)))
+                self.deck.remove(name)
+                self.deck.append(name)
                 self.job, self.job_base, self.job_until = name, achievements[name], step + self.JOB_STEPS
-                break
         return self.job
 
     # -- the night: a sealed mine ------------------------------------------------------------------------
@@ -1250,11 +1271,11 @@ class VariedAgent(ScriptedAgent):
                 options.append(("place_stone", "place_stone"))
         else:
             sh.pop("work", None)
-        if "table" in nearby and inv["wood"] >= 1:
+        if inv["wood"] >= 1:  # crafts at a table in the mine (walking back to it if need be)
             options += [("make_wood_pickaxe", "make_wood_pickaxe"), ("make_wood_sword", "make_wood_sword")]
             if inv["stone"] >= 1:
                 options += [("make_stone_pickaxe", "make_stone_pickaxe"), ("make_stone_sword", "make_stone_sword")]
-            if "furnace" in nearby and inv["coal"] >= 1 and inv["iron"] >= 1:
+            if "table" in nearby and "furnace" in nearby and inv["coal"] >= 1 and inv["iron"] >= 1:
                 options += [("make_iron_pickaxe", "make_iron_pickaxe"), ("make_iron_sword", "make_iron_sword")]
         if inv["drink"] < _MAX["drink"]:
             options.append(("collect_drink", "drink"))
@@ -1278,6 +1299,10 @@ class VariedAgent(ScriptedAgent):
                         sh["work"] = ahead  # a gap to fill next
                         sh["next_work"] = env._step + int(rng.randint(2, 6))
                     return action
+            elif what.startswith("make_") and "table" not in nearby:
+                action = self._go_act(env, mat == world._mat_ids["table"], what, box=box, walk=walk, eight=True)
+                if action is not None:
+                    return done(action) if action == what else action
             else:
                 return done(what)
         return None
@@ -1293,7 +1318,7 @@ class VariedAgent(ScriptedAgent):
         return ACTION_IDS[action]
 
     def _act(self, env: crafter.Env) -> str:
-        self.why = 'other'
+        self.why = "other"
         player, world, rng = env._player, env._world, self.rng
         inv = player.inventory
         pos = player.pos
@@ -1316,12 +1341,12 @@ class VariedAgent(ScriptedAgent):
                 dusk = 150  # a last meal and drink first: the night is long
             action = self._night(env, env._step % 300, zombie_dist, dusk)
             if action is not None:
-                self.why = 'shelter'
+                self.why = "shelter"
                 return action
         if zombie_dist <= 2 or (zombie_dist <= 6 and self._fit_to_fight(player)):
             action = self._pursue(env, "defeat_zombie")
             if action is not None:
-                self.why = 'fight'
+                self.why = "fight"
                 return action
         box = self._window(world, pos, 2)
         zone = self._skeleton_zone(world, box)
@@ -1330,10 +1355,10 @@ class VariedAgent(ScriptedAgent):
                     and world[pos + np.array((dx, dy))][0] in _SAFE
                     and not zone[int(pos[0]) + dx - box[0], int(pos[1]) + dy - box[2]]]
             if away:
-                self.why = 'skeleton'
+                self.why = "skeleton"
                 return away[rng.randint(len(away))]
         if rng.uniform() < self.eps or self.stuck > 6:
-            self.why = 'random'
+            self.why = "random"
             if self.stuck > 6:
                 self.stuck = 0
             choice = ("move_left", "move_right", "move_up", "move_down", "do", "noop")[rng.randint(6)]
@@ -1342,7 +1367,7 @@ class VariedAgent(ScriptedAgent):
         if self.garden_build is not None and isinstance(world[self.garden_build["P"]][1], crafter_objects.Plant):
             action = self._plant_garden(env)  # planted: close the garden in before anything else
             if action is not None:
-                self.why = 'garden'
+                self.why = "garden"
                 return action
         # Needs first: drink and eat when low (refill, then back to the errands), nap when exhausted.
         full = 80 <= env._step % 300 < 262  # before the night: fill up
@@ -1358,7 +1383,7 @@ class VariedAgent(ScriptedAgent):
             elif inv["food"] <= (7 if top_up else 6 if stock_up else 5):
                 self.need = "food"
         if self.need is not None:
-            self.why = 'need'
+            self.why = "need"
             far = self._window(world, pos, self.NEED_RADIUS)
             if self.need == "drink":
                 action = self._go_material(env, "water", box=far)
@@ -1376,10 +1401,10 @@ class VariedAgent(ScriptedAgent):
         if inv["energy"] <= 2 and zombie_dist > 8 and _daylight(env._step + 60) > 0.6:
             return "sleep"  # exhausted; near the night it sleeps in the shelter instead (see dusk above)
 
-        if self.target is None and 75 <= env._step % 300 < self.DUSK and inv["wood"] < self.NIGHT_WOOD:
+        if self.target is None and 70 <= env._step % 300 < self.DUSK and inv["wood"] < self.NIGHT_WOOD:
             action = self._pursue(env, "collect_wood")  # wood for the night's table and crafts
             if action is not None:
-                self.why = 'stock'
+                self.why = "stock"
                 return action
         job = self._next_job(env, zombie_dist)
         action = self._pursue(env, job) if job is not None else None
@@ -1387,9 +1412,9 @@ class VariedAgent(ScriptedAgent):
             if job is not None and self.target is None:
                 self.retry_at[job] = env._step + 40
                 self.job = None
-            self.why = 'wander'
+            self.why = "wander"
             return self._wander(world, player)
-        self.why = 'job'
+        self.why = "job"
         return action
 
 

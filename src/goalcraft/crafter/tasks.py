@@ -40,10 +40,11 @@ TRIAL_TARGETS: tuple[str, ...] = (
 )
 
 
-# More achievements for study corpora (``generate_crafter_corpus(trial_targets=...)``): the varied
-# agent (:class:`goalcraft.crafter.agent.VariedAgent`) pursues these, prerequisites included (a
-# pickaxe before stone, a table before tools, stone before a furnace). Trials for them need a
-# larger step cap than the default 250; see the success rates in :mod:`goalcraft.crafter`.
+# More achievements for study corpora (``generate_crafter_corpus(trial_targets=TRIAL_TARGETS +
+# STUDY_TRIAL_TARGETS)``): the varied agent (:class:`goalcraft.crafter.agent.VariedAgent`) pursues
+# these, prerequisites included (a pickaxe before stone, a table before tools, stone before a
+# furnace). Measured on a corpus's own trials: within 250 steps 16 of 16 succeed for each target but
+# coal and iron (14 of 16 each); within 300 steps 12 of 12 (iron 11 of 12). Give them 300 steps.
 STUDY_TRIAL_TARGETS: tuple[str, ...] = (
     "collect_stone",
     "place_stone",
@@ -52,4 +53,5 @@ STUDY_TRIAL_TARGETS: tuple[str, ...] = (
     "make_stone_sword",
     "place_furnace",
     "defeat_zombie",
+    "collect_iron",
 )

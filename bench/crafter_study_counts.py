@@ -1,0 +1,96 @@
+"""Unlocks and goal clips per achievement in a generated Crafter corpus, and the corpus size a study needs.
+
+    python bench/crafter_study_counts.py                                   # 8 varied videos of 1000 steps
+    python bench/crafter_study_counts.py --videos 16 --seed 1 --agent free --workers 2
+    python bench/crafter_study_counts.py --corpus /tmp/a --corpus /tmp/b   # count existing corpora only
+
+Generates the videos with generate_crafter_corpus (no trials), then counts per achievement the unlock
+events (ground_truth/events.jsonl) and the goal moments goalcraft's transcript miner finds in the
+videos: one per narrated unlock, repeats within one narrated line merged, i.e. the videos' goal clips.
+Last, a bootstrap over the videos: how many videos give each of the N commonest achievements at least
+20 goal clips in a test set of a quarter of the videos (P over 2000 draws).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from goalcraft.crafter.corpus import generate_crafter_corpus
+from goalcraft.crafter.tasks import ACHIEVEMENTS
+from goalcraft.data.manifest import read_manifest
+from goalcraft.data.mining import mine_transcripts
+from goalcraft.data.task_vocabulary import load_tasks_json
+
+
+def per_video_counts(root: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(events, goal clips): videos x achievements."""
+    videos, _ = read_manifest(root / "manifest.jsonl", root)
+    moments, _ = mine_transcripts(videos, root, load_tasks_json(root / "tasks.json"))
+    clips: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
+    for moment in moments:
+        clips[moment.source_id][moment.task] += 1
+    events: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
+    for line in (root / "ground_truth" / "events.jsonl").read_text().splitlines():
+        event = json.loads(line)
+        if event["source"] == "video":
+            events[event["source_id"]][event["achievement"]] += 1
+    ids = [v.id for v in videos]
+    return (np.array([[events[i][a] for a in ACHIEVEMENTS] for i in ids]),
+            np.array([[clips[i][a] for a in ACHIEVEMENTS] for i in ids]))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--corpus", type=Path, action="append", help="count these corpora instead of generating one")
+    parser.add_argument("--videos", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=1000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--agent", choices=("varied", "free"), default="varied")
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        roots = args.corpus
+        if not roots:
+            roots = [Path(tmp) / "corpus"]
+            started = time.perf_counter()
+            generate_crafter_corpus(roots[0], seed=args.seed, n_videos=args.videos, steps_per_video=args.steps,
+                                    n_trials=0, n_steve1_episodes=0, video_agent=args.agent, workers=args.workers,
+                                    progress=print)
+            seconds = time.perf_counter() - started
+            print(f"\n{args.videos} videos of {args.steps} steps ({args.agent}, {args.workers} worker(s)): "
+                  f"{seconds:.0f} s, {seconds / args.videos:.1f} s of wall time per video")
+        counts = [per_video_counts(root) for root in roots]
+    events = np.concatenate([e for e, _ in counts])
+    clips = np.concatenate([c for _, c in counts])
+    n = len(clips)
+    distinct = sorted(int(k) for k in (events > 0).sum(1))
+    print(f"{n} videos; different achievements per video: {distinct}")
+    print(f"{'achievement':20s} {'events/video':>13s} {'goal clips/video':>17s} {'(sd)':>6s}")
+    order = np.argsort(-clips.mean(0))
+    for k in order:
+        if events[:, k].any():
+            print(f"{ACHIEVEMENTS[k]:20s} {events[:, k].mean():13.1f} {clips[:, k].mean():17.2f} {clips[:, k].std():6.2f}")
+    rng = np.random.default_rng(0)
+    for top in (12, 14, 15):
+        keep = order[:top]
+        line = []
+        for size in (40, 48, 56, 64, 72, 80, 96):
+            hits = 0
+            for _ in range(2000):
+                sample = clips[rng.integers(0, n, size)]
+                test = sample[rng.permutation(size)[: round(0.25 * size)]]
+                hits += bool((test[:, keep].sum(0) >= 20).all())
+            line.append(f"{size}: {hits / 2000:.2f}")
+        print(f"P(each of the {top} commonest has >= 20 goal clips in a 25% test split) by videos: " + ", ".join(line))
+
+
+if __name__ == "__main__":
+    main()
