@@ -312,3 +312,57 @@ def test_streamed_prefetched_bf16_run(shards, caption_map, tmp_path):
     with pytest.raises(ValueError, match="cache"):  # another data order: not a resume
         train_goal_space(shards, TINY, tmp_path / "plain", caption_map=caption_map, tensorboard=False,
                          **{**common, "cache": True, "steps": 6})
+
+
+def test_goal_space_data_leaves_out_test_sources_and_adds_the_others_goal_clips(tmp_path):
+    """Real shards and indexes: clips of sources in the test split (by the goal clips' by-source split)
+    are left out of the goal space's data; goal clips of the other sources are added under "goal/"."""
+    import pyarrow as pa
+
+    from goalcraft.config import SplitSettings
+    from goalcraft.data.splits import source_splits
+    from goalcraft.stages.training import goal_space_data
+    from goalcraft.storage import StoragePaths, write_parquet_atomic
+    from goalcraft.training.data import ClipBatches, shard_keys
+
+    paths = StoragePaths(tmp_path)
+    sources = [f"vid{i}" for i in range(8)]
+    frames = {f"f{j:02d}.jpg": _jpeg() for j in range(16)}
+
+    def write(folder, keys_sources, caption):
+        import tarfile, io
+        folder.mkdir(parents=True)
+        with tarfile.open(folder / "p0000-00000.tar", "w") as tar:
+            for key, _ in keys_sources:
+                for name, data in {**frames, "txt": caption.encode()}.items():
+                    info = tarfile.TarInfo(f"{key}.{name}")
+                    info.size = len(data)
+                    tar.addfile(info, io.BytesIO(data))
+        write_parquet_atomic(pa.table({"key": [k for k, _ in keys_sources], "source_id": [s for _, s in keys_sources]}),
+                             folder / "p0000-00000.parquet")
+
+    # Each source: one narrated clip and two goal clips; the same keys in both stages.
+    write(paths.clips_dir / "p0000", [(f"{s}-00000", s) for s in sources], "chop a tree")
+    write(paths.goals_dir / "p0000", [(f"{s}-{i:05d}", s) for s in sources for i in range(2)], "chop a tree")
+    data = goal_space_data(paths, SplitSettings(val_fraction=0.25, test_fraction=0.25))
+    expected = source_splits([s for s in sources for _ in range(2)], val_fraction=0.25, test_fraction=0.25)
+    test = sorted(s for s, k in expected.items() if k == "test")
+    assert list(data.test_sources) == test and len(test) >= 1
+    batches = ClipBatches(data.shards, batch_size=2, split="all", exclude=data.exclude, key_prefix=data.key_prefix)
+    kept = set(batches.keys)
+    kept_sources = {k.removeprefix("goal/").rsplit("-", 1)[0] for k in kept}
+    assert kept_sources == set(sources) - set(test)
+    assert len(kept) == 3 * (len(sources) - len(test))  # 1 clip + 2 goal clips per remaining source
+    assert {k for k in kept if k.startswith("goal/")} == {f"goal/{s}-{i:05d}" for s in kept_sources for i in range(2)}
+    assert len(list(shard_keys(data.shards[0]))) == len(sources)  # the shards themselves are untouched
+
+
+def _jpeg() -> bytes:
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.fromarray(np.zeros((160, 256, 3), np.uint8)).save(out, format="JPEG")
+    return out.getvalue()

@@ -7,7 +7,7 @@ import json
 
 import dagster as dg
 
-from goalcraft.assets.keys import GOAL_EMBEDDINGS, TASK_VOCABULARY, VIDEO_CLIPS
+from goalcraft.assets.keys import GOAL_CLIPS, GOAL_EMBEDDINGS, TASK_VOCABULARY, VIDEO_CLIPS
 from goalcraft.assets.materialize import materialize
 from goalcraft.config import GoalcraftConfig
 from goalcraft.resources import StorageResource, TrainingResource
@@ -22,10 +22,11 @@ def build_training_assets() -> list[dg.AssetsDefinition]:
     @dg.asset(
         group_name="training",
         kinds={"pytorch", "safetensors"},
-        deps=[VIDEO_CLIPS, TASK_VOCABULARY],
+        deps=[VIDEO_CLIPS, GOAL_CLIPS, TASK_VOCABULARY],
         description=(
             "The MineCLIP goal space (image ViT, temporal attention pooling, text transformer, reward-head "
-            "adapters) trained with video–text InfoNCE on every clip shard. Best-validation and last "
+            "adapters) trained with video–text InfoNCE on every clip and goal-clip shard except the samples of "
+            "test-split sources (the by-source split the goal embeddings get). Best-validation and last "
             "checkpoints (safetensors + config.json), TensorBoard logs, and the norm range of its goal "
             "embeddings (used by the embedding checks to flag drift). With [goal_space] mineclip_checkpoint the "
             "user's real MineCLIP (attn.pth) IS the goal space: loaded strictly, nothing trained, recorded with "
@@ -35,7 +36,7 @@ def build_training_assets() -> list[dg.AssetsDefinition]:
     def goal_space_model(context: dg.AssetExecutionContext, storage: StorageResource,
                          training: TrainingResource) -> dg.MaterializeResult:
         return materialize(context, lambda: train_goal_space_model(
-            storage.paths, training.goal_space, log=lambda r: context.log.info(json.dumps(r))))
+            storage.paths, training.goal_space, training.splits, log=lambda r: context.log.info(json.dumps(r))))
 
     @dg.asset(
         group_name="training",

@@ -100,6 +100,21 @@ def assign_source_splits(clips_per_source: Mapping[str, int], *, val_fraction: f
     return out
 
 
+def source_splits(goal_clip_sources: Sequence[str], *, val_fraction: float, test_fraction: float,
+                  user_trials: Collection[str] = (),
+                  user_trials_mode: Literal["references", "references_and_training"] = "references",
+                  ) -> dict[str, SplitName]:
+    """Source id → split, from the source of every goal clip (one entry per clip): the hash split of
+    :func:`assign_source_splits`, with the user's STEVE-1 trials placed by ``user_trials_mode``. The
+    goal-embeddings table and the goal space's training data both take their split from here."""
+    user = set(user_trials)
+    assignment = assign_source_splits(Counter(s for s in goal_clip_sources if s not in user),
+                                      val_fraction=val_fraction, test_fraction=test_fraction)
+    for source in user & set(goal_clip_sources):
+        assignment[source] = "test" if user_trials_mode == "references" else "train"
+    return assignment
+
+
 def with_split_column(table: pa.Table, *, val_fraction: float, test_fraction: float,
                       user_trials: Collection[str] = (),
                       user_trials_mode: Literal["references", "references_and_training"] = "references") -> pa.Table:
@@ -108,11 +123,9 @@ def with_split_column(table: pa.Table, *, val_fraction: float, test_fraction: fl
     (module docstring), the others by the hash split."""
     sources = table.column("source_id").to_pylist()
     user = set(user_trials)
-    assignment = assign_source_splits(Counter(s for s in sources if s not in user), val_fraction=val_fraction,
-                                      test_fraction=test_fraction)
+    assignment = source_splits(sources, val_fraction=val_fraction, test_fraction=test_fraction,
+                               user_trials=user, user_trials_mode=user_trials_mode)
     held_out = user_trials_mode == "references"
-    for source in user & set(sources):
-        assignment[source] = "test" if held_out else "train"
     split = [assignment[s] for s in sources]
     user_reference = STEVE1_TRIALS if held_out else STEVE1_TRIALS_TRAINED
     reference = [user_reference if s in user else TEST_SPLIT if k == "test" else None for s, k in zip(sources, split)]

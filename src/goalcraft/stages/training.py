@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 import pyarrow.parquet as pq
 
-from goalcraft.config import GoalSpaceSettings, PriorSettings
+from goalcraft.config import GoalSpaceSettings, PriorSettings, SplitSettings
 from goalcraft.data.embeddings import NormStats, embed_shards, embedding_matrix
 from goalcraft.data.splits import SplitError, require_splits, split_indices
 from goalcraft.data.task_vocabulary import TaskVocabulary, read_task_vocabulary
@@ -127,22 +128,70 @@ def use_user_mineclip(paths: StoragePaths, settings: GoalSpaceSettings) -> Stage
     })
 
 
-def train_goal_space_model(paths: StoragePaths, settings: GoalSpaceSettings, log: Log | None = None) -> StageResult:
-    """The goal space on every clip shard (captions of vocabulary tasks mapped to their instruction),
-    then its norm range on those clips; with ``mineclip_checkpoint``, the user's MineCLIP instead."""
+@dataclass(frozen=True)
+class GoalSpaceData:
+    """What the goal space trains on: every clip shard and goal-clip shard, less the samples of
+    test-split sources (the split of :func:`goalcraft.data.splits.source_splits`, the one the
+    goal-embeddings table gets), so the held-out goal clips' recordings are never seen in training."""
+
+    shards: list[Path]
+    held_out: frozenset[tuple[str, str]]  # (shard path, key) of the samples left out
+    key_prefix: dict[str, str]  # goal-clip shards' keys get "goal/" (they may repeat clip keys)
+    test_sources: tuple[str, ...]
+
+    def exclude(self, shard: Path, key: str) -> bool:
+        return (str(shard), key) in self.held_out
+
+    @property
+    def data_key(self) -> str:
+        import hashlib
+
+        return hashlib.sha256(json.dumps(self.test_sources).encode()).hexdigest()[:16]
+
+
+def goal_space_data(paths: StoragePaths, splits: SplitSettings) -> GoalSpaceData:
+    """:class:`GoalSpaceData` from the clip and goal-clip partition indexes."""
+    from goalcraft.data.splits import source_splits
+    from goalcraft.stages.embeddings import user_trial_ids
+
+    def index(folder: Path) -> list[dict[str, Any]]:
+        rows = []
+        for f in sorted(folder.glob("p*/p*-*.parquet")):
+            rows += [{**r, "path": str(f.with_suffix(".tar"))}
+                     for r in pq.read_table(f, columns=["key", "source_id"]).to_pylist()]
+        return rows
+
+    clips, goals = index(paths.clips_dir), index(paths.goals_dir)
+    assignment = source_splits([g["source_id"] for g in goals], val_fraction=splits.val_fraction,
+                               test_fraction=splits.test_fraction, user_trials=user_trial_ids(paths),
+                               user_trials_mode=splits.steve1_trials)
+    test = {s for s, k in assignment.items() if k == "test"}
+    held_out = frozenset((r["path"], r["key"]) for r in clips + goals if r["source_id"] in test)
+    goal_shards = paths.goal_shards()
+    return GoalSpaceData(_clip_shards(paths, "train the goal space on") + goal_shards, held_out,
+                         {str(s): "goal/" for s in goal_shards}, tuple(sorted(test)))
+
+
+def train_goal_space_model(paths: StoragePaths, settings: GoalSpaceSettings, splits: SplitSettings | None = None,
+                           log: Log | None = None) -> StageResult:
+    """The goal space on every clip and goal-clip shard but those of test-split sources (captions of
+    vocabulary tasks mapped to their instruction), then its norm range on the clips; with
+    ``mineclip_checkpoint``, the user's MineCLIP instead."""
     if settings.mineclip_checkpoint:
         return use_user_mineclip(paths, settings)
     recipe = GOAL_SPACE_TRAINING[settings.preset]
     kwargs = recipe.training_kwargs(steps=settings.steps or recipe.steps, device=goal_space_device(settings))
     shards = _clip_shards(paths, "train the goal space on")
+    data = goal_space_data(paths, splits or SplitSettings())
     _trained_here(paths.goal_space_dir)
     # Narration lines and paraphrases captioned as their task's instruction (goalcraft.training.data).
     corpus_tasks = TaskVocabulary(read_task_vocabulary(paths.task_vocabulary_file).corpus_tasks())
     caption_map = task_caption_map(corpus_tasks.to_mapping()) if corpus_tasks.tasks else None
     try:
         result = train_goal_space(
-            shards, recipe.model, paths.goal_space_dir, seed=settings.seed,
+            data.shards, recipe.model, paths.goal_space_dir, seed=settings.seed,
             caption_map=(lambda c: caption_to_task(c, caption_map)) if caption_map else None,
+            exclude=data.exclude, key_prefix=data.key_prefix, data_key=data.data_key,
             # "auto": a re-materialization after the clips or settings changed starts afresh.
             log=log, resume="auto", **kwargs)
     except GoalSpaceTrainingError as exc:
@@ -153,6 +202,8 @@ def train_goal_space_model(paths: StoragePaths, settings: GoalSpaceSettings, log
     return StageResult({
         "preset": settings.preset,
         "clips": table.num_rows,
+        "held_out_samples": len(data.held_out),
+        "test_sources_left_out": len(data.test_sources),
         "best_step": best["step"],
         "best_val_loss": float(best["val_loss"]),
         "val_top1": float(best["top1"]),

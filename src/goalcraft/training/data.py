@@ -183,6 +183,8 @@ class ClipBatches:
         shuffle_buffer: int = 512,
         jitter: bool = False,
         decode_workers: int = 0,
+        exclude: Callable[[Path, str], bool] | None = None,
+        key_prefix: Mapping[str, str] | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -207,6 +209,10 @@ class ClipBatches:
         # (same result, in order). Needed to feed a GPU: 256 clips x 16 frames is ~1.2 s on one core.
         self.decode_workers = decode_workers
         self._pool: ThreadPoolExecutor | None = None
+        # ``exclude(shard, key)``: samples to leave out (e.g. clips of held-out sources); ``key_prefix``
+        # (shard path → prefix) keeps the keys of shards from another stage (goal clips) apart.
+        self._exclude = exclude
+        self._prefix = {str(Path(k)): v for k, v in (key_prefix or {}).items()}
         split_of("", val_fraction)  # validates the fraction
 
         # Keys of this split, per shard, in shard order; known before any clip is decoded.
@@ -214,7 +220,10 @@ class ClipBatches:
         seen: set[str] = set()
         for shard in self.shards:
             keys = []
-            for key in shard_keys(shard):
+            for raw_key in shard_keys(shard):
+                if self._exclude is not None and self._exclude(shard, raw_key):
+                    continue
+                key = self._prefix.get(str(shard), "") + raw_key
                 if key in seen:
                     raise ValueError(f"sample key {key!r} occurs twice in the shards ({shard.name})")
                 seen.add(key)
@@ -249,7 +258,12 @@ class ClipBatches:
         for i in shard_order:
             if not self._shard_keys[i]:
                 continue
-            for sample in iter_shard(self.shards[i]):
+            shard, prefix = self.shards[i], self._prefix.get(str(self.shards[i]), "")
+            for sample in iter_shard(shard):
+                if self._exclude is not None and self._exclude(shard, sample["__key__"]):
+                    continue
+                if prefix:
+                    sample = {**sample, "__key__": prefix + sample["__key__"]}
                 if self._wanted(sample["__key__"]):
                     yield sample
 

@@ -47,7 +47,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Literal, Sequence
+from typing import Any, Callable, Iterator, Literal, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -322,6 +322,9 @@ def train_goal_space(
     grad_clip: float = 1.0,
     max_logit_scale: float = 100.0,
     tensorboard: bool = True,
+    exclude: Callable[[Path, str], bool] | None = None,
+    key_prefix: Mapping[str, str] | None = None,
+    data_key: str = "",
 ) -> GoalSpaceTrainResult:
     """Train a MineCLIP goal space on clip ``shards``; see the module docstring.
 
@@ -345,11 +348,14 @@ def train_goal_space(
         raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
     out_dir = Path(out_dir)
 
+    # ``exclude``/``key_prefix``: see ClipBatches (the pipeline leaves out test-split sources and adds
+    # the other sources' goal clips); ``data_key`` names that choice in the resume fingerprint.
+    select = dict(exclude=exclude, key_prefix=key_prefix)
     train = ClipBatches(shards, batch_size=batch_size, split="train", val_fraction=val_fraction, seed=seed,
                         frames=frames, cache=cache, caption_map=caption_map, jitter=jitter,
-                        decode_workers=decode_workers)
+                        decode_workers=decode_workers, **select)
     val = ClipBatches(shards, batch_size=batch_size, split="val", val_fraction=val_fraction, seed=seed,
-                      frames=frames, cache=cache, caption_map=caption_map, decode_workers=decode_workers)
+                      frames=frames, cache=cache, caption_map=caption_map, decode_workers=decode_workers, **select)
     if len(val) == 0:
         raise GoalSpaceTrainingError(f"no validation clips at val_fraction={val_fraction} ({len(train)} training "
                                      "clips): too few clips to train a goal space on")
@@ -358,7 +364,7 @@ def train_goal_space(
     fingerprint = {"config": asdict(config), "seed": seed, "batch_size": batch_size, "lr": lr,
                    "val_fraction": val_fraction, "frames": frames, "jitter": jitter, "cache": cache,
                    "weight_decay": weight_decay, "warmup_steps": warmup_steps, "precision": precision,
-                   "grad_clip": grad_clip, "max_logit_scale": max_logit_scale}
+                   "grad_clip": grad_clip, "max_logit_scale": max_logit_scale, "data": data_key}
     folder = RunFolder(out_dir, fingerprint, resume=resume, state_file=STATE_FILE, tensorboard=tensorboard,
                        error=GoalSpaceTrainingError)
 
