@@ -37,6 +37,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from goalcraft.formats import CRAFTER_ACTIONS
 from goalcraft.models.checkpoints import load_model_dir, save_model_dir
 
 __all__ = [
@@ -51,12 +52,6 @@ __all__ = [
     "stack_indices",
 ]
 
-#: Crafter's action space, in its order (``crafter.constants.actions``); index = action id.
-CRAFTER_ACTIONS: tuple[str, ...] = (
-    "noop", "move_left", "move_right", "move_up", "move_down", "do", "sleep", "place_stone", "place_table",
-    "place_furnace", "place_plant", "make_wood_pickaxe", "make_stone_pickaxe", "make_iron_pickaxe",
-    "make_wood_sword", "make_stone_sword", "make_iron_sword",
-)
 
 
 def _positive_int(value: object) -> bool:
