@@ -13,9 +13,10 @@ design sized for Crafter and a laptop CPU::
       → pre_ln (LayerNorm) → x + mlp(x) (the residual block that stands in for VPT's recurrence)
       → ReLU → last (Linear → ReLU) → final_ln (LayerNorm) → action_head: logits over the 17 actions
 
-Observations are the corpus's 256x160 renders (16x10 tiles of 16 px) reduced by an integer area
-mean (:func:`policy_frames`): the default 64x40 keeps 4 px per tile, the same field of view the goal
-space sees, at about Crafter's native 64-pixel width. Memory is a stack of ``frame_stack`` frames
+Observations are Crafter's own renders of the corpus's field of view (16 x 10 tiles: the view the
+goal space sees in the 256x160 videos) at 4 pixels a tile, 64x40, about Crafter's native 64-pixel
+width (``make_env(seed, (64, 40), tile=4)``; training replays the recorded actions to get exactly these
+frames, :func:`goalcraft.training.policy.replay_frames`). Memory is a stack of ``frame_stack`` frames
 (not a recurrent state); an episode's first frames are padded with frame 0 (:class:`FrameStack`).
 
 Classifier-free guidance: trained with the goal zeroed for a fraction of samples (the trainer's
@@ -47,7 +48,6 @@ __all__ = [
     "GoalConditionedPolicy",
     "PolicyConfig",
     "load_policy",
-    "policy_frames",
     "save_policy",
     "stack_indices",
 ]
@@ -62,8 +62,8 @@ def _positive_int(value: object) -> bool:
 class PolicyConfig:
     """Sizes of a :class:`GoalConditionedPolicy`.
 
-    ``frame_height`` x ``frame_width``: the observation the encoder reads (an area-mean reduction of
-    the rendered frame, :func:`policy_frames`); ``frame_stack``: how many recent frames; ``channels``:
+    ``frame_height`` x ``frame_width``: the observation the encoder reads (Crafter's render at that
+    size); ``frame_stack``: how many recent frames; ``channels``:
     the three conv layers' widths; ``hidden_dim``: the trunk width the goal is projected to.
     """
 
@@ -99,10 +99,10 @@ def _conv_out(size: int) -> int:
 
 
 POLICY_CONFIGS: dict[str, PolicyConfig] = {
-    # The study and demo policy: 64x40 frames (4 px per Crafter tile), 4 frames, 512-d goals.
+    # The study and demo policy: 64x40 frames (16 x 10 tiles of 4 px), 4 frames, 512-d goals.
     "crafter": PolicyConfig(),
-    # For tests: a few thousand parameters.
-    "tiny": PolicyConfig(goal_dim=16, frame_height=16, frame_width=24, frame_stack=2, channels=(4, 8, 4),
+    # For tests: a few thousand parameters; 32x20 frames are the same 16 x 10-tile view at 2 px a tile.
+    "tiny": PolicyConfig(goal_dim=16, frame_height=20, frame_width=32, frame_stack=2, channels=(4, 8, 4),
                          hidden_dim=16),
 }
 
@@ -210,26 +210,6 @@ class GoalConditionedPolicy(nn.Module):
 
 
 # -- observations -----------------------------------------------------------------------------------
-
-
-def policy_frames(frames: np.ndarray, config: PolicyConfig) -> np.ndarray:
-    """Rendered RGB frames ``[..., H·f, W·f, 3]`` uint8 → the policy's ``[..., H, W, 3]`` uint8: the
-    mean of each ``f`` x ``f`` block, rounded (the same integer factor on both axes). A 256x160
-    Crafter render and the default 64x40 config give ``f`` = 4, one 4 x 4 block per quarter tile."""
-    frames = np.asarray(frames)
-    if frames.ndim < 3 or frames.shape[-1] != 3:
-        raise ValueError(f"frames must be [..., H, W, 3], got shape {frames.shape}")
-    h, w = frames.shape[-3:-1]
-    fh, fw = h // config.frame_height, w // config.frame_width
-    if fh != fw or fh < 1 or h != fh * config.frame_height or w != fw * config.frame_width:
-        raise ValueError(f"frames of {w}x{h} are not an integer multiple of the policy's "
-                         f"{config.frame_width}x{config.frame_height} (same factor on both axes)")
-    if fh == 1:
-        return frames.astype(np.uint8, copy=False)
-    lead = frames.shape[:-3]
-    blocks = frames.reshape(*lead, config.frame_height, fh, config.frame_width, fw, 3)
-    total = blocks.sum(axis=(-4, -2), dtype=np.uint32)
-    return ((total + (fh * fw) // 2) // (fh * fw)).astype(np.uint8)
 
 
 class FrameStack:
