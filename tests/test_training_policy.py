@@ -167,3 +167,14 @@ def test_rejects_bad_episodes(tmp_path, damage):
         episodes[1] = PolicyEpisode("e00", e.frames, e.actions, e.goals)
     with pytest.raises(PolicyTrainingError):
         train_policy(episodes, TINY, tmp_path / "run", epochs=1, log=lambda r: None)
+
+
+def test_replay_frames_reproduce_a_played_episode():
+    from goalcraft.crafter.agent import play_episode
+    from goalcraft.training.policy import replay_frames
+
+    episode = play_episode(5, 6, (256, 160), 40)
+    frames, unlocked, rewards = replay_frames(5, np.array(episode.actions), (32, 20))
+    assert frames.shape == (41, 20, 32, 3) and frames.dtype == np.uint8
+    assert unlocked == episode.events
+    np.testing.assert_allclose(rewards, episode.rewards, atol=1e-6)

@@ -60,6 +60,7 @@ __all__ = [
     "clip_goal_embeddings",
     "hindsight_goal_frames",
     "load_best_policy",
+    "replay_frames",
     "train_policy",
 ]
 
@@ -163,6 +164,31 @@ def hindsight_goal_frames(n_frames: int, rng: np.random.Generator, gap: tuple[in
         goals.append(current)
     steps = np.arange(n_frames - 1)
     return np.asarray(goals, np.int64)[np.searchsorted(goals, steps, side="left")]
+
+
+def replay_frames(env_seed: int, actions: np.ndarray, frame_size: tuple[int, int] = (64, 40)
+                  ) -> tuple[np.ndarray, list[tuple[int, str]], np.ndarray]:
+    """The policy's frames ``[len(actions) + 1, h, w, 3]`` of a recorded Crafter episode, by replaying
+    its actions in its world rendered at ``frame_size`` (the corpus's 16 x 10-tile view at
+    ``frame_size[0] / 16`` pixels a tile: the frames the policy sees when it plays), with the replay's
+    ``(step, achievement)`` unlocks and rewards (a faithful replay reproduces the recorded ones)."""
+    from goalcraft.crafter.deterministic_env import DEFAULT_SIZE, TILE, make_env
+    from goalcraft.crafter.tasks import ACHIEVEMENTS
+
+    tile = frame_size[0] // (DEFAULT_SIZE[0] // TILE)
+    env = make_env(int(env_seed), tuple(frame_size), tile=tile)
+    frames = [env.reset()]
+    counts = dict.fromkeys(ACHIEVEMENTS, 0)
+    unlocked, rewards = [], []
+    for step, action in enumerate(np.asarray(actions).tolist(), start=1):
+        obs, reward, _done, info = env.step(int(action))
+        frames.append(obs)
+        rewards.append(reward)
+        for name in ACHIEVEMENTS:
+            if info["achievements"][name] > counts[name]:
+                unlocked.append((step, name))
+            counts[name] = info["achievements"][name]
+    return np.stack(frames), unlocked, np.asarray(rewards, np.float32)
 
 
 # -- the data ----------------------------------------------------------------------------------------
