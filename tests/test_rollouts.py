@@ -112,3 +112,11 @@ def test_policy_agent_follows_the_guided_logits():
 def test_runner_rejects_no_slots():
     with pytest.raises(ValueError):
         run_rollouts(CountingEnv, AlwaysAgent(), [], slots=0)
+
+
+def test_warm_generates_the_worlds_first_and_timings_count_the_steps():
+    timings = {}
+    requests = [RolloutRequest(s, "collect_diamond", 5, np.zeros(TINY.goal_dim, np.float32)) for s in (31, 32, 31)]
+    results = run_rollouts(TINY_ENV, PolicyAgent(_policy(), 2), requests, slots=2, warm=True, timings=timings)
+    assert set(timings) == {"warm_s", "run_s", "steps"} and timings["steps"] == sum(r.steps for r in results) == 15
+    assert timings["warm_s"] > 0

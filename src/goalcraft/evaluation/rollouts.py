@@ -28,6 +28,7 @@ from __future__ import annotations
 import collections
 import multiprocessing
 import pickle
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -100,35 +101,40 @@ class RolloutResult:
 # -- Crafter ---------------------------------------------------------------------------------------
 
 
+#: Freshly generated worlds of this process, pickled: (seed, frame size) → (env, first observation).
+_WORLDS: collections.OrderedDict[tuple[int, tuple[int, int]], bytes] = collections.OrderedDict()
+
+
 class CrafterGoalEnv:
     """Crafter at the corpus's field of view (16 x 10 tiles) rendered at ``frame_size`` (the policy's
-    64x40 by default). A world seed's freshly generated env is kept (pickled, ~100 KB) and restored on
-    the next reset with that seed: Crafter's world generation takes about a second, a restore a
-    millisecond, and every goal source and guidance scale plays the same worlds."""
+    64x40 by default). A world seed's freshly generated env is kept in this process (pickled, ~100 KB;
+    the last ``cache_worlds``) and restored on the next reset with that seed, by any env of the
+    process: Crafter's world generation takes about a second, a restore a millisecond, and every goal
+    source and guidance scale plays the same worlds."""
 
     def __init__(self, frame_size: tuple[int, int] = (64, 40), cache_worlds: int = 512) -> None:
         view = DEFAULT_SIZE[0] // TILE
         if frame_size[0] % view:
             raise ValueError(f"frame width {frame_size[0]} is not a multiple of the {view}-tile view")
-        self.frame_size = tuple(frame_size)
+        self.frame_size = (int(frame_size[0]), int(frame_size[1]))
         self.tile = frame_size[0] // view
         self.cache_worlds = cache_worlds
-        self._worlds: collections.OrderedDict[int, bytes] = collections.OrderedDict()
         self.env: Any = None
         self._counts: dict[str, int] = {}
 
     def _fresh(self, seed: int) -> tuple[Any, np.ndarray]:
-        blob = self._worlds.get(seed)
+        key = (seed, self.frame_size)
+        blob = _WORLDS.get(key)
         if blob is not None:
-            self._worlds.move_to_end(seed)
+            _WORLDS.move_to_end(key)
             env, obs = pickle.loads(blob)
             return env, obs
         env = make_env(seed, self.frame_size, tile=self.tile)
         obs = env.reset()
         if self.cache_worlds:
-            self._worlds[seed] = pickle.dumps((env, obs), protocol=pickle.HIGHEST_PROTOCOL)
-            while len(self._worlds) > self.cache_worlds:
-                self._worlds.popitem(last=False)
+            _WORLDS[key] = pickle.dumps((env, obs), protocol=pickle.HIGHEST_PROTOCOL)
+            while len(_WORLDS) > self.cache_worlds:
+                _WORLDS.popitem(last=False)
         return env, obs
 
     def reset(self, seed: int, target: str) -> np.ndarray:
@@ -312,11 +318,14 @@ class _Running:
 
 def run_rollouts(env_factory: Callable[[], Any], agent: Any, requests: Sequence[RolloutRequest], *,
                  slots: int = 8, workers: int = 0, record_frames: Callable[[int], bool] | None = None,
-                 progress: Callable[[int, int], None] | None = None) -> list[RolloutResult]:
+                 progress: Callable[[int, int], None] | None = None, warm: bool = False,
+                 timings: dict[str, float] | None = None) -> list[RolloutResult]:
     """Run every request (see the module docstring); ``env_factory()`` builds one :class:`GoalEnv`
     (picklable when ``workers`` > 0: it is called in the worker processes), ``agent`` is a
     :class:`GoalAgent` with at least ``slots`` slots. ``record_frames(i)``: keep request ``i``'s
-    observations. ``progress(done, total)`` after each finished episode."""
+    observations. ``progress(done, total)`` after each finished episode. ``warm``: first reset every
+    world seed once in the process that will play it (environments that cache their worlds then
+    generate them before the episodes start). ``timings`` receives ``warm_s``, ``run_s`` and ``steps``."""
     if slots < 1:
         raise ValueError(f"slots must be >= 1, got {slots}")
     slots = min(slots, max(len(requests), 1))
@@ -330,8 +339,14 @@ def run_rollouts(env_factory: Callable[[], Any], agent: Any, requests: Sequence[
     running: dict[int, _Running] = {}
     observations: dict[int, Any] = {}
     envs = _Envs(env_factory, slots, workers)
-    done = 0
+    done, steps = 0, 0
+    clock = time.perf_counter()
     try:
+        if warm:
+            first = {w: min(s for s, o in envs.owner.items() if o == w) for w in set(envs.owner.values())} or {0: 0}
+            envs.run([("reset", first[w], (seed, target)) for w, queue in enumerate(queues)
+                      for seed, target in dict.fromkeys((r.world_seed, r.target) for _, r in queue)])
+        warmed = time.perf_counter()
         def start(free: list[int]) -> None:
             starts = []
             for slot in free:
@@ -358,6 +373,7 @@ def run_rollouts(env_factory: Callable[[], Any], agent: Any, requests: Sequence[
             actions = agent.act(active, [observations[s] for s in active])
             answers = envs.run([("step", s, a) for s, a in zip(active, actions)])
             finished = []
+            steps += len(active)
             for slot, (obs, unlocked, over) in zip(active, answers):
                 run = running[slot]
                 run.steps += 1
@@ -377,6 +393,8 @@ def run_rollouts(env_factory: Callable[[], Any], agent: Any, requests: Sequence[
                 if progress:
                     progress(done, len(requests))
             start(finished)
+        if timings is not None:
+            timings.update(warm_s=warmed - clock, run_s=time.perf_counter() - warmed, steps=float(steps))
     finally:
         envs.close()
     return [r for r in results if r is not None]
