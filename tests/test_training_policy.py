@@ -169,12 +169,17 @@ def test_rejects_bad_episodes(tmp_path, damage):
         train_policy(episodes, TINY, tmp_path / "run", epochs=1, log=lambda r: None)
 
 
-def test_replay_frames_reproduce_a_played_episode():
+@pytest.mark.parametrize("frame_size", [(32, 20), (64, 40)])
+def test_replay_frames_reproduce_a_played_episode_through_the_night(frame_size):
+    """Crafter's night noise draws from the world's random state, one number a pixel: replays at
+    another render size must draw as the 256x160 render did, or the game changes after dusk."""
     from goalcraft.crafter.agent import play_episode
+    from goalcraft.crafter.explore import RandomWalkAgent
     from goalcraft.training.policy import replay_frames
 
-    episode = play_episode(5, 6, (256, 160), 40)
-    frames, unlocked, rewards = replay_frames(5, np.array(episode.actions), (32, 20))
-    assert frames.shape == (41, 20, 32, 3) and frames.dtype == np.uint8
+    episode = play_episode(5, 6, (256, 160), 230, agent=RandomWalkAgent)
+    assert len(episode.actions) > 170  # well into the night (noise from about step 147)
+    frames, unlocked, rewards = replay_frames(5, np.array(episode.actions), frame_size)
+    assert frames.shape == (len(episode.actions) + 1, frame_size[1], frame_size[0], 3) and frames.dtype == np.uint8
     assert unlocked == episode.events
     np.testing.assert_allclose(rewards, episode.rewards, atol=1e-6)
