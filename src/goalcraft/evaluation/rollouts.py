@@ -45,6 +45,7 @@ __all__ = [
     "GoalEnv",
     "NoAgent",
     "PolicyAgent",
+    "RolloutPool",
     "RolloutRequest",
     "RolloutResult",
     "run_rollouts",
@@ -316,37 +317,48 @@ class _Running:
     frames: list[np.ndarray] | None = None
 
 
-def run_rollouts(env_factory: Callable[[], Any], agent: Any, requests: Sequence[RolloutRequest], *,
-                 slots: int = 8, workers: int = 0, record_frames: Callable[[int], bool] | None = None,
-                 progress: Callable[[int, int], None] | None = None, warm: bool = False,
-                 timings: dict[str, float] | None = None) -> list[RolloutResult]:
-    """Run every request (see the module docstring); ``env_factory()`` builds one :class:`GoalEnv`
-    (picklable when ``workers`` > 0: it is called in the worker processes), ``agent`` is a
-    :class:`GoalAgent` with at least ``slots`` slots. ``record_frames(i)``: keep request ``i``'s
-    observations. ``progress(done, total)`` after each finished episode. ``warm``: first reset every
-    world seed once in the process that will play it (environments that cache their worlds then
-    generate them before the episodes start). ``timings`` receives ``warm_s``, ``run_s`` and ``steps``."""
-    if slots < 1:
-        raise ValueError(f"slots must be >= 1, got {slots}")
-    slots = min(slots, max(len(requests), 1))
-    results: list[RolloutResult | None] = [None] * len(requests)
-    # One queue per process, by world seed, so that a world is generated (and cached) in one process;
-    # a process whose queue is empty takes from the longest other one.
-    n_queues = max(1, min(workers, slots))
-    queues: list[collections.deque] = [collections.deque() for _ in range(n_queues)]
-    for item in enumerate(requests):
-        queues[item[1].world_seed % n_queues].append(item)
-    running: dict[int, _Running] = {}
-    observations: dict[int, Any] = {}
-    envs = _Envs(env_factory, slots, workers)
-    done, steps = 0, 0
-    clock = time.perf_counter()
-    try:
+class RolloutPool:
+    """``slots`` environments (in ``workers`` processes, or here) kept alive across batches of rollouts,
+    their world caches with them; :func:`run_rollouts` is one batch in a pool of its own."""
+
+    def __init__(self, env_factory: Callable[[], Any], *, slots: int = 8, workers: int = 0) -> None:
+        if slots < 1:
+            raise ValueError(f"slots must be >= 1, got {slots}")
+        self.slots = slots
+        self.envs = _Envs(env_factory, slots, workers)
+
+    def __enter__(self) -> RolloutPool:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.envs.close()
+
+    def run(self, agent: Any, requests: Sequence[RolloutRequest], *, record_frames: Callable[[int], bool] | None = None,
+            progress: Callable[[int, int], None] | None = None, warm: bool = False,
+            timings: dict[str, float] | None = None) -> list[RolloutResult]:
+        """Run every request (see :func:`run_rollouts`) in this pool's environments."""
+        envs = self.envs
+        slots = min(self.slots, max(len(requests), 1))
+        results: list[RolloutResult | None] = [None] * len(requests)
+        # One queue per process, by world seed, so that a world is generated (and cached) in one process;
+        # a process whose queue is empty takes from the longest other one.
+        n_queues = max(1, len(envs.conns))
+        queues: list[collections.deque] = [collections.deque() for _ in range(n_queues)]
+        for item in enumerate(requests):
+            queues[item[1].world_seed % n_queues].append(item)
+        running: dict[int, _Running] = {}
+        observations: dict[int, Any] = {}
+        done, steps = 0, 0
+        clock = time.perf_counter()
         if warm:
             first = {w: min(s for s, o in envs.owner.items() if o == w) for w in set(envs.owner.values())} or {0: 0}
             envs.run([("reset", first[w], (seed, target)) for w, queue in enumerate(queues)
                       for seed, target in dict.fromkeys((r.world_seed, r.target) for _, r in queue)])
         warmed = time.perf_counter()
+
         def start(free: list[int]) -> None:
             starts = []
             for slot in free:
@@ -395,6 +407,21 @@ def run_rollouts(env_factory: Callable[[], Any], agent: Any, requests: Sequence[
             start(finished)
         if timings is not None:
             timings.update(warm_s=warmed - clock, run_s=time.perf_counter() - warmed, steps=float(steps))
-    finally:
-        envs.close()
-    return [r for r in results if r is not None]
+        return [r for r in results if r is not None]
+
+
+def run_rollouts(env_factory: Callable[[], Any], agent: Any, requests: Sequence[RolloutRequest], *,
+                 slots: int = 8, workers: int = 0, record_frames: Callable[[int], bool] | None = None,
+                 progress: Callable[[int, int], None] | None = None, warm: bool = False,
+                 timings: dict[str, float] | None = None) -> list[RolloutResult]:
+    """Run every request (see the module docstring); ``env_factory()`` builds one :class:`GoalEnv`
+    (picklable when ``workers`` > 0: it is called in the worker processes), ``agent`` is a
+    :class:`GoalAgent` with at least ``slots`` slots. ``record_frames(i)``: keep request ``i``'s
+    observations. ``progress(done, total)`` after each finished episode. ``warm``: first reset every
+    world seed once in the process that will play it (environments that cache their worlds then
+    generate them before the episodes start). ``timings`` receives ``warm_s``, ``run_s`` and ``steps``.
+    A pool that lives for several batches: :class:`RolloutPool`."""
+    if slots < 1:
+        raise ValueError(f"slots must be >= 1, got {slots}")
+    with RolloutPool(env_factory, slots=min(slots, max(len(requests), 1)), workers=workers) as pool:
+        return pool.run(agent, requests, record_frames=record_frames, progress=progress, warm=warm, timings=timings)
