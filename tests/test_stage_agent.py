@@ -113,3 +113,33 @@ def test_agent_success(trained, crafter_corpus):
 def test_agent_success_needs_a_policy(tmp_path, crafter_corpus):
     with pytest.raises(StageError, match="materialize goal_policy"):
         evaluate_agent_success(StoragePaths(tmp_path), crafter_corpus, AgentSettings())
+
+
+def test_goal_predictor_rl_then_agent_success_before_and_after(trained, crafter_corpus, monkeypatch):
+    """The predictor itself is heavy; a stand-in gives its goals (the stage's only use of it)."""
+    import goalcraft.stages.agent as stage
+    from goalcraft.config import PredictorRLSettings
+    from goalcraft.stages.agent import finetune_goal_predictor_rl
+
+    paths, *_ = trained
+    (paths.goal_predictor_dir / "best").mkdir(parents=True, exist_ok=True)
+    monkeypatch.setattr(stage, "_predictor_goals", lambda _paths, instructions: np.random.default_rng(0).normal(
+        size=(len(instructions), 512)).astype(np.float32))
+    agent = AgentSettings(tasks=["collect_wood"], episodes=2, max_steps=15, guidance=[1.0], workers=0, slots=4,
+                          sources=["goal_predictor", "goal_predictor_rl"], n_boot=50)
+    lines = []
+    result = finetune_goal_predictor_rl(paths, crafter_corpus, PredictorRLSettings(iterations=2, episodes_per_task=2,
+                                                                                  worlds=3, max_steps=15), agent,
+                                        say=lines.append)
+    assert result.metadata["iterations"] == 2 and result.metadata["tasks"] == ["collect_wood"]
+    assert [line.split(" success")[0] for line in lines] == ["goal predictor rl: iteration 1/2",
+                                                             "goal predictor rl: iteration 2/2"]
+    rl_seeds = set(json.loads((paths.goal_predictor_rl_dir / "rl_world_seeds.json").read_text()))
+    trained_on = set(json.loads((paths.policy_dir / "training_seeds.json").read_text()))
+    assert len(rl_seeds) == 3 and not rl_seeds & trained_on
+    evaluated = evaluate_agent_success(paths, crafter_corpus, agent)
+    rows = pq.read_table(evaluated.metadata["table"]).to_pylist()
+    assert {r["model"] for r in rows} == {"goal_predictor", "goal_predictor_rl"}
+    worlds = {r["world_seed"] for r in rows}
+    assert len(worlds) == 2 and not worlds & rl_seeds and not worlds & trained_on
+    assert evaluated.metadata["predictor_rl_minus_predictor_pooled"][0]["pairs"] == 2

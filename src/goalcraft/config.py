@@ -397,7 +397,7 @@ class PolicySettings(Settings):
 
 #: The goal sources of agent success (goalcraft.evaluation.agent_success).
 AGENT_GOAL_SOURCES = ("oracle_visual", "mineclip_prior_sampled", "mineclip_prior_deterministic", "goal_predictor",
-                      "unconditional", "scripted")
+                      "unconditional", "scripted", "goal_predictor_rl")
 
 
 class AgentSettings(Settings):
@@ -425,6 +425,24 @@ class AgentSettings(Settings):
         if unknown or not self.sources:
             raise ValueError(f"sources must be some of {', '.join(AGENT_GOAL_SOURCES)}, got {self.sources}")
         return self
+
+
+class PredictorRLSettings(Settings):
+    """``[predictor_rl]``: REINFORCE fine-tuning of a residual head on the goal predictor by agent
+    success with the frozen policy (docs/closed-loop.md §5; goalcraft.training.predictor_rl). The
+    environment processes and slots are ``[agent]``'s."""
+
+    tasks: list[str] = []  # empty: [agent] tasks
+    iterations: PositiveInt = 10
+    episodes_per_task: PositiveInt = 8  # goals drawn per task and iteration
+    worlds: PositiveInt = 32  # its own world seeds: none a training trajectory's or agent success's
+    max_steps: PositiveInt = 150
+    guidance: float = Field(3.0, ge=0)
+    sigma: PositiveFloat = 0.5  # the Gaussian's std, relative to the goals' RMS coordinate
+    lr: PositiveFloat = 1e-3
+    baseline_momentum: float = Field(0.9, ge=0, lt=1)
+    off_target_penalty: float = Field(0.0, ge=0)  # reward = success - penalty x off-target achievements
+    seed: int = 0
 
 
 DEFAULT_RETRAIN_CRON = "0 3 * * 0"  # Sundays 03:00
@@ -496,6 +514,7 @@ class GoalcraftConfig(Settings):
     demo: DemoSettings = DemoSettings()
     policy: PolicySettings = PolicySettings()
     agent: AgentSettings = AgentSettings()
+    predictor_rl: PredictorRLSettings = PredictorRLSettings()
     source: str = "defaults"
 
     @model_validator(mode="after")

@@ -34,7 +34,8 @@ def build_resources(config: GoalcraftConfig) -> dict[str, dg.ConfigurableResourc
         "training": TrainingResource(goal_space=as_config(config.goal_space), prior=as_config(config.prior),
                                      predictor=as_config(config.predictor), splits=as_config(config.splits),
                                      evaluation=as_config(config.evaluation)),
-        "agent": AgentResource(policy=as_config(config.policy), agent=as_config(config.agent)),
+        "agent": AgentResource(policy=as_config(config.policy), agent=as_config(config.agent),
+                               predictor_rl=as_config(config.predictor_rl)),
     }
 
 

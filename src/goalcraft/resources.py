@@ -22,6 +22,7 @@ from goalcraft.config import (
     GoalsSettings,
     PathsSettings,
     PolicySettings,
+    PredictorRLSettings,
     PredictorSettings,
     PriorSettings,
     SplitSettings,
@@ -113,7 +114,9 @@ class TrainingResource(dg.ConfigurableResource):
 
 
 class AgentResource(dg.ConfigurableResource):
-    """The goal-conditioned policy's training (``[policy]``) and the agent-success evaluation (``[agent]``)."""
+    """The goal-conditioned policy's training (``[policy]``), the agent-success evaluation (``[agent]``)
+    and the predictor's REINFORCE fine-tuning (``[predictor_rl]``)."""
 
     policy: dagster_config(PolicySettings) = dagster_config(PolicySettings)()  # type: ignore[valid-type]
     agent: dagster_config(AgentSettings) = dagster_config(AgentSettings)()  # type: ignore[valid-type]
+    predictor_rl: dagster_config(PredictorRLSettings) = dagster_config(PredictorRLSettings)()  # type: ignore[valid-type]

@@ -125,6 +125,11 @@ class StoragePaths:
         return self.data_root / "models" / "policy"
 
     @property
+    def goal_predictor_rl_dir(self) -> Path:
+        """The residual head REINFORCE fine-tunes on the goal predictor (goalcraft.training.predictor_rl)."""
+        return self.data_root / "models" / "goal_predictor_rl"
+
+    @property
     def agent_success_dir(self) -> Path:
         """Agent success: one parquet file per run (goalcraft.evaluation.agent_success)."""
         return self.data_root / "evaluation" / "agent_success"

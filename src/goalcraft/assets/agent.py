@@ -15,7 +15,7 @@ from goalcraft.assets.keys import (
 from goalcraft.assets.materialize import materialize
 from goalcraft.config import GoalcraftConfig
 from goalcraft.resources import AgentResource, ClipStageResource, CorpusResource, StorageResource
-from goalcraft.stages.agent import evaluate_agent_success, train_goal_policy
+from goalcraft.stages.agent import evaluate_agent_success, finetune_goal_predictor_rl, train_goal_policy
 
 
 def definitions(config: GoalcraftConfig) -> dg.Definitions:
@@ -44,13 +44,31 @@ def build_agent_assets() -> list[dg.AssetsDefinition]:
 
     @dg.asset(
         group_name="agent",
+        kinds={"pytorch", "safetensors"},
+        deps=[goal_policy, GOAL_ALIGNER, TASK_VOCABULARY],
+        description=(
+            "REINFORCE fine-tuning of the goal predictor by agent success (the design's option B): its goal is "
+            "the mean of a Gaussian over z_goal through a residual head (the identity at the start, the "
+            "predictor frozen); goals are sampled, the frozen policy plays them on worlds of its own, reward = "
+            "the target unlocked (minus an optional off-target penalty), a moving-average baseline per task. "
+            "Seeded and resumable; agent_success plays it beside the predictor it started from."
+        ),
+    )
+    def goal_predictor_rl(context: dg.AssetExecutionContext, storage: StorageResource, corpus: CorpusResource,
+                          agent: AgentResource) -> dg.MaterializeResult:
+        return materialize(context, lambda: finetune_goal_predictor_rl(storage.paths, corpus.root, agent.predictor_rl,
+                                                                       agent.agent, say=context.log.info))
+
+    @dg.asset(
+        group_name="agent",
         kinds={"pytorch", "parquet", "duckdb"},
-        deps=[goal_policy, GOAL_EMBEDDINGS, STEVE1_PRIOR, GOAL_ALIGNER, TASK_VOCABULARY],
+        deps=[goal_policy, goal_predictor_rl, GOAL_EMBEDDINGS, STEVE1_PRIOR, GOAL_ALIGNER, TASK_VOCABULARY],
         description=(
             "Agent success: for each task of the instruction set that is a Crafter achievement, the policy "
             "plays on world seeds no training trajectory used, given its goal by each source (oracle visual "
             "goal = mean held-out goal clip, MineCLIP text + prior sampled and deterministic, the goal "
-            "predictor, the zero goal as the floor) at each guidance scale, and the scripted agent as the "
+            "predictor before and after REINFORCE, the zero goal as the floor) at each guidance scale, and the "
+            "scripted agent as the "
             "ceiling. Success = the target unlocked within T steps; steps to success, off-target "
             "achievements, Wilson 95% CIs, paired predictor − prior differences. One parquet file per run "
             "(`goalcraft sql agent_success`)."
@@ -61,4 +79,4 @@ def build_agent_assets() -> list[dg.AssetsDefinition]:
         return materialize(context, lambda: evaluate_agent_success(storage.paths, corpus.root, agent.agent,
                                                                    say=context.log.info))
 
-    return [goal_policy, agent_success]
+    return [goal_policy, goal_predictor_rl, agent_success]

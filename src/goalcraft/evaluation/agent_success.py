@@ -11,6 +11,7 @@ the way). Goal sources (:class:`GoalSource`):
 * ``mineclip_prior_sampled`` / ``mineclip_prior_deterministic``: the goal space's text embedding
   through the prior, a fresh draw per episode (as STEVE-1's agent draws once per episode) / ``z = 0``;
 * ``goal_predictor``: the goal predictor's ``z_goal`` for the instruction;
+* ``goal_predictor_rl``: the same through the residual head REINFORCE fine-tuned (after §5);
 * ``unconditional``: the zero goal (the floor; guidance does not change it, so λ = 0 only);
 * ``scripted``: the corpus's scripted agent pursuing the target (the ceiling; no goal, no λ).
 
@@ -47,7 +48,7 @@ __all__ = [
 
 #: λ of classifier-free guidance swept by default (STEVE-1 acts at 6.0 for text goals, 7.0 for visual).
 GUIDANCE_SWEEP = (0.0, 1.0, 3.0, 6.0)
-ORACLE, PRIOR_SAMPLED, PRIOR_DETERMINISTIC, PREDICTOR, UNCONDITIONAL, SCRIPTED = AGENT_GOAL_SOURCES
+ORACLE, PRIOR_SAMPLED, PRIOR_DETERMINISTIC, PREDICTOR, UNCONDITIONAL, SCRIPTED, PREDICTOR_RL = AGENT_GOAL_SOURCES
 
 AGENT_SUCCESS_SCHEMA = pa.schema([
     ("run_id", pa.string()), ("timestamp", pa.string()), ("model", pa.string()), ("task", pa.string()),
@@ -69,10 +70,10 @@ class GoalSource:
     tasks: frozenset[str] | None = None  # the tasks it has goals for (None: every task)
 
 
-def world_seeds(n: int, seed: int, exclude: set[int] | frozenset[int] = frozenset()) -> list[int]:
-    """``n`` distinct world seeds in [0, 2³¹ − 1), drawn from ``seed``, none of them in ``exclude``
-    (the seeds of every training trajectory)."""
-    rng = np.random.default_rng([int(seed), 0x5EED])
+def world_seeds(n: int, seed: int, exclude: set[int] | frozenset[int] = frozenset(), *, stream: int = 0x5EED) -> list[int]:
+    """``n`` distinct world seeds in [0, 2³¹ − 1), drawn from ``seed`` (and ``stream``: another stream
+    gives other seeds), none of them in ``exclude`` (the seeds of every training trajectory)."""
+    rng = np.random.default_rng([int(seed), int(stream)])
     out: list[int] = []
     while len(out) < n:
         s = int(rng.integers(0, 2**31 - 1))

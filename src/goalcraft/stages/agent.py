@@ -8,13 +8,15 @@ import hashlib
 import json
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-from goalcraft.config import AgentSettings, ClipsSettings, PolicySettings
+from goalcraft.config import AgentSettings, ClipsSettings, PolicySettings, PredictorRLSettings
 from goalcraft.data.quarantine import QuarantineRecord, quarantine_table
 from goalcraft.stages import Markdown, StageError, StageResult
 from goalcraft.stages.training import history_markdown
@@ -22,12 +24,32 @@ from goalcraft.storage import StoragePaths, write_json_atomic, write_parquet_ato
 
 #: In the policy's folder: the world seed of every trajectory it was trained on (never evaluated on).
 TRAINING_SEEDS_FILE = "training_seeds.json"
+#: In the REINFORCE head's folder: the worlds it was fine-tuned on (never evaluated on either).
+RL_SEEDS_FILE = "rl_world_seeds.json"
+#: The stream agent success's world seeds are drawn from is goalcraft.evaluation.agent_success's
+#: default; REINFORCE draws its worlds from this one.
+RL_WORLD_STREAM = 0xA11
 EPISODE_CACHE = "episodes"
 Say = Callable[[str], None]
 
 
 def _quiet(_msg: str) -> None:
     pass
+
+
+@contextmanager
+def _policy_threads(workers: int) -> Iterator[None]:
+    """torch on one thread while env processes run: they have the other cores, and more OpenMP threads
+    only contend with them (a tenfold slowdown measured on a busy 2-core machine, docs/benchmarks.md)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    if workers > 0:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 # -- training --------------------------------------------------------------------------------------
@@ -245,14 +267,23 @@ def _sources(paths: StoragePaths, settings: AgentSettings, tasks: list[tuple[str
                 sources.append(A.GoalSource(A.PRIOR_DETERMINISTIC, lambda task, _i, _e, f=fixed: f[task]))
         else:
             notes.append("MineCLIP text + prior skipped: no goal space or prior (materialize steve1_prior)")
-    if A.PREDICTOR in wanted:
+    if A.PREDICTOR in wanted or A.PREDICTOR_RL in wanted:
         if (paths.goal_predictor_dir / "best").is_dir():
-            from goalcraft.models.predictor import load_goal_predictor
-
-            predictor = load_goal_predictor(paths.goal_predictor_dir / "best")
-            z = predictor.predict_goal([instr for _, instr in tasks]).numpy()
+            z = _predictor_goals(paths, [instr for _, instr in tasks])
             fixed = {task: z[i] for i, (task, _) in enumerate(tasks)}
-            sources.append(A.GoalSource(A.PREDICTOR, lambda task, _i, _e, f=fixed: f[task]))
+            if A.PREDICTOR in wanted:
+                sources.append(A.GoalSource(A.PREDICTOR, lambda task, _i, _e, f=fixed: f[task]))
+            if A.PREDICTOR_RL in wanted and (paths.goal_predictor_rl_dir / "best").is_dir():
+                import torch
+
+                from goalcraft.models.goal_head import load_goal_head
+
+                with torch.no_grad():
+                    tuned = load_goal_head(paths.goal_predictor_rl_dir / "best")(torch.from_numpy(z)).numpy()
+                fixed_rl = {task: tuned[i] for i, (task, _) in enumerate(tasks)}
+                sources.append(A.GoalSource(A.PREDICTOR_RL, lambda task, _i, _e, f=fixed_rl: f[task]))
+            elif A.PREDICTOR_RL in wanted:
+                notes.append("goal_predictor_rl skipped: no fine-tuned head (materialize goal_predictor_rl)")
         else:
             notes.append("goal_predictor skipped: no goal predictor (materialize goal_aligner)")
     if A.UNCONDITIONAL in wanted:
@@ -263,15 +294,21 @@ def _sources(paths: StoragePaths, settings: AgentSettings, tasks: list[tuple[str
     return sources, notes
 
 
+def _predictor_goals(paths: StoragePaths, instructions: list[str]) -> np.ndarray:
+    from goalcraft.models.predictor import load_goal_predictor
+
+    return load_goal_predictor(paths.goal_predictor_dir / "best").predict_goal(instructions).numpy()
+
+
 def excluded_world_seeds(paths: StoragePaths, corpus_root: Path) -> set[int]:
-    """World seeds agent success must not play: every training trajectory's (``training_seeds.json``)
-    and every seed the corpus's trajectories and trial metadata name."""
+    """World seeds agent success must not play: every training trajectory's (``training_seeds.json``),
+    every seed the corpus's trajectories and trial metadata name, and REINFORCE's worlds."""
     from goalcraft.data.trajectories import scan_trajectories
 
     seeds: set[int] = set()
-    recorded = paths.policy_dir / TRAINING_SEEDS_FILE
-    if recorded.is_file():
-        seeds |= {int(s) for s in json.loads(recorded.read_text())}
+    for recorded in (paths.policy_dir / TRAINING_SEEDS_FILE, paths.goal_predictor_rl_dir / RL_SEEDS_FILE):
+        if recorded.is_file():
+            seeds |= {int(s) for s in json.loads(recorded.read_text())}
     records, _ = scan_trajectories(corpus_root)
     seeds |= {int(r.env_seed) for r in records if r.env_seed is not None}
     for meta in Path(corpus_root).glob("trials/*/metadata.json"):
@@ -311,8 +348,6 @@ def evaluate_agent_success(paths: StoragePaths, corpus_root: Path, settings: Age
                            say: Say | None = None) -> StageResult:
     """Roll out the policy for every task, goal source, guidance scale and world seed; one parquet file
     per run under ``evaluation/agent_success/`` (DuckDB view ``agent_success``)."""
-    import torch
-
     from goalcraft.evaluation import agent_success as A
     from goalcraft.evaluation.rollouts import CrafterGoalEnv, PolicyAgent, run_rollouts
     from goalcraft.evaluation.run import file_digest
@@ -338,25 +373,22 @@ def evaluate_agent_success(paths: StoragePaths, corpus_root: Path, settings: Age
             shown[0] = done
             say(f"agent success: {done}/{total} episodes, {time.perf_counter() - started:.0f}s")
 
-    threads = torch.get_num_threads()
-    if settings.workers > 0:
-        torch.set_num_threads(1)  # the env processes have the other cores; more threads only contend
-    try:
+    with _policy_threads(settings.workers):
         frame_size = (policy.config.frame_width, policy.config.frame_height)
         results = run_rollouts(partial(CrafterGoalEnv, frame_size), PolicyAgent(policy, settings.slots),
                                [p.request for p in plan], slots=settings.slots, workers=settings.workers,
                                progress=progress)
-    finally:
-        torch.set_num_threads(threads)
     table = A.agent_success_table(plan, results, policy=version)
     run_id = table.column("run_id")[0].as_py()
     out = paths.agent_success_dir / f"{run_id}.parquet"
     write_parquet_atomic(table, out)
     summary = A.summarize(table)
-    differences = []
+    differences, rl_differences = [], []
     for lam in settings.guidance:
         differences += A.paired_difference(table, (A.PREDICTOR, lam), (A.PRIOR_SAMPLED, lam), n_boot=settings.n_boot,
                                            seed=settings.seed)
+        rl_differences += A.paired_difference(table, (A.PREDICTOR_RL, lam), (A.PREDICTOR, lam),
+                                              n_boot=settings.n_boot, seed=settings.seed)
     env_steps = int(sum(r.steps for r in results))
     seconds = time.perf_counter() - started
     return StageResult({
@@ -367,8 +399,74 @@ def evaluate_agent_success(paths: StoragePaths, corpus_root: Path, settings: Age
         "success": _pooled_markdown(summary),
         "oracle_above_unconditional": _oracle_beats_floor(summary),
         "predictor_minus_prior_pooled": [d for d in differences if d["task"] == "(all)"],
+        "predictor_rl_minus_predictor_pooled": [d for d in rl_differences if d["task"] == "(all)"],
         "env_steps": env_steps,
         "env_steps_per_s": round(env_steps / max(seconds, 1e-9), 1),
         "seconds": round(seconds, 1),
         "table": out,
     }, notes)
+
+
+# -- REINFORCE fine-tuning of the goal predictor ----------------------------------------------------
+
+
+def finetune_goal_predictor_rl(paths: StoragePaths, corpus_root: Path, rl: PredictorRLSettings, agent: AgentSettings,
+                               say: Say | None = None) -> StageResult:
+    """A residual head on the goal predictor fine-tuned by REINFORCE on agent success with the frozen
+    policy (goalcraft.training.predictor_rl), on worlds of its own (``rl_world_seeds.json``: none a
+    training trajectory's, none agent success plays). ``models/goal_predictor_rl``: best/, last/."""
+    from goalcraft.evaluation.agent_success import world_seeds
+    from goalcraft.evaluation.rollouts import CrafterGoalEnv, PolicyAgent, RolloutPool
+    from goalcraft.models.policy import load_policy
+    from goalcraft.training.predictor_rl import PredictorRLError, RLTask, reinforce_goal_head
+
+    say = say or _quiet
+    started = time.perf_counter()
+    if not (paths.policy_dir / "best" / "model.safetensors").is_file():
+        raise StageError("no policy: materialize goal_policy first")
+    if not (paths.goal_predictor_dir / "best").is_dir():
+        raise StageError("no goal predictor: materialize goal_aligner first")
+    tasks = _tasks(paths, corpus_root, agent.model_copy(update={"tasks": rl.tasks or agent.tasks}))
+    z0 = _predictor_goals(paths, [instr for _, instr in tasks])
+    excluded = excluded_world_seeds(paths, corpus_root) - _rl_seeds(paths)
+    evaluated = set(world_seeds(agent.episodes, agent.seed, excluded))
+    pool_seeds = world_seeds(rl.worlds, rl.seed, excluded | evaluated, stream=RL_WORLD_STREAM)
+    write_json_atomic(pool_seeds, paths.goal_predictor_rl_dir / RL_SEEDS_FILE)
+    policy = load_policy(paths.policy_dir / "best")
+    frame_size = (policy.config.frame_width, policy.config.frame_height)
+
+    def log(record: dict) -> None:
+        if record["event"] == "eval":
+            say(f"goal predictor rl: iteration {record['iteration']}/{record['of']} success {record['success']:.3f} "
+                f"reward_ema {record['reward_ema']:.3f} mu_shift {record['mu_shift']:.3g} {record['seconds']:.0f}s")
+
+    try:
+        with _policy_threads(agent.workers), \
+                RolloutPool(partial(CrafterGoalEnv, frame_size), slots=agent.slots, workers=agent.workers) as pool:
+            player = PolicyAgent(policy, agent.slots)
+            result = reinforce_goal_head(
+                [RLTask(t, i, z) for (t, i), z in zip(tasks, z0)], lambda requests: pool.run(player, requests),
+                paths.goal_predictor_rl_dir, iterations=rl.iterations, episodes_per_task=rl.episodes_per_task,
+                world_seeds=pool_seeds, max_steps=rl.max_steps, guidance=rl.guidance, sigma=rl.sigma, lr=rl.lr,
+                seed=rl.seed, baseline_momentum=rl.baseline_momentum, off_target_penalty=rl.off_target_penalty,
+                resume="auto", log=log)
+    except PredictorRLError as exc:
+        raise StageError(str(exc)) from None
+    history = list(result.history)
+    return StageResult({
+        "tasks": [t for t, _ in tasks],
+        "iterations": result.iterations_completed,
+        "best_iteration": result.best_iteration,
+        "best_reward_ema": result.best_reward,
+        "success_first_iteration": history[0]["success"] if history else None,
+        "success_last_iteration": history[-1]["success"] if history else None,
+        "history": history_markdown(history, ["iteration", "success", "reward", "reward_ema", "mu_shift", "train_loss"]),
+        "rl_worlds": len(pool_seeds),
+        "seconds": round(time.perf_counter() - started, 1),
+        "head": paths.goal_predictor_rl_dir / "best",
+    })
+
+
+def _rl_seeds(paths: StoragePaths) -> set[int]:
+    path = paths.goal_predictor_rl_dir / RL_SEEDS_FILE
+    return {int(s) for s in json.loads(path.read_text())} if path.is_file() else set()
