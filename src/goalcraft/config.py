@@ -432,11 +432,13 @@ class PredictorRLSettings(Settings):
     success with the frozen policy (docs/closed-loop.md §5; goalcraft.training.predictor_rl). The
     environment processes and slots are ``[agent]``'s."""
 
+    # The defaults are the demo's reduced loop (about 30 s on 2 cores); a real run wants tens of
+    # iterations of 8+ episodes per task.
     tasks: list[str] = []  # empty: [agent] tasks
-    iterations: PositiveInt = 10
-    episodes_per_task: PositiveInt = 8  # goals drawn per task and iteration
-    worlds: PositiveInt = 32  # its own world seeds: none a training trajectory's or agent success's
-    max_steps: PositiveInt = 150
+    iterations: PositiveInt = 4
+    episodes_per_task: PositiveInt = 4  # goals drawn per task and iteration
+    worlds: PositiveInt = 8  # its own world seeds: none a training trajectory's or agent success's
+    max_steps: PositiveInt = 100
     guidance: float = Field(3.0, ge=0)
     sigma: PositiveFloat = 0.5  # the Gaussian's std, relative to the goals' RMS coordinate
     lr: PositiveFloat = 1e-3

@@ -56,8 +56,9 @@ def build_agent_assets() -> list[dg.AssetsDefinition]:
     )
     def goal_predictor_rl(context: dg.AssetExecutionContext, storage: StorageResource, corpus: CorpusResource,
                           agent: AgentResource) -> dg.MaterializeResult:
-        return materialize(context, lambda: finetune_goal_predictor_rl(storage.paths, corpus.root, agent.predictor_rl,
-                                                                       agent.agent, say=context.log.info))
+        return materialize(context, lambda: finetune_goal_predictor_rl(
+            storage.paths, corpus.root, agent.predictor_rl, agent.agent, trials_dir=corpus.paths.trials_dir,
+            say=context.log.info))
 
     @dg.asset(
         group_name="agent",
@@ -76,7 +77,7 @@ def build_agent_assets() -> list[dg.AssetsDefinition]:
     )
     def agent_success(context: dg.AssetExecutionContext, storage: StorageResource, corpus: CorpusResource,
                       agent: AgentResource) -> dg.MaterializeResult:
-        return materialize(context, lambda: evaluate_agent_success(storage.paths, corpus.root, agent.agent,
-                                                                   say=context.log.info))
+        return materialize(context, lambda: evaluate_agent_success(
+            storage.paths, corpus.root, agent.agent, trials_dir=corpus.paths.trials_dir, say=context.log.info))
 
     return [goal_policy, goal_predictor_rl, agent_success]

@@ -300,7 +300,7 @@ def _predictor_goals(paths: StoragePaths, instructions: list[str]) -> np.ndarray
     return load_goal_predictor(paths.goal_predictor_dir / "best").predict_goal(instructions).numpy()
 
 
-def excluded_world_seeds(paths: StoragePaths, corpus_root: Path) -> set[int]:
+def excluded_world_seeds(paths: StoragePaths, corpus_root: Path, trials_dir: str = "trials") -> set[int]:
     """World seeds agent success must not play: every training trajectory's (``training_seeds.json``),
     every seed the corpus's trajectories and trial metadata name, and REINFORCE's worlds."""
     from goalcraft.data.trajectories import scan_trajectories
@@ -309,9 +309,9 @@ def excluded_world_seeds(paths: StoragePaths, corpus_root: Path) -> set[int]:
     for recorded in (paths.policy_dir / TRAINING_SEEDS_FILE, paths.goal_predictor_rl_dir / RL_SEEDS_FILE):
         if recorded.is_file():
             seeds |= {int(s) for s in json.loads(recorded.read_text())}
-    records, _ = scan_trajectories(corpus_root)
+    records, _ = scan_trajectories(corpus_root, trials_dir=trials_dir)
     seeds |= {int(r.env_seed) for r in records if r.env_seed is not None}
-    for meta in Path(corpus_root).glob("trials/*/metadata.json"):
+    for meta in (Path(corpus_root) / trials_dir).glob("*/metadata.json"):
         try:
             seed = json.loads(meta.read_text(encoding="utf-8")).get("seed")
         except (ValueError, OSError):
@@ -344,8 +344,8 @@ def _oracle_beats_floor(summary: list[dict]) -> dict:
     return {"tasks": sorted(above), "count": len(above), "of": len(floor)}
 
 
-def evaluate_agent_success(paths: StoragePaths, corpus_root: Path, settings: AgentSettings,
-                           say: Say | None = None) -> StageResult:
+def evaluate_agent_success(paths: StoragePaths, corpus_root: Path, settings: AgentSettings, *,
+                           trials_dir: str = "trials", say: Say | None = None) -> StageResult:
     """Roll out the policy for every task, goal source, guidance scale and world seed; one parquet file
     per run under ``evaluation/agent_success/`` (DuckDB view ``agent_success``)."""
     from goalcraft.evaluation import agent_success as A
@@ -361,7 +361,7 @@ def evaluate_agent_success(paths: StoragePaths, corpus_root: Path, settings: Age
     version = file_digest(paths.policy_dir / "best" / "model.safetensors")
     tasks = _tasks(paths, corpus_root, settings)
     sources, notes = _sources(paths, settings, tasks, policy.config.goal_dim)
-    seeds = A.world_seeds(settings.episodes, settings.seed, excluded_world_seeds(paths, corpus_root))
+    seeds = A.world_seeds(settings.episodes, settings.seed, excluded_world_seeds(paths, corpus_root, trials_dir))
     plan = A.rollout_plan(tasks, sources, seeds, guidance=settings.guidance, max_steps=settings.max_steps,
                           sample_seed=settings.seed)
     say(f"agent success: {len(plan)} episodes ({len(tasks)} tasks, {len(sources)} goal sources, "
@@ -411,7 +411,7 @@ def evaluate_agent_success(paths: StoragePaths, corpus_root: Path, settings: Age
 
 
 def finetune_goal_predictor_rl(paths: StoragePaths, corpus_root: Path, rl: PredictorRLSettings, agent: AgentSettings,
-                               say: Say | None = None) -> StageResult:
+                               *, trials_dir: str = "trials", say: Say | None = None) -> StageResult:
     """A residual head on the goal predictor fine-tuned by REINFORCE on agent success with the frozen
     policy (goalcraft.training.predictor_rl), on worlds of its own (``rl_world_seeds.json``: none a
     training trajectory's, none agent success plays). ``models/goal_predictor_rl``: best/, last/."""
@@ -428,7 +428,7 @@ def finetune_goal_predictor_rl(paths: StoragePaths, corpus_root: Path, rl: Predi
         raise StageError("no goal predictor: materialize goal_aligner first")
     tasks = _tasks(paths, corpus_root, agent.model_copy(update={"tasks": rl.tasks or agent.tasks}))
     z0 = _predictor_goals(paths, [instr for _, instr in tasks])
-    excluded = excluded_world_seeds(paths, corpus_root) - _rl_seeds(paths)
+    excluded = excluded_world_seeds(paths, corpus_root, trials_dir) - _rl_seeds(paths)
     evaluated = set(world_seeds(agent.episodes, agent.seed, excluded))
     pool_seeds = world_seeds(rl.worlds, rl.seed, excluded | evaluated, stream=RL_WORLD_STREAM)
     write_json_atomic(pool_seeds, paths.goal_predictor_rl_dir / RL_SEEDS_FILE)
