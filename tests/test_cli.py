@@ -300,4 +300,5 @@ def test_ui_serves_the_code_location_and_stops_with_its_tree_on_sigterm(demo_run
         ("goal_clips", "goals"), ("goal_space_model", "training"), ("steve1_prior", "training"),
         ("goal_embeddings", "embeddings"), ("clip_embeddings", "embeddings"), ("goal_predictor", "predictor"),
         ("goal_aligner", "predictor"), ("goal_model_comparison", "evaluation"), ("goal_model_evaluation", "evaluation"),
-        ("evaluation_report", "evaluation")}
+        ("evaluation_report", "evaluation"), ("goal_policy", "agent"), ("goal_predictor_rl", "agent"),
+        ("agent_success", "agent")}

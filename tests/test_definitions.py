@@ -25,7 +25,8 @@ def test_definitions_load_with_groups_kinds_and_descriptions(tmp_path, make_conf
                       "goal_embeddings": "embeddings", "clip_embeddings": "embeddings",
                       "goal_predictor": "predictor", "goal_aligner": "predictor",
                       "goal_model_comparison": "evaluation", "goal_model_evaluation": "evaluation",
-                      "evaluation_report": "evaluation"}
+                      "evaluation_report": "evaluation", "goal_policy": "agent", "goal_predictor_rl": "agent",
+                      "agent_success": "agent"}
     for key in graph.get_all_asset_keys():
         node = graph.get(key)
         assert node.description and len(node.description) > 40
@@ -66,6 +67,10 @@ def test_every_artefact_an_asset_reads_is_an_upstream_asset(tmp_path, make_confi
     models = {"goal_aligner", "steve1_prior", "goal_space_model", "goal_embeddings", "task_vocabulary"}
     assert upstream("goal_model_comparison") == models == upstream("goal_model_evaluation")
     assert upstream("evaluation_report") == {"goal_model_evaluation", "goal_embeddings", "goal_clips"}
+    assert upstream("goal_policy") == {"goal_space_model", "corpus_manifest", "agent_trials"}
+    assert upstream("goal_predictor_rl") == {"goal_policy", "goal_aligner", "task_vocabulary"}
+    assert upstream("agent_success") == {"goal_policy", "goal_predictor_rl", "goal_embeddings", "steve1_prior",
+                                         "goal_aligner", "task_vocabulary"}
     # Each stage module is its own Definitions; the key constants name real assets, each once.
     assert all(isinstance(stage.definitions(make_config(tmp_path, tmp_path / "corpus")), dg.Definitions)
                for stage in STAGES)

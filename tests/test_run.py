@@ -98,10 +98,11 @@ def test_run_materializes_the_selection_on_the_persistent_instance(configured, c
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["run", "--select", "video_clip"], "goalcraft: unknown asset or group: video_clip (assets: agent_trials, "
-     "clip_embeddings, corpus_manifest, evaluation_report, goal_aligner, goal_clips, goal_embeddings, "
-     "goal_model_comparison, goal_model_evaluation, goal_predictor, goal_space_model, steve1_prior, task_vocabulary, "
-     "video_clips; groups: clips, embeddings, evaluation, goals, ingest, predictor, training)"),
+    (["run", "--select", "video_clip"], "goalcraft: unknown asset or group: video_clip (assets: agent_success, "
+     "agent_trials, clip_embeddings, corpus_manifest, evaluation_report, goal_aligner, goal_clips, goal_embeddings, "
+     "goal_model_comparison, goal_model_evaluation, goal_policy, goal_predictor, goal_predictor_rl, goal_space_model, "
+     "steve1_prior, task_vocabulary, video_clips; groups: agent, clips, embeddings, evaluation, goals, ingest, "
+     "predictor, training)"),
     (["run", "--select", "clips", "--partition", "p0001,p7"], "goalcraft: unknown partition: p7 (partitions: "
      "p0000, p0001)"),
     (["run", "--select", "ingest", "--partition", "p0000"], "goalcraft: --partition p0000: none of the selected "

@@ -370,6 +370,83 @@ class EvaluationSettings(Settings):
     success_visuals: list[str] = []
 
 
+class PolicySettings(Settings):
+    """``[policy]``: the goal-conditioned Crafter policy trained by hindsight relabelling on the
+    corpus's trajectories (docs/closed-loop.md; goalcraft.training.policy)."""
+
+    config: Literal["crafter", "tiny"] = "crafter"  # goalcraft.models.policy.POLICY_CONFIGS
+    epochs: PositiveInt = 8
+    batch_size: PositiveInt = 256
+    lr: PositiveFloat = 3e-4
+    weight_decay: float = Field(0.01, ge=0)
+    seed: int = 0
+    val_fraction: float = Field(0.1, gt=0, lt=1)
+    # Hindsight goal segments are [gap_low, gap_high) steps long (STEVE-1: [15, 200) MineRL frames;
+    # docs/closed-loop.md scales them to Crafter).
+    gap_low: int = 15
+    gap_high: int = 45
+    p_uncond: float = Field(0.1, ge=0, lt=1)  # share of training goals zeroed (classifier-free guidance)
+    device: str = "cpu"
+
+    @model_validator(mode="after")
+    def _check_gap(self) -> PolicySettings:
+        if not CLIP_FRAMES - 1 <= self.gap_low < self.gap_high:
+            raise ValueError(f"need 15 <= gap_low < gap_high, got {self.gap_low}, {self.gap_high}")
+        return self
+
+
+#: The goal sources of agent success (goalcraft.evaluation.agent_success).
+AGENT_GOAL_SOURCES = ("oracle_visual", "mineclip_prior_sampled", "mineclip_prior_deterministic", "goal_predictor",
+                      "unconditional", "scripted", "goal_predictor_rl")
+
+
+class AgentSettings(Settings):
+    """``[agent]``: agent success of the goal sources (docs/closed-loop.md;
+    goalcraft.evaluation.agent_success). ``instruction_set``: one entry as in ``[evaluation]``
+    (its tasks that are Crafter achievements are played)."""
+
+    # The defaults are the demo's reduced loop (about a minute on 2 cores); the issue's full
+    # evaluation is episodes = 20, guidance = [0, 1, 3, 6], every task (tasks = []), max_steps = 300.
+    instruction_set: str = "corpus"
+    # A subset of the set's tasks (empty: every task that is a Crafter achievement).
+    tasks: list[str] = ["collect_wood", "place_table", "collect_drink", "collect_sapling"]
+    episodes: PositiveInt = 4  # world seeds per task, the same for every source and guidance
+    max_steps: PositiveInt = 150  # T: the target must unlock within this many steps
+    guidance: list[float] = [0.0, 3.0]
+    sources: list[str] = list(AGENT_GOAL_SOURCES)  # a subset of AGENT_GOAL_SOURCES
+    seed: int = 0
+    workers: int = Field(2, ge=0)  # env processes (0: in this process)
+    slots: PositiveInt = 16  # episodes played side by side (one policy batch per step)
+    n_boot: PositiveInt = 2000
+
+    @model_validator(mode="after")
+    def _check_sources(self) -> AgentSettings:
+        unknown = [s for s in self.sources if s not in AGENT_GOAL_SOURCES]
+        if unknown or not self.sources:
+            raise ValueError(f"sources must be some of {', '.join(AGENT_GOAL_SOURCES)}, got {self.sources}")
+        return self
+
+
+class PredictorRLSettings(Settings):
+    """``[predictor_rl]``: REINFORCE fine-tuning of a residual head on the goal predictor by agent
+    success with the frozen policy (docs/closed-loop.md §5; goalcraft.training.predictor_rl). The
+    environment processes and slots are ``[agent]``'s."""
+
+    # The defaults are the demo's reduced loop (about 30 s on 2 cores); a real run wants tens of
+    # iterations of 8+ episodes per task.
+    tasks: list[str] = []  # empty: [agent] tasks
+    iterations: PositiveInt = 4
+    episodes_per_task: PositiveInt = 4  # goals drawn per task and iteration
+    worlds: PositiveInt = 8  # its own world seeds: none a training trajectory's or agent success's
+    max_steps: PositiveInt = 100
+    guidance: float = Field(3.0, ge=0)
+    sigma: PositiveFloat = 0.5  # the Gaussian's std, relative to the goals' RMS coordinate
+    lr: PositiveFloat = 1e-3
+    baseline_momentum: float = Field(0.9, ge=0, lt=1)
+    off_target_penalty: float = Field(0.0, ge=0)  # reward = success - penalty x off-target achievements
+    seed: int = 0
+
+
 DEFAULT_RETRAIN_CRON = "0 3 * * 0"  # Sundays 03:00
 class DemoSettings(Settings):
     """``[demo]``: the Crafter corpus ``goalcraft demo`` generates when the corpus is absent
@@ -386,6 +463,10 @@ class DemoSettings(Settings):
     video_agent: Literal["free", "varied"] = "free"
     trial_targets: Literal["default", "study"] = "default"
     workers: PositiveInt = 1  # processes playing and encoding episodes (the output does not depend on it)
+    # Exploratory episodes (random walk, mixed scripted + random) for the policy's training data:
+    # trajectories/<id>/ in STEVE-1's episode layout, not read by the ingest (docs/closed-loop.md).
+    explore_episodes: int = Field(0, ge=0)
+    explore_steps: PositiveInt = 300
 
 
 _CRON_FIELD = re.compile(r"^[0-9A-Za-z*/,\-?#L]+$")
@@ -433,6 +514,9 @@ class GoalcraftConfig(Settings):
     evaluation: EvaluationSettings = EvaluationSettings()
     automation: AutomationSettings = AutomationSettings()
     demo: DemoSettings = DemoSettings()
+    policy: PolicySettings = PolicySettings()
+    agent: AgentSettings = AgentSettings()
+    predictor_rl: PredictorRLSettings = PredictorRLSettings()
     source: str = "defaults"
 
     @model_validator(mode="after")

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import dagster as dg
 
-from goalcraft.assets import clips, embeddings, evaluation, goals, ingest, predictor, training
+from goalcraft.assets import agent, clips, embeddings, evaluation, goals, ingest, predictor, training
 from goalcraft.config import GoalcraftConfig, load_config
 from goalcraft.pipelines.gpu import location_executor
 from goalcraft.pipelines.jobs import build_jobs
 from goalcraft.pipelines.schedules import build_retraining_schedule
 from goalcraft.pipelines.sensors import build_new_inputs_sensor
 from goalcraft.resources import (
+    AgentResource,
     ClipStageResource,
     CorpusResource,
     GoalsResource,
@@ -21,7 +22,7 @@ from goalcraft.resources import (
 )
 
 #: The stages in data-flow order; each module's ``definitions(config)`` holds its assets and checks.
-STAGES = (ingest, clips, goals, training, embeddings, predictor, evaluation)
+STAGES = (ingest, clips, goals, training, embeddings, predictor, evaluation, agent)
 
 
 def build_resources(config: GoalcraftConfig) -> dict[str, dg.ConfigurableResource]:
@@ -33,6 +34,8 @@ def build_resources(config: GoalcraftConfig) -> dict[str, dg.ConfigurableResourc
         "training": TrainingResource(goal_space=as_config(config.goal_space), prior=as_config(config.prior),
                                      predictor=as_config(config.predictor), splits=as_config(config.splits),
                                      evaluation=as_config(config.evaluation)),
+        "agent": AgentResource(policy=as_config(config.policy), agent=as_config(config.agent),
+                               predictor_rl=as_config(config.predictor_rl)),
     }
 
 

@@ -15,11 +15,14 @@ import dagster as dg
 from pydantic import BaseModel, Field, create_model
 
 from goalcraft.config import (
+    AgentSettings,
     ClipsSettings,
     EvaluationSettings,
     GoalSpaceSettings,
     GoalsSettings,
     PathsSettings,
+    PolicySettings,
+    PredictorRLSettings,
     PredictorSettings,
     PriorSettings,
     SplitSettings,
@@ -108,3 +111,12 @@ class TrainingResource(dg.ConfigurableResource):
     predictor: dagster_config(PredictorSettings) = dagster_config(PredictorSettings)()  # type: ignore[valid-type]
     splits: dagster_config(SplitSettings) = dagster_config(SplitSettings)()  # type: ignore[valid-type]
     evaluation: dagster_config(EvaluationSettings) = dagster_config(EvaluationSettings)()  # type: ignore[valid-type]
+
+
+class AgentResource(dg.ConfigurableResource):
+    """The goal-conditioned policy's training (``[policy]``), the agent-success evaluation (``[agent]``)
+    and the predictor's REINFORCE fine-tuning (``[predictor_rl]``)."""
+
+    policy: dagster_config(PolicySettings) = dagster_config(PolicySettings)()  # type: ignore[valid-type]
+    agent: dagster_config(AgentSettings) = dagster_config(AgentSettings)()  # type: ignore[valid-type]
+    predictor_rl: dagster_config(PredictorRLSettings) = dagster_config(PredictorRLSettings)()  # type: ignore[valid-type]

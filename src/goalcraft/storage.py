@@ -127,6 +127,21 @@ class StoragePaths:
         return self.data_root / "models" / "goal_predictor"
 
     @property
+    def policy_dir(self) -> Path:
+        """The goal-conditioned policy (goalcraft.training.policy) and its episode cache."""
+        return self.data_root / "models" / "policy"
+
+    @property
+    def goal_predictor_rl_dir(self) -> Path:
+        """The residual head REINFORCE fine-tunes on the goal predictor (goalcraft.training.predictor_rl)."""
+        return self.data_root / "models" / "goal_predictor_rl"
+
+    @property
+    def agent_success_dir(self) -> Path:
+        """Agent success: one parquet file per run (goalcraft.evaluation.agent_success)."""
+        return self.data_root / "evaluation" / "agent_success"
+
+    @property
     def task_vocabulary_file(self) -> Path:
         """The task vocabulary of the configured task files (goalcraft.data.task_vocabulary)."""
         return self.ingest_dir / "task_vocabulary.json"

@@ -26,3 +26,7 @@ GOAL_ALIGNER = dg.AssetKey("goal_aligner")
 GOAL_MODEL_COMPARISON = dg.AssetKey("goal_model_comparison")
 GOAL_MODEL_EVALUATION = dg.AssetKey("goal_model_evaluation")
 EVALUATION_REPORT = dg.AssetKey("evaluation_report")
+# agent
+GOAL_POLICY = dg.AssetKey("goal_policy")
+GOAL_PREDICTOR_RL = dg.AssetKey("goal_predictor_rl")
+AGENT_SUCCESS = dg.AssetKey("agent_success")

@@ -58,6 +58,10 @@ Layout under ``root``::
                                         step, frame, time
     tasks.json                          the Crafter task vocabulary (instruction, paraphrases,
                                         narration) for all 22 achievements
+    trials/<id>/actions.jsonl (+ actions.pkl in the STEVE-1 layout), trajectories/<video id>/actions.jsonl,
+    trajectories/<explore id>/          every episode's actions, rewards and unlocks (record_actions), and
+                                        exploratory episodes in STEVE-1's episode layout
+                                        (goalcraft.data.trajectories, goalcraft.crafter.explore)
 
 Everything is a pure function of the arguments: the same ``seed`` gives byte-identical files in any
 process (see :mod:`goalcraft.crafter.deterministic_env` for the one thing in Crafter that would

@@ -10,8 +10,8 @@ different achievements, several times each (study corpora), and pursues the stud
 from __future__ import annotations
 
 import collections
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Callable
 
 import crafter
 import numpy as np
@@ -414,6 +414,10 @@ class Episode:
     daylight: list[float]
     success_frame: int | None = None
     died: bool = False
+    # Step t (1-based) took actions[t - 1] on frame t - 1 and got rewards[t - 1] (Crafter's reward).
+    actions: list[int] = field(default_factory=list)
+    rewards: list[float] = field(default_factory=list)
+    agent: str = ""  # the player's class name
 
 
 def make_agent(rng: np.random.RandomState, target: str | None = None, varied: bool = False) -> ScriptedAgent:
@@ -428,16 +432,20 @@ def make_agent(rng: np.random.RandomState, target: str | None = None, varied: bo
 
 
 def play_episode(env_seed: int, policy_seed: int, size: tuple[int, int], max_steps: int,
-                 target: str | None = None, tail: int = 0, varied: bool = False) -> Episode:
+                 target: str | None = None, tail: int = 0, varied: bool = False,
+                 agent: Callable[[np.random.RandomState], Any] | None = None) -> Episode:
     """Play one episode; frame ``t`` is the observation after step ``t`` (frame 0: reset).
 
     Without ``target`` it runs ``max_steps`` steps. With a target it stops ``tail`` steps after the
     first unlock of the target (even if that runs past ``max_steps``), or after ``max_steps`` steps
-    without one. It stops early if the player dies (``died``). The player is :func:`make_agent`'s.
+    without one. It stops early if the player dies (``died``). The player is :func:`make_agent`'s,
+    or ``agent(rng)`` (anything with ``act(env) -> action id``) when given. Every action and reward
+    is recorded (``actions``, ``rewards``).
     """
     env = make_env(env_seed, size)
-    agent = make_agent(np.random.RandomState(policy_seed), target, varied)
-    episode = Episode([env.reset()], [], [float(env._world.daylight)])
+    rng = np.random.RandomState(policy_seed)
+    player = agent(rng) if agent is not None else make_agent(rng, target, varied)
+    episode = Episode([env.reset()], [], [float(env._world.daylight)], agent=type(player).__name__)
     counts = dict.fromkeys(ACHIEVEMENTS, 0)
     step = 0
     while True:
@@ -445,7 +453,10 @@ def play_episode(env_seed: int, policy_seed: int, size: tuple[int, int], max_ste
         if step >= last:
             break
         step += 1
-        obs, _reward, _done, info = env.step(agent.act(env))
+        action = player.act(env)
+        obs, reward, _done, info = env.step(action)
+        episode.actions.append(int(action))
+        episode.rewards.append(float(reward))
         episode.frames.append(obs)
         episode.daylight.append(float(env._world.daylight))
         for name in ACHIEVEMENTS:  # fixed order: simultaneous unlocks are logged deterministically

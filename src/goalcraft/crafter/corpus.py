@@ -16,10 +16,19 @@ from typing import Any, Callable, Iterator, Literal, Sequence
 import numpy as np
 
 from goalcraft.crafter.agent import PURSUABLE_TARGETS, Episode, play_episode
+from goalcraft.crafter.explore import EXPLORE_AGENTS
 from goalcraft.crafter.deterministic_env import DEFAULT_SIZE
 from goalcraft.crafter.narration import transcript_segments, webvtt
 from goalcraft.crafter.tasks import ACHIEVEMENTS, TASKS, TRIAL_TARGETS, tasks_json_text
+from goalcraft.data.trajectories import (
+    ACTIONS_FILE,
+    STEVE1_ACTIONS_FILE,
+    TRAJECTORIES_DIR,
+    actions_jsonl,
+    steve1_actions_pickle,
+)
 from goalcraft.data.video_writer import write_video
+from goalcraft.formats import CRAFTER_ACTIONS
 from goalcraft.storage import commit_directory, new_staging_dir, recover_directory
 
 __all__ = ["TRIAL_TAIL_FRAMES", "VIDEO_AGENTS", "CorpusSummary", "generate_crafter_corpus"]
@@ -49,6 +58,8 @@ class CorpusSummary:
     manifest_path: Path = field(default=Path())
     events_path: Path = field(default=Path())
     tasks_path: Path = field(default=Path())
+    trajectories: int = 0  # episodes whose actions were recorded (every episode with record_actions)
+    explore_ids: tuple[str, ...] = ()
 
 
 def _write_json(path: Path, obj: Any) -> None:
@@ -65,11 +76,14 @@ def _seq(seed: int, *key: int) -> np.random.SeedSequence:
 
 
 def _play_until_alive(seed: int, kind: int, index: int, size: tuple[int, int], max_steps: int,
-                      target: str | None = None, attempts: int = 8, varied: bool = False) -> tuple[Episode, int]:
-    """Play; if the player dies before the episode is complete, replay in another world."""
-    for attempt in range(attempts):
+                      target: str | None = None, attempts: int = 8, varied: bool = False,
+                      agent: str | None = None) -> tuple[Episode, int]:
+    """Play; if the player dies before the episode is complete, replay in another world. An
+    exploratory ``agent`` (:data:`EXPLORE_AGENTS`) plays once: its death ends the episode."""
+    for attempt in range(1 if agent else attempts):
         env_seed, policy_seed = (int(x) for x in _seq(seed, kind, index, attempt).generate_state(2) % (2**31 - 1))
-        episode = play_episode(env_seed, policy_seed, size, max_steps, target, TRIAL_TAIL_FRAMES, varied)
+        episode = play_episode(env_seed, policy_seed, size, max_steps, target, TRIAL_TAIL_FRAMES, varied,
+                               agent=EXPLORE_AGENTS[agent] if agent else None)
         if not episode.died:
             break
     return episode, env_seed
@@ -88,6 +102,7 @@ class _Take:
     varied: bool
     path: str
     fps: int
+    agent: str | None = None  # an exploratory player (kind 5)
 
 
 @dataclass(frozen=True)
@@ -99,14 +114,19 @@ class _Played:
     success_frame: int | None
     env_seed: int
     frames: int
+    actions: tuple[int, ...] = ()
+    rewards: tuple[float, ...] = ()
+    agent: str = ""
+    died: bool = False
 
 
 def _play_and_write(take: _Take) -> _Played:
     """Play ``take`` and encode its video; a pure function of ``take`` (any process, any order)."""
     episode, env_seed = _play_until_alive(take.seed, take.kind, take.index, take.size, take.max_steps,
-                                          take.target, varied=take.varied)
+                                          take.target, varied=take.varied, agent=take.agent)
     info = write_video(Path(take.path), episode.frames, take.fps)
-    return _Played(episode.events, episode.daylight, episode.success_frame, env_seed, info.frames)
+    return _Played(episode.events, episode.daylight, episode.success_frame, env_seed, info.frames,
+                   tuple(episode.actions), tuple(episode.rewards), episode.agent, episode.died)
 
 
 def _played(takes: list[_Take], workers: int) -> Iterator[_Played]:
@@ -161,6 +181,10 @@ def generate_crafter_corpus(
     video_agent: Literal["free", "varied"] = "free",
     trial_targets: Sequence[str] | None = None,
     workers: int = 1,
+    record_actions: bool = True,
+    n_explore_episodes: int = 0,
+    explore_steps: int = 300,
+    explore_agents: Sequence[str] = tuple(EXPLORE_AGENTS),
 ) -> CorpusSummary:
     """Play Crafter and write the demo corpus under ``root`` (layout in :mod:`goalcraft.crafter`).
 
@@ -180,6 +204,16 @@ def generate_crafter_corpus(
     encodes the episodes in that many processes; every episode is a pure function of
     ``(seed, kind, index)``, so the files are the same for any number of workers, and the progress
     lines come in the same order. Invalid ``video_agent``, ``trial_targets`` or ``workers``: ValueError.
+
+    ``record_actions`` writes every episode's actions, rewards and unlocks beside its video
+    (:mod:`goalcraft.data.trajectories`: ``actions.jsonl`` in each trial folder, plus STEVE-1's
+    ``actions.pkl`` in STEVE-1-layout ones, and ``trajectories/<video id>/actions.jsonl`` for the
+    videos); these are new files only, every other file is the same as without them.
+    ``n_explore_episodes`` exploratory episodes of up to ``explore_steps`` steps, played in turn by
+    ``explore_agents`` (:data:`~goalcraft.crafter.explore.EXPLORE_AGENTS`), go to
+    ``trajectories/<id>/`` in STEVE-1's episode layout (``frames.mp4``, ``len.txt``,
+    ``metadata.json``, ``actions.pkl``) with an ``actions.jsonl``; the pipeline's ingest does not read
+    them (they have no instruction), the policy trainer does.
 
     The corpus is built in a temporary directory next to ``root`` and swapped in, so readers never
     see a partial corpus; an existing non-corpus directory at ``root`` is refused, not replaced.
@@ -204,6 +238,10 @@ def generate_crafter_corpus(
         raise ValueError("trial_targets is empty but trials or STEVE-1 episodes were asked for")
     if isinstance(workers, bool) or int(workers) != workers or workers < 1:
         raise ValueError(f"workers must be a positive int, got {workers!r}")
+    if isinstance(explore_agents, str) or not explore_agents or any(a not in EXPLORE_AGENTS for a in explore_agents):
+        raise ValueError(f"explore_agents must name some of {', '.join(EXPLORE_AGENTS)}, got {explore_agents!r}")
+    if n_explore_episodes < 0 or explore_steps < 1:
+        raise ValueError("n_explore_episodes must be >= 0 and explore_steps positive")
     if root.exists() and any(root.iterdir()) and not (root / "manifest.jsonl").exists():
         raise FileExistsError(f"{root} exists and is not a goalcraft corpus; refusing to replace it")
     say = progress or (lambda _msg: None)
@@ -214,7 +252,8 @@ def generate_crafter_corpus(
     try:
         summary = _generate(staging, root, seed, n_videos, steps_per_video, n_trials, n_steve1_episodes,
                             fps, tuple(size), trial_max_steps, say, video_agent == "varied", targets,
-                            int(workers))
+                            int(workers), record_actions, int(n_explore_episodes), int(explore_steps),
+                            tuple(explore_agents))
         commit_directory(staging, root)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -227,7 +266,9 @@ def generate_crafter_corpus(
 
 def _generate(out: Path, root: Path, seed: int, n_videos: int, steps_per_video: int, n_trials: int,
               n_episodes: int, fps: int, size: tuple[int, int], trial_max_steps: int,
-              say: Callable[[str], None], varied: bool, targets: tuple[str, ...], workers: int) -> CorpusSummary:
+              say: Callable[[str], None], varied: bool, targets: tuple[str, ...], workers: int,
+              record_actions: bool = True, n_explore: int = 0, explore_steps: int = 300,
+              explore_agents: tuple[str, ...] = tuple(EXPLORE_AGENTS)) -> CorpusSummary:
     for sub in ("videos", "transcripts", "trials", "ground_truth"):
         (out / sub).mkdir(parents=True)
     events: list[dict[str, Any]] = []
@@ -253,6 +294,30 @@ def _generate(out: Path, root: Path, seed: int, n_videos: int, steps_per_video: 
         trial_plan.append((steve1, tid, target, tdir))
         takes.append(_Take(seed, 4, j, size, trial_max_steps, target, False,
                            str(tdir / ("frames.mp4" if steve1 else "video.mp4")), fps))
+    explore_plan = []
+    for j in range(n_explore):
+        xid = f"crafter-{seed}-x{j:02d}"
+        xdir = out / TRAJECTORIES_DIR / xid
+        xdir.mkdir(parents=True)
+        explore_plan.append((xid, xdir))
+        takes.append(_Take(seed, 5, j, size, explore_steps, None, False, str(xdir / "frames.mp4"), fps,
+                           agent=explore_agents[j % len(explore_agents)]))
+    recorded = [0]
+
+    def record(folder: Path, source_id: str, kind: str, video: str, episode: _Played,
+               target: str | None = None, steve1: bool = False) -> None:
+        """The episode's actions beside its video (new files only; goalcraft.data.trajectories)."""
+        if not record_actions:
+            return
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / ACTIONS_FILE).write_text(actions_jsonl(
+            source_id=source_id, kind=kind, agent=episode.agent, env_seed=episode.env_seed, fps=fps, video=video,
+            actions=episode.actions, rewards=episode.rewards, events=episode.events, action_names=CRAFTER_ACTIONS,
+            died=episode.died, target=target), encoding="utf-8")
+        if steve1:
+            (folder / STEVE1_ACTIONS_FILE).write_bytes(steve1_actions_pickle(episode.actions, episode.frames))
+        recorded[0] += 1
+
     played = _played(takes, workers)
     try:
         for i, vid in enumerate(video_ids):
@@ -279,6 +344,7 @@ def _generate(out: Path, root: Path, seed: int, n_videos: int, steps_per_video: 
                 "transcript": transcript,
             })
             log(vid, "video", episode)
+            record(out / TRAJECTORIES_DIR / vid, vid, "video", f"videos/{vid}.mp4", episode)
             say(f"video {vid}: {episode.frames} frames, {len(episode.events)} unlocks")
 
         trial_ids, episode_ids, successes = [], [], 0
@@ -303,8 +369,19 @@ def _generate(out: Path, root: Path, seed: int, n_videos: int, steps_per_video: 
             else:
                 trial_ids.append(tid)
             log(tid, "trial", episode)
+            record(tdir, tid, "steve1_episode" if steve1 else "trial",
+                   f"trials/{tid}/{'frames.mp4' if steve1 else 'video.mp4'}", episode, target, steve1)
             say(f"{'episode' if steve1 else 'trial'} {tid}: {target} "
                 f"{'succeeded at frame ' + str(episode.success_frame) if success else 'failed'}")
+
+        for xid, xdir in explore_plan:  # exploratory episodes: STEVE-1's episode layout, no instruction
+            episode = next(played)
+            (xdir / "len.txt").write_text(str(episode.frames), encoding="utf-8")
+            _write_json(xdir / "metadata.json", {"agent": episode.agent, "seed": episode.env_seed, "fps": fps,
+                                                 "died": episode.died, "unlocked": [n for _, n in episode.events]})
+            record(xdir, xid, "explore", f"{TRAJECTORIES_DIR}/{xid}/frames.mp4", episode, steve1=True)
+            say(f"explore {xid}: {episode.agent}, {episode.frames} frames, {len(episode.events)} unlocks"
+                f"{', died' if episode.died else ''}")
     finally:
         played.close()  # (stops the worker processes if anything went wrong)
 
@@ -319,5 +396,5 @@ def _generate(out: Path, root: Path, seed: int, n_videos: int, steps_per_video: 
         events=len(events), successes=successes, unlocks=unlocks, video_ids=tuple(video_ids),
         trial_ids=tuple(trial_ids), episode_ids=tuple(episode_ids),
         manifest_path=root / "manifest.jsonl", events_path=root / "ground_truth" / "events.jsonl",
-        tasks_path=root / "tasks.json",
+        tasks_path=root / "tasks.json", trajectories=recorded[0], explore_ids=tuple(x for x, _ in explore_plan),
     )

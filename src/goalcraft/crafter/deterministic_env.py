@@ -71,18 +71,44 @@ class _OrderedWorld(crafter_engine.World):
         self._chunks = collections.defaultdict(OrderedSet)
 
 
-def make_env(seed: int, size: tuple[int, int] = DEFAULT_SIZE) -> crafter.Env:
+class _ScaledNoiseLocalView(crafter_engine.LocalView):
+    """``crafter.engine.LocalView`` that draws its night noise at :data:`TILE` pixels a tile, whatever
+    it renders at. Crafter draws that noise from the *world's* random state, one number per canvas
+    pixel, so a render of another size would advance the world's RNG differently and change the game
+    from the first night on. This view draws the 16-px canvas's numbers (the same stream the corpus's
+    256x160 renders draw) and uses every ``scale``-th one."""
+
+    scale = 1
+
+    def _noise(self, canvas, amount, stddev):
+        s = self.scale
+        height, width = canvas.shape[:2]
+        noise = self._world.random.uniform(32, 127, (height * s, width * s))[::s, ::s][..., None]
+        mask = amount * self._vignette(canvas.shape, stddev)[..., None]
+        return (1 - mask) * canvas + mask * noise
+
+
+def make_env(seed: int, size: tuple[int, int] = DEFAULT_SIZE, *, tile: int = TILE) -> crafter.Env:
     """A Crafter env with a deterministic world, rendering ``size`` = (width, height) frames.
 
-    Width and height must be multiples of :data:`TILE` (undistorted 16-pixel tiles, even sizes).
+    Width and height must be multiples of ``tile``, the pixels per tile (default :data:`TILE`:
+    undistorted 16-pixel tiles, even sizes; a divisor of 16); the view is ``size / tile`` tiles.
+    ``make_env(s, (64, 40), tile=4)`` plays the same game as ``make_env(s)`` (16 x 10 tiles), rendered
+    at 4 pixels a tile (the policy's frames): the world's dynamics depend on the view, and the one
+    thing in a render that advances the world's random state (the night noise) is drawn as at 16 px
+    (:class:`_ScaledNoiseLocalView`), so a recorded episode replays exactly at any tile size.
     The env's world is switched to :class:`_OrderedWorld` (this instance only; crafter itself is not
     touched). Crafter seeds each episode's world with ``hash((seed, episode))``, a hash of ints,
     which Python does not randomize per process (PYTHONHASHSEED only affects str/bytes); its other
     sets (``World.nearby``, the unlocked-achievement set) are only used for membership tests.
     """
     width, height = size
-    if width % TILE or height % TILE or width < TILE * 9 or height < TILE * 5:
-        raise ValueError(f"size must be (width, height) multiples of {TILE} and at least 144x80, got {size}")
-    env = crafter.Env(area=(64, 64), view=(width // TILE, height // TILE), size=(width, height), seed=int(seed))
+    if tile < 1 or TILE % tile or width % tile or height % tile or width < tile * 9 or height < tile * 5:
+        raise ValueError(f"size must be (width, height) multiples of {tile} and at least {9 * tile}x{5 * tile}, "
+                         f"got {size}")
+    env = crafter.Env(area=(64, 64), view=(width // tile, height // tile), size=(width, height), seed=int(seed))
     env._world.__class__ = _OrderedWorld  # same state, only reset() differs; applied before reset
+    if tile != TILE:
+        env._local_view.__class__ = _ScaledNoiseLocalView
+        env._local_view.scale = TILE // tile
     return env

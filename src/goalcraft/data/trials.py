@@ -50,7 +50,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Literal, Sequence
+from typing import Any, Callable, Literal, Sequence, TypeVar
 
 from goalcraft.data.paths import join_relative, relative_to_root, resolve_inside
 from goalcraft.data.quarantine import InputError, QuarantineRecord, read_json
@@ -68,6 +68,7 @@ __all__ = [
 ]
 
 STAGE = "trial"
+R = TypeVar("R")
 TRIAL_VIDEO_EXTENSIONS: tuple[str, ...] = ("mp4", "mkv", "webm", "avi", "mov")
 #: Metadata keys that may hold the instruction of a STEVE-1 episode, in order of preference.
 INSTRUCTION_KEYS: tuple[str, ...] = ("instruction", "text_prompt", "prompt", "task")
@@ -156,12 +157,13 @@ def subfolders(folder: Path) -> list[str]:
 
 
 def read_trial_folders(
-    root: Path, folders: Sequence[tuple[str, str]], read: Callable[[Path, str, str], TrialRecord]
-) -> tuple[list[TrialRecord], list[QuarantineRecord]]:
+    root: Path, folders: Sequence[tuple[str, str]], read: Callable[[Path, str, str], R]
+) -> tuple[list[R], list[QuarantineRecord]]:
     """``read(root, rel, trial_id)`` for each ``(corpus-relative folder, trial id)``, in order: the
     records, and a quarantine record for every folder whose name is not UTF-8, whose id an earlier
-    folder took, or whose ``read`` raised :class:`InputError`."""
-    records: list[TrialRecord] = []
+    folder took, or whose ``read`` raised :class:`InputError`. (Trajectories are read with it too:
+    goalcraft.data.trajectories.)"""
+    records: list[R] = []
     quarantined: list[QuarantineRecord] = []
     seen: dict[str, str] = {}
     for rel, trial_id in folders:

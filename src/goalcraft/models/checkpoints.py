@@ -37,6 +37,7 @@ __all__ = [
     "file_sha256",
     "format_key_list",
     "load_config_json",
+    "load_model_dir",
     "load_state_dict_file",
     "save_model_dir",
     "strict_load",
@@ -316,3 +317,16 @@ def _from_json(value: Any, hint: Any) -> Any:
     if isinstance(value, list) and hint is not None and typing.get_origin(hint) is tuple:
         return tuple(value)
     return value
+
+
+M = TypeVar("M", bound=nn.Module)
+
+
+def load_model_dir(model_dir: str | os.PathLike[str], config_cls: type[C], build: Callable[[C], M]) -> M:
+    """A model folder written by :func:`save_model_dir`: ``config.json`` read into ``config_cls``,
+    ``build(config)`` (an uninitialized module is enough), the weights loaded strictly; in eval mode."""
+    model_dir = Path(model_dir)
+    model = build(load_config_json(model_dir, config_cls))
+    weights = model_dir / WEIGHTS_FILE
+    strict_load(model, load_state_dict_file(weights), source=str(weights))
+    return model.eval()

@@ -34,13 +34,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
-from goalcraft.models.checkpoints import (
-    WEIGHTS_FILE,
-    load_config_json,
-    load_state_dict_file,
-    save_model_dir,
-    strict_load,
-)
+from goalcraft.models.checkpoints import load_model_dir, load_state_dict_file, save_model_dir, strict_load
 
 
 @dataclass(frozen=True)
@@ -218,9 +212,4 @@ def save_prior(model: TranslatorVAE, out_dir: str | Path) -> Path:
 
 def load_prior(model_dir: str | Path) -> TranslatorVAE:
     """Load a prior written by :func:`save_prior` (or by training), strictly, in eval mode."""
-    model_dir = Path(model_dir)
-    config = load_config_json(model_dir, PriorConfig)
-    model = TranslatorVAE.uninitialized(config)
-    weights = model_dir / WEIGHTS_FILE
-    strict_load(model, load_state_dict_file(weights), source=str(weights))
-    return model.eval()
+    return load_model_dir(model_dir, PriorConfig, TranslatorVAE.uninitialized)

@@ -16,6 +16,9 @@ root; the views read the files as they are (nothing is copied or loaded ahead):
     clip_embeddings                one row per clip of every embedded partition
     eval_runs, eval_summary, eval_differences, eval_per_task, eval_per_pair, eval_per_instruction, eval_examples
                                    the evaluation tables of every run (goalcraft.evaluation.run)
+    agent_success                  one row per rollout episode of every agent-success run: run_id, model
+                                   (goal source), task, instruction, guidance, world_seed, success, steps,
+                                   achievements, ... (goalcraft.evaluation.agent_success)
 
 ``partition_of(id)`` (a macro, once the ingest tables exist) names the partition of a video or trial
 id, so ``SELECT * FROM clips WHERE partition = partition_of('<id>') AND source_id = '<id>'`` reads
@@ -23,7 +26,8 @@ one partition's files only.
 
 Named queries live beside this file as ``<name>.sql`` (:func:`named_queries`, :func:`run_query`):
 ``comparison`` (the latest run's metrics, models side by side), ``confused_pairs`` (most-confused task
-pairs) and ``metric_history`` (metrics over runs). ``goalcraft sql NAME`` or ``goalcraft sql "SELECT …"``
+pairs), ``metric_history`` (metrics over runs) and ``agent_success`` (the latest agent-success run's
+success rates with Wilson 95% intervals). ``goalcraft sql NAME`` or ``goalcraft sql "SELECT …"``
 prints the result.
 """
 
@@ -120,6 +124,9 @@ def view_sources(paths: StoragePaths) -> dict[str, str]:
     clip_embedding_files = sorted(paths.clip_embeddings_dir.glob("p*.parquet"))
     if clip_embedding_files:
         views["clip_embeddings"] = f"SELECT * FROM read_parquet({_parquet_list(clip_embedding_files)})"
+    if any(paths.agent_success_dir.glob("*.parquet")):
+        views["agent_success"] = (f"SELECT * FROM read_parquet({_quote(paths.agent_success_dir / '*.parquet')}, "
+                                  "union_by_name = true)")
     for table in ("runs", "summary", "differences", "per_task", "per_pair", "per_instruction", "examples"):
         if any((paths.evaluation_dir / table).glob("*.parquet")):
             views[f"eval_{table}"] = (f"SELECT * FROM read_parquet({_quote(paths.evaluation_dir / table / '*.parquet')}, "

@@ -34,17 +34,24 @@ from __future__ import annotations
 
 import hashlib
 import math
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import numpy as np
 import torch
 
 from goalcraft.models.checkpoints import WEIGHTS_FILE, load_state_dict_file, strict_load
 from goalcraft.models.prior import PriorConfig, TranslatorVAE, load_prior, save_prior
-from goalcraft.training.run_folder import BEST_DIR, Progress, RunFolder, Tick, train_loop
+from goalcraft.training.run_folder import (
+    BEST_DIR,
+    Progress,
+    RunFolder,
+    Tick,
+    deterministic_algorithms,
+    train_loop,
+    weights_writer,
+)
 
 STATE_FILE = "state.pt"
 
@@ -137,7 +144,7 @@ def train_prior(
     folder = RunFolder(out_dir, {"config": asdict(config), **hyper}, resume=resume, state_file=STATE_FILE,
                        tensorboard=False, error=PriorTrainingError)
 
-    with _deterministic():
+    with deterministic_algorithms():
         with torch.random.fork_rng(devices=[]):  # CPU RNG only: the model is built on the CPU
             torch.random.default_generator.manual_seed(seeds[_INIT])
             model = TranslatorVAE(config)
@@ -158,7 +165,7 @@ def train_prior(
             best["state"] = {k: v.clone() for k, v in state["best_model"].items()}
             # ``best/`` may be one epoch ahead of ``last/`` if a run died between the two writes;
             # make it agree with the state being resumed (the lost epoch reproduces it exactly).
-            folder.save_best(_weights_writer(best["state"], config))
+            folder.save_best(weights_writer(best["state"], TranslatorVAE.uninitialized, config, save_prior))
         else:
             initial_val = _evaluate(model, val_text, val_goal, beta, batch_size, seeds[_VAL])
         progress = Progress.from_state(state)
@@ -166,7 +173,7 @@ def train_prior(
 
         def on_best(_record: dict[str, Any]) -> Callable[[Path], None]:
             best["state"] = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-            return _weights_writer(best["state"], config)
+            return weights_writer(best["state"], TranslatorVAE.uninitialized, config, save_prior)
 
         try:
             train_loop(
@@ -298,33 +305,3 @@ def _fingerprint(text: torch.Tensor, goal: torch.Tensor) -> str:
         h.update(str(tuple(t.shape)).encode())
         h.update(t.numpy().tobytes())
     return h.hexdigest()
-
-
-# -- writing ---------------------------------------------------------------------------------------
-
-
-def _weights_writer(weights: dict[str, torch.Tensor], config: PriorConfig) -> Callable[[Path], None]:
-    """Writes a model folder of ``weights`` (the best epoch's, kept in memory and in the state file)."""
-
-    def write(d: Path) -> None:
-        model = TranslatorVAE.uninitialized(config)
-        model.load_state_dict(weights)
-        save_prior(model, d)
-
-    return write
-
-
-@contextmanager
-def _deterministic() -> Iterator[None]:
-    """Deterministic kernels for the duration of training; the caller's setting is restored.
-
-    ``warn_only`` so that a CUDA run without ``CUBLAS_WORKSPACE_CONFIG`` warns instead of failing;
-    every op used here is deterministic on CPU.
-    """
-    was_on = torch.are_deterministic_algorithms_enabled()
-    was_warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
-    torch.use_deterministic_algorithms(True, warn_only=True)
-    try:
-        yield
-    finally:
-        torch.use_deterministic_algorithms(was_on, warn_only=was_warn_only)

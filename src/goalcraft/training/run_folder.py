@@ -27,9 +27,10 @@ import math
 import os
 import shutil
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Literal, Mapping, Sequence
+from typing import Any, Callable, Iterator, Literal, Mapping, Sequence
 
 import torch
 
@@ -41,6 +42,7 @@ __all__ = [
     "RunFolder",
     "Tick",
     "barrier",
+    "deterministic_algorithms",
     "dist_info",
     "format_record",
     "printer",
@@ -48,6 +50,7 @@ __all__ = [
     "rng_state",
     "to_cpu",
     "train_loop",
+    "weights_writer",
 ]
 
 STATE_FORMAT = 2
@@ -380,3 +383,35 @@ def train_loop(
         progress.position = target
         finish_round(metrics)
     return progress
+
+
+# -- helpers the trainers share ---------------------------------------------------------------------
+
+
+@contextmanager
+def deterministic_algorithms() -> Iterator[None]:
+    """Deterministic kernels for the duration of training; the caller's setting is restored.
+
+    ``warn_only`` so that a CUDA run without ``CUBLAS_WORKSPACE_CONFIG`` warns instead of failing;
+    every op the CPU trainers use is deterministic.
+    """
+    was_on = torch.are_deterministic_algorithms_enabled()
+    was_warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(was_on, warn_only=was_warn_only)
+
+
+def weights_writer(weights: Mapping[str, torch.Tensor], build: Callable[[Any], torch.nn.Module], config: Any,
+                   save: Callable[[Any, Path], Any]) -> Writer:
+    """A writer of a model folder holding ``weights`` (e.g. the best round's, kept in memory and in
+    the state file): ``build(config)`` loaded with them and written with ``save(model, folder)``."""
+
+    def write(d: Path) -> None:
+        model = build(config)
+        model.load_state_dict(dict(weights))
+        save(model, d)
+
+    return write

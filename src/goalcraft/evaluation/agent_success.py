@@ -1,0 +1,187 @@
+"""Agent success: the goal models judged by the behaviour they produce (docs/closed-loop.md).
+
+For every task of an instruction set that is an achievement of the environment, every goal source
+gives the goal-conditioned policy a goal and the policy plays ``episodes`` episodes on world seeds no
+trajectory of training used (the same seeds for every source and guidance scale: paired
+comparisons), for each guidance scale λ. Success: the target achievement unlocked within
+``max_steps`` steps; also steps to success and off-target achievements (anything else unlocked on
+the way). Goal sources (:class:`GoalSource`):
+
+* ``oracle_visual``: the mean goal embedding of the task's held-out goal clips (STEVE-1's visual prompt);
+* ``mineclip_prior_sampled`` / ``mineclip_prior_deterministic``: the goal space's text embedding
+  through the prior, a fresh draw per episode (as STEVE-1's agent draws once per episode) / ``z = 0``;
+* ``goal_predictor``: the goal predictor's ``z_goal`` for the instruction;
+* ``goal_predictor_rl``: the same through the residual head REINFORCE fine-tuned (after §5);
+* ``unconditional``: the zero goal (the floor; guidance does not change it, so λ = 0 only);
+* ``scripted``: the corpus's scripted agent pursuing the target (the ceiling; no goal, no λ).
+
+Rates come with Wilson 95% intervals (:func:`wilson`); paired differences between two sources with a
+bootstrap interval over the (task, world seed) pairs (:func:`paired_difference`).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from goalcraft.config import AGENT_GOAL_SOURCES
+from goalcraft.evaluation.rollouts import RolloutRequest, RolloutResult
+
+__all__ = [
+    "AGENT_SUCCESS_SCHEMA",
+    "GUIDANCE_SWEEP",
+    "GoalSource",
+    "agent_success_table",
+    "paired_difference",
+    "rollout_plan",
+    "summarize",
+    "wilson",
+    "world_seeds",
+]
+
+#: λ of classifier-free guidance swept by default (STEVE-1 acts at 6.0 for text goals, 7.0 for visual).
+GUIDANCE_SWEEP = (0.0, 1.0, 3.0, 6.0)
+ORACLE, PRIOR_SAMPLED, PRIOR_DETERMINISTIC, PREDICTOR, UNCONDITIONAL, SCRIPTED, PREDICTOR_RL = AGENT_GOAL_SOURCES
+
+AGENT_SUCCESS_SCHEMA = pa.schema([
+    ("run_id", pa.string()), ("timestamp", pa.string()), ("model", pa.string()), ("task", pa.string()),
+    ("instruction", pa.string()), ("guidance", pa.float64()), ("world_seed", pa.int64()), ("episode", pa.int32()),
+    ("success", pa.bool_()), ("steps", pa.int32()), ("achievements", pa.list_(pa.string())),
+    ("off_target", pa.int32()), ("died", pa.bool_()), ("max_steps", pa.int32()), ("policy", pa.string()),
+])
+
+
+@dataclass(frozen=True)
+class GoalSource:
+    """A way to give the policy its goal. ``goal(task, instruction, episode)`` → ``[D]`` float32;
+    ``goal`` None: the source plays without the policy (the scripted ceiling). ``guided``: swept over
+    the guidance scales (False: λ = 0 only)."""
+
+    name: str
+    goal: Callable[[str, str, int], np.ndarray] | None
+    guided: bool = True
+    tasks: frozenset[str] | None = None  # the tasks it has goals for (None: every task)
+
+
+def world_seeds(n: int, seed: int, exclude: set[int] | frozenset[int] = frozenset(), *, stream: int = 0x5EED) -> list[int]:
+    """``n`` distinct world seeds in [0, 2³¹ − 1), drawn from ``seed`` (and ``stream``: another stream
+    gives other seeds), none of them in ``exclude`` (the seeds of every training trajectory)."""
+    rng = np.random.default_rng([int(seed), int(stream)])
+    out: list[int] = []
+    while len(out) < n:
+        s = int(rng.integers(0, 2**31 - 1))
+        if s not in exclude and s not in out:
+            out.append(s)
+    return out
+
+
+def wilson(successes: int, n: int, z: float = 1.959964) -> tuple[float, float, float]:
+    """(rate, low, high): the Wilson score interval (95% by default); (nan, nan, nan) for n = 0."""
+    if n <= 0:
+        return math.nan, math.nan, math.nan
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return p, max(0.0, centre - half), min(1.0, centre + half)
+
+
+@dataclass(frozen=True)
+class _Planned:
+    model: str
+    task: str
+    instruction: str
+    guidance: float | None
+    episode: int
+    request: RolloutRequest
+
+
+def rollout_plan(tasks: Sequence[tuple[str, str]], sources: Sequence[GoalSource], seeds: Sequence[int], *,
+                 guidance: Sequence[float], max_steps: int, sample_seed: int = 0) -> list[_Planned]:
+    """Every episode to play: per source, task, guidance scale (one ``None`` for the scripted source,
+    λ = 0 for unguided sources) and world seed. Each policy episode samples its actions from a seed of
+    its own (``sample_seed``, source, task, λ, episode), so the episodes do not depend on each other."""
+    plan = []
+    for s_index, source in enumerate(sources):
+        scales: list[float | None] = [None] if source.goal is None else (list(guidance) if source.guided else [0.0])
+        for t_index, (task, instruction) in enumerate(tasks):
+            if source.tasks is not None and task not in source.tasks:
+                continue
+            for g_index, lam in enumerate(scales):
+                for episode, world in enumerate(seeds):
+                    goal = None if source.goal is None else np.asarray(source.goal(task, instruction, episode), np.float32)
+                    key = np.random.SeedSequence([int(sample_seed), s_index, t_index, g_index, episode])
+                    plan.append(_Planned(source.name, task, instruction, lam, episode, RolloutRequest(
+                        int(world), task, int(max_steps), goal, float(lam or 0.0), int(key.generate_state(1)[0]))))
+    return plan
+
+
+def agent_success_table(plan: Sequence[_Planned], results: Sequence[RolloutResult], *, run_id: str | None = None,
+                        policy: str = "") -> pa.Table:
+    """One row per episode (:data:`AGENT_SUCCESS_SCHEMA`)."""
+    run_id = run_id or time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    rows = [{"run_id": run_id, "timestamp": stamp, "model": p.model, "task": p.task, "instruction": p.instruction,
+             "guidance": p.guidance, "world_seed": r.request.world_seed, "episode": p.episode, "success": r.success,
+             "steps": r.steps, "achievements": list(r.achievements), "off_target": len(r.off_target), "died": r.died,
+             "max_steps": r.request.max_steps, "policy": policy}
+            for p, r in zip(plan, results, strict=True)]
+    return pa.Table.from_pylist(rows, schema=AGENT_SUCCESS_SCHEMA)
+
+
+def _groups(rows: list[dict[str, Any]], keys: Sequence[str]) -> dict[tuple, list[dict[str, Any]]]:
+    out: dict[tuple, list[dict[str, Any]]] = {}
+    for r in rows:
+        out.setdefault(tuple(r[k] for k in keys), []).append(r)
+    return out
+
+
+def summarize(table: pa.Table) -> list[dict[str, Any]]:
+    """Success per (model, guidance, task) and pooled over tasks (``task`` = ``"(all)"``): episodes,
+    successes, rate with its Wilson 95% interval, mean steps to success, mean off-target achievements."""
+    rows = table.to_pylist()
+    out = []
+    for pooled in (False, True):
+        keys = ("model", "guidance") if pooled else ("model", "guidance", "task")
+        for key, group in _groups(rows, keys).items():
+            k = sum(r["success"] for r in group)
+            rate, low, high = wilson(k, len(group))
+            wins = [r["steps"] for r in group if r["success"]]
+            out.append({"model": key[0], "guidance": key[1], "task": "(all)" if pooled else key[2],
+                        "episodes": len(group), "successes": k, "success_rate": rate, "ci_low": low, "ci_high": high,
+                        "mean_steps_to_success": float(np.mean(wins)) if wins else None,
+                        "mean_off_target": float(np.mean([r["off_target"] for r in group]))})
+    return out
+
+
+def paired_difference(table: pa.Table, a: tuple[str, float | None], b: tuple[str, float | None], *,
+                      n_boot: int = 2000, seed: int = 0) -> list[dict[str, Any]]:
+    """Success of ``a`` minus ``b`` (each a (model, guidance)) on the same (task, world seed) pairs,
+    per task and pooled (``"(all)"``), with a 95% bootstrap interval over the pairs."""
+    rows = table.to_pylist()
+
+    def outcomes(model: str, guidance: float | None) -> dict[tuple[str, int], bool]:
+        return {(r["task"], r["world_seed"]): r["success"] for r in rows
+                if r["model"] == model and r["guidance"] == guidance}
+
+    ya, yb = outcomes(*a), outcomes(*b)
+    pairs = sorted(set(ya) & set(yb))
+    out = []
+    rng = np.random.default_rng(seed)
+    for task in [None, *sorted({t for t, _ in pairs})]:
+        chosen = [p for p in pairs if task is None or p[0] == task]
+        if not chosen:
+            continue
+        d = np.array([float(ya[p]) - float(yb[p]) for p in chosen])
+        boots = d[rng.integers(0, len(d), (n_boot, len(d)))].mean(1)
+        out.append({"a": f"{a[0]}@{a[1]}", "b": f"{b[0]}@{b[1]}", "task": task or "(all)", "pairs": len(d),
+                    "difference": float(d.mean()), "ci_low": float(np.percentile(boots, 2.5)),
+                    "ci_high": float(np.percentile(boots, 97.5))})
+    return out

@@ -1,0 +1,472 @@
+"""The closed loop: the goal-conditioned policy trained on the corpus's trajectories by hindsight
+relabelling, and agent success per task and goal source (docs/closed-loop.md). Logic in
+goalcraft.training.policy, goalcraft.evaluation.rollouts and goalcraft.evaluation.agent_success."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import partial
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from goalcraft.config import AgentSettings, ClipsSettings, PolicySettings, PredictorRLSettings
+from goalcraft.data.quarantine import QuarantineRecord, quarantine_table
+from goalcraft.stages import Markdown, StageError, StageResult
+from goalcraft.stages.training import history_markdown
+from goalcraft.storage import StoragePaths, write_json_atomic, write_parquet_atomic
+
+#: In the policy's folder: the world seed of every trajectory it was trained on (never evaluated on).
+TRAINING_SEEDS_FILE = "training_seeds.json"
+#: In the REINFORCE head's folder: the worlds it was fine-tuned on (never evaluated on either).
+RL_SEEDS_FILE = "rl_world_seeds.json"
+#: The stream agent success's world seeds are drawn from is goalcraft.evaluation.agent_success's
+#: default; REINFORCE draws its worlds from this one.
+RL_WORLD_STREAM = 0xA11
+EPISODE_CACHE = "episodes"
+Say = Callable[[str], None]
+
+
+def _quiet(_msg: str) -> None:
+    pass
+
+
+@contextmanager
+def _policy_threads(workers: int) -> Iterator[None]:
+    """torch on one thread while env processes run: they have the other cores, and more OpenMP threads
+    only contend with them (a tenfold slowdown measured on a busy 2-core machine, docs/benchmarks.md)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    if workers > 0:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+# -- training --------------------------------------------------------------------------------------
+
+
+def _episode_key(record, goal_space_version: str, corpus_root: Path, clips: ClipsSettings, frame_size) -> str:
+    from goalcraft.evaluation.run import file_digest
+
+    h = hashlib.sha256()
+    for part in (goal_space_version, file_digest(corpus_root / record.video_path), record.actions.tobytes(),
+                 str(record.env_seed), clips.resize, clips.decoder, str(clips.jpeg_quality), str(frame_size)):
+        h.update(part if isinstance(part, bytes) else part.encode())
+    return h.hexdigest()
+
+
+def _prepare_episode(record, corpus_root: Path, model, decoder, clips: ClipsSettings, frame_size, device: str):
+    """A trajectory as a :class:`~goalcraft.training.policy.PolicyEpisode`: the video decoded as the clip
+    stage decodes it (and JPEG-compressed as its shards are), every 16-frame clip embedded in the goal
+    space, the policy's frames by replaying the actions (they must reproduce the recorded unlocks)."""
+    from goalcraft.data.quarantine import InputError
+    from goalcraft.data.shards import decode_jpeg, encode_jpeg
+    from goalcraft.formats import CLIP_HEIGHT, CLIP_WIDTH
+    from goalcraft.training.policy import PolicyEpisode, clip_goal_embeddings, replay_frames
+
+    if record.env_seed is None:
+        raise InputError("trajectory_no_seed", "no env_seed: the episode cannot be replayed")
+    with decoder.open(corpus_root / record.video_path, height=CLIP_HEIGHT, width=CLIP_WIDTH) as handle:
+        n = handle.info.num_frames
+        if n != record.num_frames:
+            raise InputError("trajectory_frames_mismatch", f"the video has {n} frames, the actions {record.num_frames}")
+        frames = handle.read(list(range(n))).frames
+    frames = np.stack([decode_jpeg(encode_jpeg(f, clips.jpeg_quality)) for f in frames])
+    goals = clip_goal_embeddings(model, frames, device=device)
+    policy_frames, unlocked, rewards = replay_frames(record.env_seed, record.actions, frame_size)
+    recorded = np.isfinite(record.rewards).all()  # an actions.pkl alone records no rewards or unlocks
+    if recorded and (sorted(unlocked) != sorted(record.unlocked) or not np.allclose(rewards, record.rewards, atol=1e-5)):
+        raise InputError("trajectory_replay_mismatch",
+                         "replaying the actions does not reproduce the recorded rewards and unlocks")
+    return PolicyEpisode(record.id, policy_frames, record.actions.copy(), goals, record.env_seed)
+
+
+def _load_episodes(paths: StoragePaths, corpus_root: Path, trials_dir: str, clips: ClipsSettings, frame_size,
+                   device: str, say: Say):
+    """Every trajectory of the corpus prepared for training (cached per episode under
+    ``models/policy/episodes/``, keyed by the goal space, the video, the actions and the settings)."""
+    from goalcraft.data.decode import get_decoder
+    from goalcraft.data.quarantine import InputError
+    from goalcraft.data.trajectories import scan_trajectories
+    from goalcraft.evaluation.run import file_digest
+    from goalcraft.formats import CLIP_FRAMES
+    from goalcraft.models.mineclip import load_mineclip
+    from goalcraft.training.policy import PolicyEpisode
+
+    records, quarantined = scan_trajectories(corpus_root, trials_dir=trials_dir)
+    if not records:
+        raise StageError("no trajectories with actions in the corpus: generate it with record_actions "
+                         "(goalcraft.crafter.corpus; docs/closed-loop.md)")
+    goal_space = paths.goal_space_dir / "best"
+    if not (goal_space / "model.safetensors").is_file():
+        raise StageError("no goal space: materialize goal_space_model first")
+    version = file_digest(goal_space / "model.safetensors")
+    model = None
+    decoder = get_decoder(clips.decoder, frames_fps=clips.frames_fps, resize=clips.resize)
+    cache = paths.policy_dir / EPISODE_CACHE
+    cache.mkdir(parents=True, exist_ok=True)
+    episodes, seeds, reused, kinds = [], set(), 0, Counter()
+    for i, record in enumerate(records):
+        if record.env_seed is not None:
+            seeds.add(int(record.env_seed))
+        if record.num_frames < CLIP_FRAMES:
+            quarantined.append(QuarantineRecord(record.video_path, "trajectory", "trajectory_too_short",
+                                                f"{record.num_frames} frames, fewer than one clip", record.id))
+            continue
+        key = _episode_key(record, version, corpus_root, clips, frame_size)
+        path = cache / f"{record.id}.npz"
+        if path.is_file():
+            with np.load(path) as data:
+                if str(data["key"]) == key:
+                    episodes.append(PolicyEpisode(record.id, data["frames"], data["actions"], data["goals"],
+                                                  record.env_seed))
+                    reused += 1
+                    kinds[record.kind] += 1
+                    continue
+        if model is None:
+            model = load_mineclip(goal_space).to(device)
+        try:
+            episode = _prepare_episode(record, corpus_root, model, decoder, clips, frame_size, device)
+        except InputError as exc:
+            quarantined.append(QuarantineRecord(record.video_path, "trajectory", exc.reason, exc.detail, record.id))
+            continue
+        tmp = path.with_name(f".{path.name}.tmp.npz")
+        np.savez(tmp, key=np.array(key), frames=episode.frames, actions=episode.actions, goals=episode.goals)
+        tmp.replace(path)
+        episodes.append(episode)
+        kinds[record.kind] += 1
+        if (i + 1) % 10 == 0 or i + 1 == len(records):
+            say(f"prepared {i + 1}/{len(records)} trajectories")
+    return episodes, quarantined, seeds, reused, dict(kinds)
+
+
+def train_goal_policy(paths: StoragePaths, corpus_root: Path, settings: PolicySettings, clips: ClipsSettings, *,
+                      trials_dir: str = "trials", say: Say | None = None) -> StageResult:
+    """The policy in ``models/policy`` (best/, last/, history.json), trained on every trajectory of the
+    corpus; ``training_seeds.json`` lists their world seeds, and trajectories that cannot be used are
+    quarantined (``models/policy/quarantine.parquet``)."""
+    import dataclasses
+
+    from goalcraft.models.policy import POLICY_CONFIGS
+    from goalcraft.training.policy import PolicyTrainingError, train_policy
+
+    say = say or _quiet
+    started = time.perf_counter()
+    base = POLICY_CONFIGS[settings.config]
+    frame_size = (base.frame_width, base.frame_height)
+    episodes, quarantined, seeds, reused, kinds = _load_episodes(paths, corpus_root, trials_dir, clips, frame_size,
+                                                          settings.device, say)
+    write_parquet_atomic(quarantine_table(quarantined), paths.policy_dir / "quarantine.parquet")
+    write_json_atomic(sorted(seeds), paths.policy_dir / TRAINING_SEEDS_FILE)
+    if len(episodes) < 2:
+        raise StageError(f"{len(episodes)} usable trajectories; the policy needs at least 2 (see "
+                         f"{paths.policy_dir / 'quarantine.parquet'})")
+    config = dataclasses.replace(base, goal_dim=int(episodes[0].goals.shape[1]))
+
+    def log(record: dict) -> None:
+        if record["event"] == "eval":
+            say(f"policy: epoch {record['epoch']}/{record['of']} train_loss {record['train_loss']:.4g} "
+                f"val_loss {record['val_loss']:.4g} val_goal_gain {record['val_goal_gain']:.3g} "
+                f"({record['train_samples_per_s']:.0f} samples/s)")
+
+    try:
+        result = train_policy(episodes, config, paths.policy_dir, epochs=settings.epochs, batch_size=settings.batch_size,
+                              lr=settings.lr, seed=settings.seed, val_fraction=settings.val_fraction,
+                              gap=(settings.gap_low, settings.gap_high), p_uncond=settings.p_uncond,
+                              weight_decay=settings.weight_decay, resume="auto", log=log, device=settings.device)
+    except PolicyTrainingError as exc:
+        raise StageError(str(exc)) from None
+    last = result.history[-1] if result.history else {}
+    return StageResult({
+        "trajectories": len(episodes),
+        "reused_from_cache": reused,
+        "by_kind": kinds,
+        "train_steps": result.n_train_steps,
+        "val_steps": result.n_val_steps,
+        "best_epoch": result.best_epoch,
+        "best_val_loss": result.best_val_loss,
+        "val_goal_gain": last.get("val_goal_gain"),
+        "val_accuracy": last.get("val_accuracy"),
+        "train_samples_per_s": last.get("train_samples_per_s"),
+        "history": history_markdown(list(result.history), ["epoch", "train_loss", "val_loss", "val_uncond_loss",
+                                                           "val_goal_gain", "val_accuracy", "train_samples_per_s"]),
+        "quarantined": len(quarantined),
+        "training_world_seeds": len(seeds),
+        "seconds": round(time.perf_counter() - started, 1),
+        "policy": paths.policy_dir / "best",
+    }, [f"trajectory {q.source_id} left out ({q.reason}): {q.detail}" for q in quarantined])
+
+
+# -- agent success ---------------------------------------------------------------------------------
+
+
+def _tasks(paths: StoragePaths, corpus_root: Path, settings: AgentSettings) -> list[tuple[str, str]]:
+    from goalcraft.crafter.tasks import ACHIEVEMENTS
+    from goalcraft.data.task_vocabulary import read_task_vocabulary
+    from goalcraft.evaluation.instructions import load_instruction_set
+
+    vocabulary = read_task_vocabulary(paths.task_vocabulary_file) if paths.task_vocabulary_file.is_file() else None
+    try:
+        iset = load_instruction_set(settings.instruction_set, corpus_root, vocabulary)
+    except ValueError as exc:
+        raise StageError(f"[agent] instruction_set: {exc}") from None
+    wanted = set(settings.tasks) or set(ACHIEVEMENTS)
+    tasks = [(t.name, t.phrasings[0]) for t in iset.tasks if t.name in ACHIEVEMENTS and t.name in wanted]
+    if not tasks:
+        raise StageError(f"instruction set {iset.name!r} has no task that is a Crafter achievement"
+                         + (f" among {sorted(settings.tasks)}" if settings.tasks else ""))
+    return tasks
+
+
+def _sources(paths: StoragePaths, settings: AgentSettings, tasks: list[tuple[str, str]], dim: int):
+    """The goal sources of ``settings.sources`` whose models exist (and a note for each one missing)."""
+    from goalcraft.evaluation import agent_success as A
+
+    sources, notes = [], []
+    wanted = settings.sources
+    if A.ORACLE in wanted:
+        import pyarrow.parquet as pq
+
+        from goalcraft.data.embeddings import embedding_matrix
+        from goalcraft.data.splits import split_indices
+
+        if paths.goal_embeddings_table.is_file():
+            table = pq.read_table(paths.goal_embeddings_table)
+            test = split_indices(table)["test"]
+            matrix, labels = embedding_matrix(table)[test], np.asarray(table.column("task").to_pylist())[test]
+            means = {t: matrix[labels == t].mean(0) for t, _ in tasks if (labels == t).any()}
+            missing = [t for t, _ in tasks if t not in means]
+            if missing:
+                notes.append(f"oracle_visual: no held-out goal clips for {', '.join(missing)}; those tasks are skipped")
+            sources.append(A.GoalSource(A.ORACLE, lambda task, _i, _e, m=means: m[task], tasks=frozenset(means)))
+        else:
+            notes.append("oracle_visual skipped: no goal embeddings (materialize goal_embeddings)")
+    prior_wanted = [s for s in (A.PRIOR_SAMPLED, A.PRIOR_DETERMINISTIC) if s in wanted]
+    if prior_wanted:
+        if (paths.prior_dir / "best").is_dir() and (paths.goal_space_dir / "best").is_dir():
+            from goalcraft.models.baseline import load_baseline
+
+            baseline = load_baseline(paths.goal_space_dir / "best", paths.prior_dir / "best")
+            if A.PRIOR_SAMPLED in wanted:
+                draws = {task: baseline.predict_goal([instr] * settings.episodes, deterministic=False,
+                                                     seed=settings.seed * 1000 + i).numpy()
+                         for i, (task, instr) in enumerate(tasks)}
+                sources.append(A.GoalSource(A.PRIOR_SAMPLED, lambda task, _i, e, d=draws: d[task][e]))
+            if A.PRIOR_DETERMINISTIC in wanted:
+                fixed = {task: baseline.predict_goal([instr], deterministic=True).numpy()[0] for task, instr in tasks}
+                sources.append(A.GoalSource(A.PRIOR_DETERMINISTIC, lambda task, _i, _e, f=fixed: f[task]))
+        else:
+            notes.append("MineCLIP text + prior skipped: no goal space or prior (materialize steve1_prior)")
+    if A.PREDICTOR in wanted or A.PREDICTOR_RL in wanted:
+        if (paths.goal_predictor_dir / "best").is_dir():
+            z = _predictor_goals(paths, [instr for _, instr in tasks])
+            fixed = {task: z[i] for i, (task, _) in enumerate(tasks)}
+            if A.PREDICTOR in wanted:
+                sources.append(A.GoalSource(A.PREDICTOR, lambda task, _i, _e, f=fixed: f[task]))
+            if A.PREDICTOR_RL in wanted and (paths.goal_predictor_rl_dir / "best").is_dir():
+                import torch
+
+                from goalcraft.models.goal_head import load_goal_head
+
+                with torch.no_grad():
+                    tuned = load_goal_head(paths.goal_predictor_rl_dir / "best")(torch.from_numpy(z)).numpy()
+                fixed_rl = {task: tuned[i] for i, (task, _) in enumerate(tasks)}
+                sources.append(A.GoalSource(A.PREDICTOR_RL, lambda task, _i, _e, f=fixed_rl: f[task]))
+            elif A.PREDICTOR_RL in wanted:
+                notes.append("goal_predictor_rl skipped: no fine-tuned head (materialize goal_predictor_rl)")
+        else:
+            notes.append("goal_predictor skipped: no goal predictor (materialize goal_aligner)")
+    if A.UNCONDITIONAL in wanted:
+        zero = np.zeros(dim, np.float32)
+        sources.append(A.GoalSource(A.UNCONDITIONAL, lambda _t, _i, _e: zero, guided=False))
+    if A.SCRIPTED in wanted:
+        sources.append(A.GoalSource(A.SCRIPTED, None))
+    return sources, notes
+
+
+def _predictor_goals(paths: StoragePaths, instructions: list[str]) -> np.ndarray:
+    from goalcraft.models.predictor import load_goal_predictor
+
+    return load_goal_predictor(paths.goal_predictor_dir / "best").predict_goal(instructions).numpy()
+
+
+def excluded_world_seeds(paths: StoragePaths, corpus_root: Path, trials_dir: str = "trials") -> set[int]:
+    """World seeds agent success must not play: every training trajectory's (``training_seeds.json``),
+    every seed the corpus's trajectories and trial metadata name, and REINFORCE's worlds."""
+    from goalcraft.data.trajectories import scan_trajectories
+
+    seeds: set[int] = set()
+    for recorded in (paths.policy_dir / TRAINING_SEEDS_FILE, paths.goal_predictor_rl_dir / RL_SEEDS_FILE):
+        if recorded.is_file():
+            seeds |= {int(s) for s in json.loads(recorded.read_text())}
+    records, _ = scan_trajectories(corpus_root, trials_dir=trials_dir)
+    seeds |= {int(r.env_seed) for r in records if r.env_seed is not None}
+    for meta in (Path(corpus_root) / trials_dir).glob("*/metadata.json"):
+        try:
+            seed = json.loads(meta.read_text(encoding="utf-8")).get("seed")
+        except (ValueError, OSError):
+            continue
+        if isinstance(seed, int):
+            seeds.add(seed)
+    return seeds
+
+
+def _pooled_markdown(summary: list[dict]) -> Markdown:
+    rows = sorted((r for r in summary if r["task"] == "(all)"),
+                  key=lambda r: (r["model"], -1 if r["guidance"] is None else r["guidance"]))
+    for r in rows:
+        r["λ"] = "-" if r["guidance"] is None else f"{r['guidance']:g}"
+        r["success [95% CI]"] = f"{r['success_rate']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}]"
+    return history_markdown(rows, ["model", "λ", "episodes", "successes", "success [95% CI]",
+                                   "mean_steps_to_success", "mean_off_target"])
+
+
+def _oracle_beats_floor(summary: list[dict]) -> dict:
+    """Tasks where the oracle visual goal's success CI lies above the unconditional policy's (best λ)."""
+    by = {(r["model"], r["guidance"], r["task"]): r for r in summary if r["task"] != "(all)"}
+    floor = {t: r for (m, _g, t), r in by.items() if m == "unconditional"}
+    above = []
+    for task, f in floor.items():
+        best = max((r for (m, _g, t), r in by.items() if m == "oracle_visual" and t == task),
+                   key=lambda r: r["success_rate"], default=None)
+        if best is not None and best["ci_low"] > f["ci_high"]:
+            above.append(task)
+    return {"tasks": sorted(above), "count": len(above), "of": len(floor)}
+
+
+def evaluate_agent_success(paths: StoragePaths, corpus_root: Path, settings: AgentSettings, *,
+                           trials_dir: str = "trials", say: Say | None = None) -> StageResult:
+    """Roll out the policy for every task, goal source, guidance scale and world seed; one parquet file
+    per run under ``evaluation/agent_success/`` (DuckDB view ``agent_success``)."""
+    from goalcraft.evaluation import agent_success as A
+    from goalcraft.evaluation.rollouts import CrafterGoalEnv, PolicyAgent, run_rollouts
+    from goalcraft.evaluation.run import file_digest
+    from goalcraft.models.policy import load_policy
+
+    say = say or _quiet
+    started = time.perf_counter()
+    if not (paths.policy_dir / "best" / "model.safetensors").is_file():
+        raise StageError("no policy: materialize goal_policy first")
+    policy = load_policy(paths.policy_dir / "best")
+    version = file_digest(paths.policy_dir / "best" / "model.safetensors")
+    tasks = _tasks(paths, corpus_root, settings)
+    sources, notes = _sources(paths, settings, tasks, policy.config.goal_dim)
+    seeds = A.world_seeds(settings.episodes, settings.seed, excluded_world_seeds(paths, corpus_root, trials_dir))
+    plan = A.rollout_plan(tasks, sources, seeds, guidance=settings.guidance, max_steps=settings.max_steps,
+                          sample_seed=settings.seed)
+    say(f"agent success: {len(plan)} episodes ({len(tasks)} tasks, {len(sources)} goal sources, "
+        f"{len(settings.guidance)} guidance scales, {len(seeds)} world seeds, T = {settings.max_steps})")
+    shown = [0]
+
+    def progress(done: int, total: int) -> None:
+        if done == total or done - shown[0] >= max(1, total // 10):
+            shown[0] = done
+            say(f"agent success: {done}/{total} episodes, {time.perf_counter() - started:.0f}s")
+
+    with _policy_threads(settings.workers):
+        frame_size = (policy.config.frame_width, policy.config.frame_height)
+        results = run_rollouts(partial(CrafterGoalEnv, frame_size), PolicyAgent(policy, settings.slots),
+                               [p.request for p in plan], slots=settings.slots, workers=settings.workers,
+                               progress=progress)
+    table = A.agent_success_table(plan, results, policy=version)
+    run_id = table.column("run_id")[0].as_py()
+    out = paths.agent_success_dir / f"{run_id}.parquet"
+    write_parquet_atomic(table, out)
+    summary = A.summarize(table)
+    differences, rl_differences = [], []
+    for lam in settings.guidance:
+        differences += A.paired_difference(table, (A.PREDICTOR, lam), (A.PRIOR_SAMPLED, lam), n_boot=settings.n_boot,
+                                           seed=settings.seed)
+        rl_differences += A.paired_difference(table, (A.PREDICTOR_RL, lam), (A.PREDICTOR, lam),
+                                              n_boot=settings.n_boot, seed=settings.seed)
+    env_steps = int(sum(r.steps for r in results))
+    seconds = time.perf_counter() - started
+    return StageResult({
+        "run_id": run_id,
+        "episodes": len(results),
+        "tasks": [t for t, _ in tasks],
+        "sources": [s.name for s in sources],
+        "success": _pooled_markdown(summary),
+        "oracle_above_unconditional": _oracle_beats_floor(summary),
+        "predictor_minus_prior_pooled": [d for d in differences if d["task"] == "(all)"],
+        "predictor_rl_minus_predictor_pooled": [d for d in rl_differences if d["task"] == "(all)"],
+        "env_steps": env_steps,
+        "env_steps_per_s": round(env_steps / max(seconds, 1e-9), 1),
+        "seconds": round(seconds, 1),
+        "table": out,
+    }, notes)
+
+
+# -- REINFORCE fine-tuning of the goal predictor ----------------------------------------------------
+
+
+def finetune_goal_predictor_rl(paths: StoragePaths, corpus_root: Path, rl: PredictorRLSettings, agent: AgentSettings,
+                               *, trials_dir: str = "trials", say: Say | None = None) -> StageResult:
+    """A residual head on the goal predictor fine-tuned by REINFORCE on agent success with the frozen
+    policy (goalcraft.training.predictor_rl), on worlds of its own (``rl_world_seeds.json``: none a
+    training trajectory's, none agent success plays). ``models/goal_predictor_rl``: best/, last/."""
+    from goalcraft.evaluation.agent_success import world_seeds
+    from goalcraft.evaluation.rollouts import CrafterGoalEnv, PolicyAgent, RolloutPool
+    from goalcraft.models.policy import load_policy
+    from goalcraft.training.predictor_rl import PredictorRLError, RLTask, reinforce_goal_head
+
+    say = say or _quiet
+    started = time.perf_counter()
+    if not (paths.policy_dir / "best" / "model.safetensors").is_file():
+        raise StageError("no policy: materialize goal_policy first")
+    if not (paths.goal_predictor_dir / "best").is_dir():
+        raise StageError("no goal predictor: materialize goal_aligner first")
+    tasks = _tasks(paths, corpus_root, agent.model_copy(update={"tasks": rl.tasks or agent.tasks}))
+    z0 = _predictor_goals(paths, [instr for _, instr in tasks])
+    excluded = excluded_world_seeds(paths, corpus_root, trials_dir) - _rl_seeds(paths)
+    evaluated = set(world_seeds(agent.episodes, agent.seed, excluded))
+    pool_seeds = world_seeds(rl.worlds, rl.seed, excluded | evaluated, stream=RL_WORLD_STREAM)
+    write_json_atomic(pool_seeds, paths.goal_predictor_rl_dir / RL_SEEDS_FILE)
+    policy = load_policy(paths.policy_dir / "best")
+    frame_size = (policy.config.frame_width, policy.config.frame_height)
+
+    def log(record: dict) -> None:
+        if record["event"] == "eval":
+            say(f"goal predictor rl: iteration {record['iteration']}/{record['of']} success {record['success']:.3f} "
+                f"reward_ema {record['reward_ema']:.3f} mu_shift {record['mu_shift']:.3g} {record['seconds']:.0f}s")
+
+    try:
+        with _policy_threads(agent.workers), \
+                RolloutPool(partial(CrafterGoalEnv, frame_size), slots=agent.slots, workers=agent.workers) as pool:
+            player = PolicyAgent(policy, agent.slots)
+            result = reinforce_goal_head(
+                [RLTask(t, i, z) for (t, i), z in zip(tasks, z0)], lambda requests: pool.run(player, requests),
+                paths.goal_predictor_rl_dir, iterations=rl.iterations, episodes_per_task=rl.episodes_per_task,
+                world_seeds=pool_seeds, max_steps=rl.max_steps, guidance=rl.guidance, sigma=rl.sigma, lr=rl.lr,
+                seed=rl.seed, baseline_momentum=rl.baseline_momentum, off_target_penalty=rl.off_target_penalty,
+                resume="auto", log=log)
+    except PredictorRLError as exc:
+        raise StageError(str(exc)) from None
+    history = list(result.history)
+    return StageResult({
+        "tasks": [t for t, _ in tasks],
+        "iterations": result.iterations_completed,
+        "best_iteration": result.best_iteration,
+        "best_reward_ema": result.best_reward,
+        "success_first_iteration": history[0]["success"] if history else None,
+        "success_last_iteration": history[-1]["success"] if history else None,
+        "history": history_markdown(history, ["iteration", "success", "reward", "reward_ema", "mu_shift", "train_loss"]),
+        "rl_worlds": len(pool_seeds),
+        "seconds": round(time.perf_counter() - started, 1),
+        "head": paths.goal_predictor_rl_dir / "best",
+    })
+
+
+def _rl_seeds(paths: StoragePaths) -> set[int]:
+    path = paths.goal_predictor_rl_dir / RL_SEEDS_FILE
+    return {int(s) for s in json.loads(path.read_text())} if path.is_file() else set()

@@ -1,0 +1,176 @@
+"""REINFORCE fine-tuning of the goal predictor by agent success (the design's option B; docs/closed-loop.md §5).
+
+The frozen goal predictor gives each task's instruction a goal ``z0``; a residual head
+(:class:`~goalcraft.models.goal_head.ResidualGoalHead`, the identity at the start) maps it to the mean
+``μ = head(z0)`` of a Gaussian over goals, ``N(μ, σ²I)``. Each iteration draws ``episodes_per_task``
+goals per task, lets the frozen policy play them (``rollout``: requests in, results out), and scores
+each episode ``R = success − off_target_penalty · (off-target achievements)``. The head follows the
+score-function gradient ``E[(R − b_task) ∇ log N(z; μ, σ²I)]`` with a per-task moving-average
+baseline ``b_task`` (momentum ``baseline_momentum``), Adam.
+
+``σ`` is ``sigma`` times the root-mean-square coordinate of the tasks' ``z0`` (a relative scale: goal
+spaces differ in norm). Seeded and resumable like the other trainers (RunFolder/train_loop, unit
+``iteration``): iteration ``i``'s goal noise, world seeds and action-sampling seeds come from
+``(seed, i)``; ``last/`` stores the optimizer and the baselines, ``best/`` the head with the best
+moving-average reward (``val_loss`` = −mean baseline).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from goalcraft.evaluation.rollouts import RolloutRequest, RolloutResult
+from goalcraft.models.checkpoints import WEIGHTS_FILE, load_state_dict_file, strict_load
+from goalcraft.models.goal_head import ResidualGoalHead, ResidualGoalHeadConfig, save_goal_head
+from goalcraft.training.run_folder import Progress, RunFolder, Tick, train_loop, weights_writer
+
+__all__ = ["RLTask", "RLTrainResult", "PredictorRLError", "reinforce_goal_head"]
+
+STATE_FILE = "state.pt"
+
+
+class PredictorRLError(ValueError):
+    """The inputs or the resumable state do not fit the requested run."""
+
+
+@dataclass(frozen=True, eq=False)
+class RLTask:
+    """A task to reinforce: its target achievement, instruction and the frozen predictor's goal ``[D]``."""
+
+    task: str
+    instruction: str
+    goal: np.ndarray = field(repr=False)
+
+
+@dataclass(frozen=True)
+class RLTrainResult:
+    history: tuple[dict[str, float], ...]
+    best_iteration: int
+    best_reward: float
+    best_dir: Path
+    last_dir: Path
+    iterations_completed: int
+    resumed_from: int
+
+
+def _fingerprint(tasks: Sequence[RLTask]) -> str:
+    h = hashlib.sha256()
+    for t in tasks:
+        h.update(f"{t.task}\0{t.instruction}\0".encode())
+        h.update(np.ascontiguousarray(t.goal, np.float32).tobytes())
+    return h.hexdigest()
+
+
+def reinforce_goal_head(
+    tasks: Sequence[RLTask],
+    rollout: Callable[[list[RolloutRequest]], list[RolloutResult]],
+    out_dir: Path,
+    *,
+    iterations: int,
+    episodes_per_task: int,
+    world_seeds: Sequence[int],
+    max_steps: int,
+    guidance: float = 3.0,
+    sigma: float = 0.5,
+    lr: float = 1e-3,
+    seed: int = 0,
+    baseline_momentum: float = 0.9,
+    off_target_penalty: float = 0.0,
+    resume: bool | str = True,
+    log: Callable[[dict[str, Any]], None] | None = None,
+) -> RLTrainResult:
+    """Fine-tune a residual goal head by REINFORCE (module docstring) for ``iterations`` iterations in total."""
+    if not tasks or len({t.task for t in tasks}) != len(tasks):
+        raise PredictorRLError("need at least one task, each once")
+    goals = np.stack([np.asarray(t.goal, np.float32) for t in tasks])
+    if goals.ndim != 2 or not np.isfinite(goals).all():
+        raise PredictorRLError("every task needs a finite goal of the same width")
+    if iterations < 1 or episodes_per_task < 1 or not world_seeds or max_steps < 1:
+        raise PredictorRLError("iterations, episodes_per_task, world_seeds and max_steps must be positive / non-empty")
+    if not (sigma > 0 and lr > 0 and 0 <= baseline_momentum < 1 and off_target_penalty >= 0):
+        raise PredictorRLError("need sigma > 0, lr > 0, 0 <= baseline_momentum < 1, off_target_penalty >= 0")
+    config = ResidualGoalHeadConfig(goal_dim=int(goals.shape[1]))
+    scale = float(np.sqrt(np.mean(goals.astype(np.float64) ** 2))) or 1.0
+    std = sigma * scale
+    hyper = {"episodes_per_task": episodes_per_task, "world_seeds": [int(s) for s in world_seeds],
+             "max_steps": max_steps, "guidance": float(guidance), "sigma": float(sigma), "lr": float(lr),
+             "seed": int(seed), "baseline_momentum": float(baseline_momentum),
+             "off_target_penalty": float(off_target_penalty), "tasks_sha256": _fingerprint(tasks)}
+    folder = RunFolder(Path(out_dir), {"config": {"goal_dim": config.goal_dim}, **hyper}, resume=resume,
+                       state_file=STATE_FILE, tensorboard=False, error=PredictorRLError)
+    head = ResidualGoalHead(config)
+    optimizer = torch.optim.Adam(head.parameters(), lr=lr)
+    baselines = np.full(len(tasks), np.nan)
+    best: dict[str, Any] = {"state": {k: v.clone() for k, v in head.state_dict().items()}}
+    state = folder.state
+    if state is not None:
+        weights = folder.last_dir / WEIGHTS_FILE
+        strict_load(head, load_state_dict_file(weights), source=str(weights))
+        optimizer.load_state_dict(state["optimizer"])
+        baselines = np.asarray(state["baselines"], np.float64)
+        best["state"] = {k: v.clone() for k, v in state["best_model"].items()}
+        folder.save_best(weights_writer(best["state"], ResidualGoalHead.uninitialized, config, save_goal_head))
+    progress = Progress.from_state(state, "iteration")
+    resumed_from = progress.position
+    z0 = torch.from_numpy(goals)
+
+    def one_iteration(i: int) -> dict[str, float]:
+        rng = np.random.default_rng([int(seed), i])
+        mu = head(z0)  # [T, D]
+        noise = rng.standard_normal((len(tasks), episodes_per_task, goals.shape[1])).astype(np.float32)
+        z = mu.detach().numpy()[:, None, :] + std * noise
+        worlds = rng.choice(np.asarray(world_seeds), size=(len(tasks), episodes_per_task))
+        sample_seeds = rng.integers(0, 2**31 - 1, size=(len(tasks), episodes_per_task))
+        requests = [RolloutRequest(int(worlds[t, e]), task.task, max_steps, z[t, e], guidance, int(sample_seeds[t, e]))
+                    for t, task in enumerate(tasks) for e in range(episodes_per_task)]
+        results = rollout(requests)
+        rewards = np.array([float(r.success) - off_target_penalty * len(r.off_target) for r in results],
+                           np.float64).reshape(len(tasks), episodes_per_task)
+        batch_mean = rewards.mean(1)
+        base = np.where(np.isnan(baselines), batch_mean, baselines)
+        advantage = torch.from_numpy((rewards - base[:, None]).astype(np.float32))
+        log_prob = -((torch.from_numpy(z) - mu[:, None, :]) ** 2).sum(-1) / (2 * std ** 2)
+        loss = -(advantage * log_prob).mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        baselines[:] = baseline_momentum * base + (1 - baseline_momentum) * batch_mean
+        successes = np.array([r.success for r in results], float)
+        return {"train_loss": float(loss.detach()), "success": float(successes.mean()),
+                "reward": float(rewards.mean()), "mu_shift": float((mu.detach() - z0).norm(dim=1).mean() / scale)}
+
+    def train(start: int, stop: int, tick: Tick) -> dict[str, float]:
+        records = []
+        for i in range(start, stop):
+            records.append(one_iteration(i))
+            tick(i + 1 - start, stop - start, records[-1]["train_loss"])
+        return {k: float(np.mean([r[k] for r in records])) for k in records[0]}
+
+    def evaluate(_i: int) -> dict[str, float]:
+        reward_ema = float(np.mean(baselines))
+        return {"val_loss": -reward_ema, "reward_ema": reward_ema}
+
+    def on_best(_record: dict[str, Any]) -> Callable[[Path], None]:
+        best["state"] = {k: v.detach().clone() for k, v in head.state_dict().items()}
+        return weights_writer(best["state"], ResidualGoalHead.uninitialized, config, save_goal_head)
+
+    try:
+        train_loop(folder, progress, end=iterations, name="goal predictor rl", train=train, evaluate=evaluate,
+                   fields=("success", "reward", "reward_ema", "mu_shift"), write_model=lambda d: save_goal_head(head, d),
+                   on_best=on_best, trainer_state=lambda: {"optimizer": optimizer.state_dict(),
+                                                           "baselines": baselines.tolist(),
+                                                           "best_model": best["state"]},
+                   log=log)
+    finally:
+        folder.close()
+    return RLTrainResult(tuple(progress.history), progress.best_position, -progress.best_val_loss
+                         if math.isfinite(progress.best_val_loss) else math.nan, folder.best_dir, folder.last_dir,
+                         len(progress.history), resumed_from)

@@ -1,0 +1,115 @@
+"""Agent success: Wilson intervals, held-out world seeds, the rollout plan, the table and its DuckDB
+view and named query, paired differences."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from goalcraft.evaluation.agent_success import (
+    AGENT_SUCCESS_SCHEMA,
+    GoalSource,
+    agent_success_table,
+    paired_difference,
+    rollout_plan,
+    summarize,
+    wilson,
+    world_seeds,
+)
+from goalcraft.evaluation.rollouts import RolloutResult
+
+
+@pytest.mark.parametrize("k, n, low, high", [(0, 20, 0.0, 0.1611), (20, 20, 0.8389, 1.0), (10, 20, 0.2993, 0.7007),
+                                             (3, 10, 0.1078, 0.6032)])
+def test_wilson_known_values(k, n, low, high):
+    rate, lo, hi = wilson(k, n)
+    assert rate == k / n and lo == pytest.approx(low, abs=1e-4) and hi == pytest.approx(high, abs=1e-4)
+    assert all(math.isnan(x) for x in wilson(0, 0))
+
+
+def test_world_seeds_avoid_training_seeds():
+    seeds = world_seeds(20, 0)
+    assert len(set(seeds)) == 20 and seeds == world_seeds(20, 0) and seeds != world_seeds(20, 1)
+    avoided = world_seeds(20, 0, exclude=set(seeds[:5]))
+    assert not set(avoided) & set(seeds[:5])
+
+
+def _sources():
+    return [GoalSource("oracle_visual", lambda t, i, e: np.full(4, 1.0), tasks=frozenset({"collect_wood"})),
+            GoalSource("mineclip_prior_sampled", lambda t, i, e: np.full(4, float(e))),
+            GoalSource("unconditional", lambda t, i, e: np.zeros(4), guided=False),
+            GoalSource("scripted", None)]
+
+
+def test_rollout_plan():
+    tasks = [("collect_wood", "chop a tree"), ("place_table", "place a table")]
+    plan = rollout_plan(tasks, _sources(), [5, 6, 7], guidance=[0.0, 3.0], max_steps=50)
+    counts = {}
+    for p in plan:
+        counts[(p.model, p.guidance)] = counts.get((p.model, p.guidance), 0) + 1
+    assert counts == {("oracle_visual", 0.0): 3, ("oracle_visual", 3.0): 3, ("mineclip_prior_sampled", 0.0): 6,
+                      ("mineclip_prior_sampled", 3.0): 6, ("unconditional", 0.0): 6, ("scripted", None): 6}
+    assert all(p.request.world_seed == [5, 6, 7][p.episode] and p.request.max_steps == 50 for p in plan)
+    sampled = [p for p in plan if p.model == "mineclip_prior_sampled" and p.guidance == 0.0 and p.task == "place_table"]
+    assert [float(p.request.goal[0]) for p in sampled] == [0.0, 1.0, 2.0]  # a draw per episode
+    assert all(p.request.goal is None for p in plan if p.model == "scripted")
+    assert len({p.request.seed for p in plan}) == len(plan)  # each episode samples actions on its own
+
+
+def _table():
+    tasks = [("collect_wood", "chop a tree"), ("place_table", "place a table")]
+    plan = rollout_plan(tasks, _sources(), list(range(10)), guidance=[0.0], max_steps=50)
+    rng = np.random.default_rng(0)
+    results = []
+    for p in plan:
+        p_win = {"oracle_visual": 0.9, "mineclip_prior_sampled": 0.5, "unconditional": 0.1, "scripted": 1.0}[p.model]
+        win = bool(rng.random() < p_win)
+        results.append(RolloutResult(p.request, win, 10 if win else 50, (p.task, "collect_sapling") if win else (),
+                                     False))
+    return agent_success_table(plan, results, run_id="r1", policy="v1")
+
+
+def test_table_and_summary():
+    table = _table()
+    assert table.schema == AGENT_SUCCESS_SCHEMA
+    rows = table.to_pylist()
+    assert {r["model"] for r in rows} == {"oracle_visual", "mineclip_prior_sampled", "unconditional", "scripted"}
+    assert all(r["off_target"] == (1 if r["success"] else 0) for r in rows)
+    summary = summarize(table)
+    pooled = {(r["model"], r["guidance"]): r for r in summary if r["task"] == "(all)"}
+    assert pooled[("scripted", None)]["success_rate"] == 1.0 and pooled[("scripted", None)]["episodes"] == 20
+    oracle = pooled[("oracle_visual", 0.0)]
+    assert oracle["episodes"] == 10 and oracle["ci_low"] <= oracle["success_rate"] <= oracle["ci_high"]
+    assert oracle["mean_steps_to_success"] == 10.0
+
+
+def test_paired_difference():
+    table = _table()
+    diffs = paired_difference(table, ("scripted", None), ("unconditional", 0.0), n_boot=500)
+    pooled = next(d for d in diffs if d["task"] == "(all)")
+    assert pooled["pairs"] == 20 and pooled["ci_low"] > 0 and pooled["ci_low"] <= pooled["difference"] <= pooled["ci_high"]
+    assert {d["task"] for d in diffs} == {"(all)", "collect_wood", "place_table"}
+
+
+def test_duckdb_view_and_named_query_match_python(tmp_path):
+    from goalcraft.sql import run_query
+    from goalcraft.storage import StoragePaths
+
+    paths = StoragePaths(tmp_path)
+    paths.agent_success_dir.mkdir(parents=True)
+    table = _table()
+    pq.write_table(table, paths.agent_success_dir / "r1.parquet")
+    assert run_query(tmp_path, "SELECT count(*) AS n FROM agent_success").to_pylist() == [{"n": table.num_rows}]
+    rows = run_query(tmp_path, "agent_success").to_pylist()
+    python = {(r["model"], r["guidance"], r["task"]): r for r in summarize(table)}
+    assert len(rows) == len(python)
+    for r in rows:
+        expected = python[(r["model"], r["guidance"], r["task"])]
+        for key in ("episodes", "successes"):
+            assert r[key] == expected[key]
+        for key in ("success_rate", "ci_low", "ci_high"):
+            assert r[key] == pytest.approx(expected[key], abs=1e-6)
+    assert rows[0]["task"] == "(all)"

@@ -1,0 +1,145 @@
+"""The closed loop's stages on the session's Crafter corpus: the policy trained on its trajectories
+(with a random goal space), then agent success for a few sources. Tiny models, short episodes."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from goalcraft.config import AgentSettings, PolicySettings
+from goalcraft.stages import StageError
+from goalcraft.stages.agent import evaluate_agent_success, excluded_world_seeds, train_goal_policy
+from goalcraft.storage import StoragePaths
+
+
+@pytest.fixture(scope="module")
+def trained(crafter_corpus, tmp_path_factory):
+    from goalcraft.config import config_from_dict
+    from goalcraft.models.mineclip import MINECLIP_CONFIGS, MineCLIP, save_mineclip
+
+    data = tmp_path_factory.mktemp("agent")
+    paths = StoragePaths(data)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        save_mineclip(MineCLIP(MINECLIP_CONFIGS["demo"]), paths.goal_space_dir / "best")
+    clips = config_from_dict({}, data).clips
+    settings = PolicySettings(config="tiny", epochs=2, batch_size=64)
+    lines = []
+    first = train_goal_policy(paths, crafter_corpus, settings, clips, say=lines.append)
+    second = train_goal_policy(paths, crafter_corpus, settings, clips)
+    return paths, first.metadata, second.metadata, lines
+
+
+def test_policy_trains_on_every_trajectory(trained, crafter_corpus):
+    paths, first, second, lines = trained
+    # 3 videos, 2 trials, 1 STEVE-1 episode, each with its actions.
+    assert first["trajectories"] == 6 and first["by_kind"] == {"video": 3, "trial": 2, "steve1_episode": 1}
+    assert first["quarantined"] == 0 and first["reused_from_cache"] == 0
+    assert second["reused_from_cache"] == 6  # the decoded, embedded, replayed episodes are cached
+    assert first["train_steps"] + first["val_steps"] > 400 and np.isfinite(first["best_val_loss"])
+    assert (paths.policy_dir / "best" / "model.safetensors").is_file()
+    assert any(line.startswith("policy: epoch 2/2") for line in lines)
+    seeds = json.loads((paths.policy_dir / "training_seeds.json").read_text())
+    assert len(seeds) == 6 and seeds <= sorted(excluded_world_seeds(paths, crafter_corpus))
+    cached = np.load(paths.policy_dir / "episodes" / "crafter-3-v00.npz")
+    assert cached["frames"].shape == (151, 20, 32, 3) and cached["goals"].shape == (151, 512)
+    assert np.isnan(cached["goals"][:15]).all() and np.isfinite(cached["goals"][15:]).all()
+
+
+def test_a_bad_trajectory_is_quarantined_not_fatal(trained, crafter_corpus, tmp_path):
+    import shutil
+
+    from goalcraft.config import config_from_dict
+
+    paths, *_ = trained
+    corpus = tmp_path / "corpus"
+    shutil.copytree(crafter_corpus, corpus)
+    path = corpus / "trials/crafter-3-t00/actions.jsonl"
+    lines = path.read_text().splitlines()
+    step = json.loads(lines[5])
+    step["action"] = (step["action"] + 1) % 17  # the replay no longer matches the video
+    lines[5] = json.dumps(step)
+    path.write_text("\n".join(lines) + "\n")
+    mine = StoragePaths(tmp_path / "data")
+    shutil.copytree(paths.goal_space_dir, mine.goal_space_dir)
+    result = train_goal_policy(mine, corpus, PolicySettings(config="tiny", epochs=1), config_from_dict({}, tmp_path).clips)
+    assert result.metadata["trajectories"] == 5 and result.metadata["quarantined"] == 1
+    rows = pq.read_table(mine.policy_dir / "quarantine.parquet").to_pylist()
+    assert [(r["source_id"], r["reason"]) for r in rows] == [("crafter-3-t00", "trajectory_replay_mismatch")]
+
+
+def _goal_table(paths: StoragePaths) -> None:
+    rng = np.random.default_rng(0)
+    flat = rng.normal(size=(4 * 512,)).astype(np.float32)
+    table = pa.table({"key": ["a", "b", "c", "d"], "task": ["collect_wood", "collect_wood", "place_table", "collect_wood"],
+                      "embedding": pa.FixedSizeListArray.from_arrays(pa.array(flat), 512),
+                      "split": ["test", "test", "test", "train"]})
+    paths.goal_embeddings_table.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, paths.goal_embeddings_table)
+
+
+def test_agent_success(trained, crafter_corpus):
+    from goalcraft.sql import run_query
+
+    paths, *_ = trained
+    _goal_table(paths)
+    settings = AgentSettings(tasks=["collect_wood"], episodes=2, max_steps=20, guidance=[0.0, 2.0], workers=0, slots=4,
+                             sources=["oracle_visual", "mineclip_prior_sampled", "unconditional", "scripted"],
+                             n_boot=100)
+    lines = []
+    result = evaluate_agent_success(paths, crafter_corpus, settings, say=lines.append)
+    meta = result.metadata
+    assert meta["sources"] == ["oracle_visual", "unconditional", "scripted"]
+    assert any("prior skipped" in w for w in result.warnings)
+    assert meta["episodes"] == 2 * 2 + 2 + 2
+    table = pq.read_table(meta["table"])
+    rows = table.to_pylist()
+    assert {(r["model"], r["guidance"]) for r in rows} == {("oracle_visual", 0.0), ("oracle_visual", 2.0),
+                                                          ("unconditional", 0.0), ("scripted", None)}
+    excluded = excluded_world_seeds(paths, crafter_corpus)
+    assert not {r["world_seed"] for r in rows} & excluded
+    assert len({r["world_seed"] for r in rows}) == 2  # the same two worlds for every source
+    assert all(r["steps"] <= 20 and r["task"] == "collect_wood" for r in rows)
+    summary = run_query(paths.data_root, "agent_success").to_pylist()
+    assert {r["model"] for r in summary} == {"oracle_visual", "unconditional", "scripted"}
+    assert "oracle_visual" in str(meta["success"]) and lines[0].startswith("agent success: 8 episodes")
+
+
+def test_agent_success_needs_a_policy(tmp_path, crafter_corpus):
+    with pytest.raises(StageError, match="materialize goal_policy"):
+        evaluate_agent_success(StoragePaths(tmp_path), crafter_corpus, AgentSettings())
+
+
+def test_goal_predictor_rl_then_agent_success_before_and_after(trained, crafter_corpus, monkeypatch):
+    """The predictor itself is heavy; a stand-in gives its goals (the stage's only use of it)."""
+    import goalcraft.stages.agent as stage
+    from goalcraft.config import PredictorRLSettings
+    from goalcraft.stages.agent import finetune_goal_predictor_rl
+
+    paths, *_ = trained
+    (paths.goal_predictor_dir / "best").mkdir(parents=True, exist_ok=True)
+    monkeypatch.setattr(stage, "_predictor_goals", lambda _paths, instructions: np.random.default_rng(0).normal(
+        size=(len(instructions), 512)).astype(np.float32))
+    agent = AgentSettings(tasks=["collect_wood"], episodes=2, max_steps=15, guidance=[1.0], workers=0, slots=4,
+                          sources=["goal_predictor", "goal_predictor_rl"], n_boot=50)
+    lines = []
+    result = finetune_goal_predictor_rl(paths, crafter_corpus, PredictorRLSettings(iterations=2, episodes_per_task=2,
+                                                                                  worlds=3, max_steps=15), agent,
+                                        say=lines.append)
+    assert result.metadata["iterations"] == 2 and result.metadata["tasks"] == ["collect_wood"]
+    assert [line.split(" success")[0] for line in lines] == ["goal predictor rl: iteration 1/2",
+                                                             "goal predictor rl: iteration 2/2"]
+    rl_seeds = set(json.loads((paths.goal_predictor_rl_dir / "rl_world_seeds.json").read_text()))
+    trained_on = set(json.loads((paths.policy_dir / "training_seeds.json").read_text()))
+    assert len(rl_seeds) == 3 and not rl_seeds & trained_on
+    evaluated = evaluate_agent_success(paths, crafter_corpus, agent)
+    rows = pq.read_table(evaluated.metadata["table"]).to_pylist()
+    assert {r["model"] for r in rows} == {"goal_predictor", "goal_predictor_rl"}
+    worlds = {r["world_seed"] for r in rows}
+    assert len(worlds) == 2 and not worlds & rl_seeds and not worlds & trained_on
+    assert evaluated.metadata["predictor_rl_minus_predictor_pooled"][0]["pairs"] == 2
