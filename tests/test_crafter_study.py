@@ -100,7 +100,9 @@ def test_worker_processes_write_the_same_corpus(tmp_path: Path) -> None:
                                           progress=lines[workers].append, **kwargs)
         assert summary.videos == 1 and summary.trials == 1 and summary.episodes == 1
     one, two = _files(tmp_path / "w1"), _files(tmp_path / "w2")
-    assert sorted(one) == sorted(two) and len(one) == 10
+    # 10 files, plus the recorded actions of the video, the trial and the episode (actions.jsonl) and the
+    # episode's STEVE-1 actions.pkl.
+    assert sorted(one) == sorted(two) and len(one) == 14
     assert all(one[name] == two[name] for name in one)
     assert lines[1][:-1] == lines[2][:-1]  # the same progress lines, in order (the last names the root)
     tasks = {json.loads((tmp_path / "w1" / "trials" / t / "metadata.json").read_text())["task"]
