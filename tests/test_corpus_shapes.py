@@ -100,6 +100,7 @@ def instance():
         yield inst
 
 
+@pytest.mark.slow
 def test_video_only_corpus_runs_every_stage_and_mines_goals_from_narration(crafter_corpus, tmp_path, instance):
     corpus = _corpus(crafter_corpus, tmp_path / "corpus", videos=True, trials=False)
     data = tmp_path / "data"
@@ -137,6 +138,7 @@ def test_video_only_corpus_runs_every_stage_and_mines_goals_from_narration(craft
     assert con.execute("SELECT key FROM clip_embeddings ORDER BY shard, key").fetchall() == clip_keys
 
 
+@pytest.mark.slow
 def test_video_only_corpus_without_vocabulary_says_why_it_has_no_goal_clips(crafter_corpus, tmp_path, instance):
     corpus = _corpus(crafter_corpus, tmp_path / "corpus", videos=True, trials=False, tasks=False)
     data = tmp_path / "data"

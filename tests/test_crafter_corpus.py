@@ -122,6 +122,7 @@ def _vtt_cues(text: str) -> list[tuple[float, float, list[str]]]:
 # -- determinism -----------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_same_seed_is_identical_across_processes(corpora) -> None:
     a, b = _files(corpora["a"]), _files(corpora["b"])
     assert sorted(a) == sorted(b)

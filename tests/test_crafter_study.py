@@ -67,6 +67,7 @@ def test_default_corpus_and_episodes_are_unchanged(tmp_path: Path) -> None:
         assert _episode_digest(episode) == expected, (target, episode.events[:5])
 
 
+@pytest.mark.slow
 def test_varied_free_play_unlocks_more_different_achievements() -> None:
     # Requirement: at least 12 different achievements in each 600-step episode (two days and a
     # night), more than free play in the same world. The opening alone unlocks 6 (wood, table, wood
@@ -90,6 +91,7 @@ def test_study_trial_targets_succeed(target: str) -> None:
     assert (episode.success_frame, target) in episode.events
 
 
+@pytest.mark.slow
 def test_worker_processes_write_the_same_corpus(tmp_path: Path) -> None:
     # (World generation costs most of it: about 0.75 s per episode, whatever its length.)
     kwargs = {"seed": 3, "n_videos": 1, "steps_per_video": 30, "n_trials": 1, "n_steve1_episodes": 1,

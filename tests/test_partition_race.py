@@ -109,6 +109,7 @@ def _config_file(path: Path, data: Path, corpus: Path) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_two_runs_of_one_clip_partition_at_once_leave_one_complete_partition(crafter_corpus, tmp_path, monkeypatch,
                                                                                capsys, same_outputs):
     monkeypatch.delenv("DAGSTER_HOME", raising=False)

@@ -85,6 +85,7 @@ def _requests(n=6, steps=25):
                            seed=i) for i in range(n)]
 
 
+@pytest.mark.slow
 def test_policy_rollouts_do_not_depend_on_slots_or_processes():
     torch.set_num_threads(1)
     requests = _requests()

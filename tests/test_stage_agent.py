@@ -51,6 +51,7 @@ def test_policy_trains_on_every_trajectory(trained, crafter_corpus):
     assert np.isnan(cached["goals"][:15]).all() and np.isfinite(cached["goals"][15:]).all()
 
 
+@pytest.mark.slow
 def test_a_bad_trajectory_is_quarantined_not_fatal(trained, crafter_corpus, tmp_path):
     import shutil
 

@@ -45,6 +45,7 @@ def mixed(crafter_corpus, aimc_corpus_master, tmp_path_factory):
     return corpus, paths
 
 
+@pytest.mark.slow
 def test_the_users_trials_are_held_out_whole_or_trained_on_and_still_references(mixed):
     corpus, paths = mixed
     user = user_trial_ids(paths)

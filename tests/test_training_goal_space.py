@@ -242,6 +242,7 @@ def _strip(history):
             for h in history]
 
 
+@pytest.mark.slow
 def test_resume_gives_bitwise_the_uninterrupted_run(shards, caption_map, tmp_path):
     n, k = 9, 3
     whole = train_goal_space(shards, TINY, tmp_path / "whole", steps=n, caption_map=caption_map, **QUICK)

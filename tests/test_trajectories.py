@@ -49,6 +49,7 @@ def test_recording_adds_files_and_changes_none(corpora):
     ])
 
 
+@pytest.mark.slow
 def test_actions_replay_the_episode(corpora):
     """Replaying the recorded actions in the recorded world gives the recorded rewards and unlocks."""
     records, quarantined = scan_trajectories(corpora["full"])
