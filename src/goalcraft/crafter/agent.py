@@ -276,7 +276,10 @@ class ScriptedAgent:
     def act(self, env: crafter.Env) -> int:
         return ACTION_IDS[self._act(env)]
 
-    def _act(self, env: crafter.Env) -> str:
+    def _look(self, env: crafter.Env) -> str | tuple:
+        """What every policy step starts with (no random draw): the action when asleep, warming up or
+        facing a zombie, else (player, world, rng, inventory, position, material and object ahead,
+        nearest zombie, its distance)."""
         player, world, rng = env._player, env._world, self.rng
         inv = player.inventory
         pos = player.pos
@@ -294,6 +297,13 @@ class ScriptedAgent:
         zombie_dist = int(np.abs(zombie - pos).sum()) if zombie is not None else 99
         if isinstance(obj, crafter_objects.Zombie):
             return "do"
+        return player, world, rng, inv, pos, material, obj, zombie, zombie_dist
+
+    def _act(self, env: crafter.Env) -> str:
+        look = self._look(env)
+        if isinstance(look, str):
+            return look
+        player, world, rng, inv, pos, material, obj, zombie, zombie_dist = look
         if self.target is None:
             action = self._shelter_act(env, env._step % 300, zombie_dist)
             if action is not None:
@@ -1330,22 +1340,10 @@ class VariedAgent(ScriptedAgent):
 
     def _act(self, env: crafter.Env) -> str:
         self.why = "other"
-        player, world, rng = env._player, env._world, self.rng
-        inv = player.inventory
-        pos = player.pos
-        if player.sleeping:
-            return "noop"
-        pos_key = (int(pos[0]), int(pos[1]))
-        self.stuck = self.stuck + 1 if pos_key == self.last_pos else 0
-        self.last_pos = pos_key
-        material, obj = world[pos + np.array(player.facing)]
-        if env._step < self.warmup:
-            return self._wander(world, player)
-
-        zombie = self._nearest_object(world, pos, crafter_objects.Zombie, 12)
-        zombie_dist = int(np.abs(zombie - pos).sum()) if zombie is not None else 99
-        if isinstance(obj, crafter_objects.Zombie):
-            return "do"
+        look = self._look(env)
+        if isinstance(look, str):
+            return look
+        player, world, rng, inv, pos, material, obj, zombie, zombie_dist = look
         if self.target is None:
             dusk = 100 if inv["energy"] <= 2 else self.DUSK  # exhausted: early to bed
             if self.need is not None and (inv["food"] <= 6 or inv["drink"] <= 7) and inv["health"] >= 5:
