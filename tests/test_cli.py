@@ -302,3 +302,11 @@ def test_ui_serves_the_code_location_and_stops_with_its_tree_on_sigterm(demo_run
         ("goal_aligner", "predictor"), ("goal_model_comparison", "evaluation"), ("goal_model_evaluation", "evaluation"),
         ("evaluation_report", "evaluation"), ("goal_policy", "agent"), ("goal_predictor_rl", "agent"),
         ("agent_success", "agent")}
+
+
+def test_a_bad_demo_flag_is_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("GOALCRAFT_CONFIG", raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert main(["demo", "--seed", "-1"]) == 1
+    assert capsys.readouterr().err == "goalcraft: --seed: Input should be greater than or equal to 0\n"
+    assert not (tmp_path / "goalcraft_data").exists()

@@ -156,7 +156,13 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     config = _config(args, "study" if args.study else None)
     flags = {k: v for k, v in (("seed", args.seed), ("videos", args.videos), ("trials", args.trials)) if v is not None}
     if flags:  # the flags override [demo] (validated like the file)
-        config = config.model_copy(update={"demo": type(config.demo)(**(config.demo.model_dump() | flags))})
+        from pydantic import ValidationError
+
+        try:
+            demo = type(config.demo)(**(config.demo.model_dump() | flags))
+        except ValidationError as exc:
+            raise CliError("; ".join(f"--{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())) from None
+        config = config.model_copy(update={"demo": demo})
     run_demo(config)
     return 0
 
