@@ -173,6 +173,19 @@ def test_candidate_time_confidence_and_timing_rules(tmp_path):
         mine_transcripts([json_video], tmp_path, TASKS, timing="middle")  # type: ignore[arg-type]
 
 
+def test_a_lag_places_the_moment_that_long_before_the_speech_end_but_not_before_its_start(tmp_path):
+    segments = [{"text": "got some wood", "start": 1.0, "duration": 2.0},
+                {"text": "crafting table placed", "start": 6.0, "duration": 0.4}]
+    video = _video(tmp_path, "j", "transcripts/j.json", segments)
+    plain, _ = mine_transcripts([video], tmp_path, TASKS)
+    lagged, _ = mine_transcripts([video], tmp_path, TASKS, lag_s=0.6)
+    assert [m.success_time for m in plain] == [3.0, 6.4]
+    assert [m.success_time for m in lagged] == [2.4, 6.0]  # the second is held at its segment's start
+    for bad in (-0.1, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="lag_s"):
+            mine_transcripts([video], tmp_path, TASKS, lag_s=bad)
+
+
 def test_speech_end_times():
     segs = [Segment("a", 0.0, 3.0), Segment("b", 2.0, 1.0), Segment("c", 2.0, 5.0), Segment("d", 8.0, 1.0)]
     assert speech_end_times(segs, spoken=False) == [3.0, 3.0, 7.0, 9.0]

@@ -102,3 +102,27 @@ def test_prior_trains_on_every_phrasing_of_a_clips_task():
         ("chop a tree", 0), ("collect wood", 0), ("gather some logs", 0),
         ("drink water", 1),
         ("collect wood", 2), ("gather some logs", 2)]
+
+
+def test_goal_clips_say_how_many_show_their_event_and_a_measured_lag_makes_them_all(tmp_path):
+    from goalcraft.crafter.corpus import generate_crafter_corpus
+
+    corpus = tmp_path / "corpus"
+    generate_crafter_corpus(corpus, seed=3, n_videos=2, steps_per_video=200, n_trials=2, n_steve1_episodes=0,
+                            transcripts="json")
+    assert sorted(p.suffix for p in (corpus / "transcripts").iterdir()) == [".json", ".json"]
+    paths = StoragePaths(tmp_path / "data")
+    ingest_manifests(paths, corpus, [corpus / "manifest.jsonl"], 1)
+    ingest_trials(paths, corpus, corpus / "trials", 1)
+    ingest_task_vocabulary(paths, corpus, GoalsSettings())
+    coverage = {lag: goal_partition(paths, corpus, "p0000", 1, GoalsSettings(transcript_lag_s=lag),
+                                    ClipsSettings()).metadata["event_coverage"] for lag in (0.0, 0.6)}
+    for c in coverage.values():
+        assert c["trial"]["coverage"] == 1.0  # a trial's clip ends on its success frame
+        assert c["all"]["clips"] == c["trial"]["clips"] + c["transcript"]["clips"]
+    # The generator ends a narrated line 0.8-2.0 s after the unlock; a goal clip spans 1.5 s, so at
+    # the speech end it misses the unlock whenever the narrator went on for more than 1.5 s, and 0.6 s
+    # earlier (0.2-1.4 s after the unlock) it always holds it.
+    assert coverage[0.6]["transcript"]["coverage"] == 1.0
+    assert coverage[0.0]["transcript"]["coverage"] < 0.9
+    assert coverage[0.0]["transcript"]["clips"] == coverage[0.6]["transcript"]["clips"] > 10

@@ -120,6 +120,10 @@ class GoalsSettings(Settings):
     # Folder of MineStudio-style VLM rating files (vlm_rating_res/*.json), relative to corpus_root.
     ratings_dir: Optional[str] = None
     rating_threshold: float = Field(8.0, ge=0, le=10)
+    # Seconds a narrator goes on speaking after the success: a transcript's success moment is placed
+    # that long before the end of the speech (goalcraft.data.mining). Measure it where ground truth
+    # exists (goal_clips' event_coverage metadata) rather than guess; the study preset's is measured.
+    transcript_lag_s: float = Field(0.0, ge=0, le=60)
 
 
 #: goalcraft.models.mineclip.MINECLIP_CONFIGS names (tests/test_config.py keeps the two lists equal).
@@ -462,6 +466,10 @@ class DemoSettings(Settings):
     trial_max_steps: PositiveInt = 250
     video_agent: Literal["free", "varied"] = "free"
     trial_targets: Literal["default", "study"] = "default"
+    # "mixed": every other video's transcript is YouTube-style WebVTT auto-captions (the reader's and
+    # miner's other path); "json": timed JSON speech for all, whose success moments are precise
+    # (docs/results.md measures both against the ground truth).
+    transcripts: Literal["mixed", "json"] = "mixed"
     workers: PositiveInt = 1  # processes playing and encoding episodes (the output does not depend on it)
     # Exploratory episodes (random walk, mixed scripted + random) for the policy's training data:
     # trajectories/<id>/ in STEVE-1's episode layout, not read by the ingest (docs/closed-loop.md).

@@ -29,9 +29,11 @@ def build_goal_assets(partitions_def: dg.PartitionsDefinition,
         deps=[*INGEST, TASK_VOCABULARY],
         description=(
             "Goal clips: 16 consecutive frames (160x256) ending at a success moment, mined from successful "
-            "agent trials, from transcript segments naming a task (moment at the end of the speech), and "
-            "from VLM rating files above a threshold; with provenance (source, miner, task, instruction, "
-            "confidence). WebDataset shards + parquet index per partition, like video_clips."
+            "agent trials, from transcript segments naming a task (moment at the end of the speech, less "
+            "[goals] transcript_lag_s), and from VLM rating files above a threshold; with provenance (source, "
+            "miner, task, instruction, confidence). WebDataset shards + parquet index per partition, like "
+            "video_clips. Where the corpus has ground truth (ground_truth/events.jsonl), event_coverage says "
+            "how many goal clips show an unlock of their task."
         ),
         op_tags=op_tags,
     )

@@ -185,6 +185,7 @@ def generate_crafter_corpus(
     n_explore_episodes: int = 0,
     explore_steps: int = 300,
     explore_agents: Sequence[str] = tuple(EXPLORE_AGENTS),
+    transcripts: Literal["mixed", "json"] = "mixed",
 ) -> CorpusSummary:
     """Play Crafter and write the demo corpus under ``root`` (layout in :mod:`goalcraft.crafter`).
 
@@ -203,7 +204,9 @@ def generate_crafter_corpus(
     each must be in :data:`~goalcraft.crafter.agent.PURSUABLE_TARGETS`. ``workers`` > 1 plays and
     encodes the episodes in that many processes; every episode is a pure function of
     ``(seed, kind, index)``, so the files are the same for any number of workers, and the progress
-    lines come in the same order. Invalid ``video_agent``, ``trial_targets`` or ``workers``: ValueError.
+    lines come in the same order. ``transcripts``: ``"mixed"`` writes every other video's narration as
+    YouTube-style WebVTT, ``"json"`` all as timed JSON speech. Invalid ``video_agent``,
+    ``trial_targets``, ``workers`` or ``transcripts``: ValueError.
 
     ``record_actions`` writes every episode's actions, rewards and unlocks beside its video
     (:mod:`goalcraft.data.trajectories`: ``actions.jsonl`` in each trial folder, plus STEVE-1's
@@ -242,6 +245,8 @@ def generate_crafter_corpus(
         raise ValueError(f"explore_agents must name some of {', '.join(EXPLORE_AGENTS)}, got {explore_agents!r}")
     if n_explore_episodes < 0 or explore_steps < 1:
         raise ValueError("n_explore_episodes must be >= 0 and explore_steps positive")
+    if transcripts not in ("mixed", "json"):
+        raise ValueError(f"transcripts must be 'mixed' or 'json', got {transcripts!r}")
     if root.exists() and any(root.iterdir()) and not (root / "manifest.jsonl").exists():
         raise FileExistsError(f"{root} exists and is not a goalcraft corpus; refusing to replace it")
     say = progress or (lambda _msg: None)
@@ -253,7 +258,7 @@ def generate_crafter_corpus(
         summary = _generate(staging, root, seed, n_videos, steps_per_video, n_trials, n_steve1_episodes,
                             fps, tuple(size), trial_max_steps, say, video_agent == "varied", targets,
                             int(workers), record_actions, int(n_explore_episodes), int(explore_steps),
-                            tuple(explore_agents))
+                            tuple(explore_agents), transcripts)
         commit_directory(staging, root)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -268,7 +273,7 @@ def _generate(out: Path, root: Path, seed: int, n_videos: int, steps_per_video: 
               n_episodes: int, fps: int, size: tuple[int, int], trial_max_steps: int,
               say: Callable[[str], None], varied: bool, targets: tuple[str, ...], workers: int,
               record_actions: bool = True, n_explore: int = 0, explore_steps: int = 300,
-              explore_agents: tuple[str, ...] = tuple(EXPLORE_AGENTS)) -> CorpusSummary:
+              explore_agents: tuple[str, ...] = tuple(EXPLORE_AGENTS), transcripts: str = "mixed") -> CorpusSummary:
     for sub in ("videos", "transcripts", "trials", "ground_truth"):
         (out / sub).mkdir(parents=True)
     events: list[dict[str, Any]] = []
@@ -325,7 +330,7 @@ def _generate(out: Path, root: Path, seed: int, n_videos: int, steps_per_video: 
             duration = round(episode.frames / fps, 3)
             meta_rng = np.random.RandomState(_seq(seed, 2, i).generate_state(1)[0])
             segments = transcript_segments(episode.events, episode.daylight, fps, duration, meta_rng)
-            if i % 2 == 0:
+            if i % 2 == 0 or transcripts == "json":
                 transcript = f"transcripts/{vid}.json"
                 _write_json(out / transcript, segments)
             else:

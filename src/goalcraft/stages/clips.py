@@ -8,9 +8,11 @@ from goalcraft.config import ClipsSettings, GoalsSettings
 from goalcraft.data.clip_stage import ClipStageSettings, build_clip_partition
 from goalcraft.data.decode import get_decoder
 from goalcraft.data.goal_stage import build_goal_partition
+from goalcraft.data.ground_truth import GROUND_TRUTH_EVENTS, event_coverage, read_ground_truth
 from goalcraft.data.manifest import VideoRecord
 from goalcraft.data.mining import mine_ratings, mine_transcripts, mine_trials, mining_notes, rating_files
 from goalcraft.data.partition_keys import partition_of
+from goalcraft.data.shards import read_index
 from goalcraft.data.tables import StalePartitioningError, read_partition_rows
 from goalcraft.data.task_vocabulary import read_task_vocabulary
 from goalcraft.data.trials import TrialRecord
@@ -56,7 +58,7 @@ def goal_partition(paths: StoragePaths, corpus_root: Path, partition: str, count
     videos, trials = _rows(paths, partition, count)
     tasks = list(read_task_vocabulary(paths.task_vocabulary_file).tasks)
     moments, rejects = mine_trials(trials)
-    found, bad = mine_transcripts(videos, corpus_root, tasks)
+    found, bad = mine_transcripts(videos, corpus_root, tasks, lag_s=goals.transcript_lag_s)
     moments, rejects = moments + found, rejects + bad
     decoder = get_decoder(clips.decoder, frames_fps=clips.frames_fps, resize=clips.resize_method)
     ratings_dir = corpus_root / goals.ratings_dir if goals.ratings_dir else None
@@ -72,9 +74,17 @@ def goal_partition(paths: StoragePaths, corpus_root: Path, partition: str, count
         report = build_goal_partition(partition, moments, corpus_root, paths, decoder=decoder,
                                       shard_target_bytes=clips.shard_target_bytes, jpeg_quality=clips.jpeg_quality,
                                       quarantine=rejects)
+    # A corpus with ground truth (the Crafter one) also says how many goal clips show their task.
+    events = corpus_root / GROUND_TRUTH_EVENTS
+    coverage = {}
+    if events.is_file():
+        indexes = sorted(paths.goal_partition_dir(partition).glob(f"{partition}-*.parquet"))
+        rows = [r for index in indexes for r in read_index(index).to_pylist()]
+        coverage = event_coverage(rows, read_ground_truth(events))
     return StageResult({
         "moments": len(moments),
         "goals_written": report.goals_written,
+        **({"event_coverage": coverage} if coverage else {}),
         "by_miner": report.by_miner,
         "tasks_in_vocabulary": len(tasks),
         "notes": notes,
