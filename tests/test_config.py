@@ -118,3 +118,15 @@ def test_real_model_settings(tmp_path):
                          ({"goal_space": {"mineclip_config": "vitl14"}}, r"invalid \[goal_space\].*mineclip_config")]:
         with pytest.raises(ConfigError, match=message):
             config_from_dict(raw, tmp_path)
+
+
+def test_the_study_preset_loads_under_a_users_file(tmp_path):
+    study = load_config(None, preset="study")
+    # what docs/results.md measured the study with
+    assert (study.demo.videos, study.demo.transcripts, study.goals.transcript_lag_s) == (56, "json", 0.6)
+    assert (study.evaluation.replicates, study.demo.video_agent) == (3, "varied")
+    mine = tmp_path / "goalcraft.toml"
+    mine.write_text("[goals]\ntranscript_lag_s = 0.25\n")
+    layered = load_config(mine, preset="study")
+    assert layered.goals.transcript_lag_s == 0.25 and layered.demo.videos == 56
+    assert load_config(mine).demo.videos == 6  # no preset: the demo's defaults
