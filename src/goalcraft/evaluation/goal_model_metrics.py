@@ -127,8 +127,48 @@ class _PerTask:
     text_pair: np.ndarray | None
 
 
-def per_task_values(g: ModelGoals, vis: Visuals, centre: np.ndarray | None, ks: Sequence[int]) -> _PerTask:
+@dataclass(frozen=True)
+class _ModelOnly:
+    """The per-task values that depend on the model's goals only, not on the visuals: computed once
+    per model, not once per bootstrap replicate."""
+
+    consistency: np.ndarray
+    robustness: np.ndarray
+    rows: list[np.ndarray]  # every phrasing's goal per task (canonical first)
+    same: np.ndarray
+    pair: np.ndarray
+    pair_centred: np.ndarray
+    pair_rows: np.ndarray
+    text_pair: np.ndarray | None
+
+
+def model_only_values(g: ModelGoals, centre: np.ndarray | None) -> _ModelOnly:
     T = len(g.tasks)
+    uz = _unit(g.canonical)
+    consistency = (np.ones(T) if g.samples is None
+                   else np.array([_pair_cos(s) if len(s) > 1 else 1.0 for s in g.samples]))
+    robust = np.array([_pair_cos(v) for v in g.variants])
+    rows = [np.vstack([g.canonical[t:t + 1], g.variants[t]]) if len(g.variants[t]) else g.canonical[t:t + 1]
+            for t in range(T)]
+    urows = [_unit(r) for r in rows]
+    same = np.array([_pair_cos(r) for r in rows])
+    sums = np.stack([u.sum(0) for u in urows])
+    n = np.array([len(u) for u in urows], dtype=np.float64)
+    pair_rows = (sums @ sums.T) / np.outer(n, n)
+    pair = uz @ uz.T
+    pair_c = pair if centre is None else _unit(g.canonical - centre) @ _unit(g.canonical - centre).T
+    text_pair = None
+    if g.text_all is not None:
+        ts = np.stack([_unit(x).sum(0) for x in g.text_all])
+        tn = np.array([len(x) for x in g.text_all], dtype=np.float64)
+        text_pair = (ts @ ts.T) / np.outer(tn, tn)
+    return _ModelOnly(consistency, robust, rows, same, pair, pair_c, pair_rows, text_pair)
+
+
+def per_task_values(g: ModelGoals, vis: Visuals, centre: np.ndarray | None, ks: Sequence[int],
+                    model_only: _ModelOnly | None = None) -> _PerTask:
+    T = len(g.tasks)
+    mo = model_only if model_only is not None else model_only_values(g, centre)
     uz = _unit(g.canonical)
     acc = np.full(T, math.nan)
     acc_std = np.full(T, math.nan)
@@ -146,13 +186,8 @@ def per_task_values(g: ModelGoals, vis: Visuals, centre: np.ndarray | None, ks: 
         if centre is not None:
             goal_c[t] = float((_unit(v - centre) @ _unit(g.canonical[t] - centre)).mean())
         cents[t] = v.mean(0)
-    consistency = (np.ones(T) if g.samples is None
-                   else np.array([_pair_cos(s) if len(s) > 1 else 1.0 for s in g.samples]))
-    robust = np.array([_pair_cos(v) for v in g.variants])
     # Retrieval: every phrasing of a task (canonical + variants) ranks the tasks with visuals by
     # cos(z, centroid); ties go to the task listed first.
-    rows = [np.vstack([g.canonical[t:t + 1], g.variants[t]]) if len(g.variants[t]) else g.canonical[t:t + 1]
-            for t in range(T)]
     cand = np.flatnonzero(has)
     hits = {k: np.full(T, math.nan) for k in ks}
     if len(cand):
@@ -160,24 +195,13 @@ def per_task_values(g: ModelGoals, vis: Visuals, centre: np.ndarray | None, ks: 
         for t in range(T):
             if not has[t]:
                 continue
-            scores = _unit(rows[t]) @ uc.T
+            scores = _unit(mo.rows[t]) @ uc.T
             order = np.argsort(-scores, axis=1, kind="stable")
             rank = np.argmax(cand[order] == t, axis=1)
             for k in ks:
                 hits[k][t] = float(np.mean(rank < k))
-    urows = [_unit(r) for r in rows]
-    same = np.array([_pair_cos(r) for r in rows])
-    sums = np.stack([u.sum(0) for u in urows])
-    n = np.array([len(u) for u in urows], dtype=np.float64)
-    pair_rows = (sums @ sums.T) / np.outer(n, n)
-    pair = uz @ uz.T
-    pair_c = pair if centre is None else _unit(g.canonical - centre) @ _unit(g.canonical - centre).T
-    text_pair = None
-    if g.text_all is not None:
-        ts = np.stack([_unit(x).sum(0) for x in g.text_all])
-        tn = np.array([len(x) for x in g.text_all], dtype=np.float64)
-        text_pair = (ts @ ts.T) / np.outer(tn, tn)
-    return _PerTask(acc, acc_std, consistency, robust, base, goal_c, hits, same, pair, pair_c, pair_rows, text_pair)
+    return _PerTask(acc, acc_std, mo.consistency, mo.robustness, base, goal_c, hits, mo.same, mo.pair,
+                    mo.pair_centred, mo.pair_rows, mo.text_pair)
 
 
 def _wmean(values: np.ndarray, w: np.ndarray) -> float:
@@ -222,14 +246,14 @@ def visual_pair_cosines(vis: Visuals, centre: np.ndarray | None) -> np.ndarray:
 def compute_metrics(g: ModelGoals, vis: Visuals, *, centre: np.ndarray | None = None,
                     ks: Sequence[int] = (1, 5), w: np.ndarray | None = None,
                     visual_pair: tuple[np.ndarray, np.ndarray] | None = None,
-                    _per: _PerTask | None = None) -> dict[str, float]:
+                    _per: _PerTask | None = None, _model_only: _ModelOnly | None = None) -> dict[str, float]:
     """Every metric of one model (one seed) on one instruction set; ``w``: task multiplicities (a
     bootstrap draw; default every task once). docs/metrics.md has the formulas."""
     if tuple(g.tasks) != tuple(vis.tasks):
         raise ValueError("the model's tasks and the visuals' tasks must be the same list, in the same order")
     T = len(g.tasks)
     w = np.ones(T) if w is None else np.asarray(w, dtype=np.float64)
-    p = _per if _per is not None else per_task_values(g, vis, centre, ks)
+    p = _per if _per is not None else per_task_values(g, vis, centre, ks, _model_only)
     vp, vpc = (visual_pair if visual_pair is not None
                else (visual_pair_cosines(vis, None), visual_pair_cosines(vis, centre)))
     collapse = _wpair(p.pair, w)
@@ -335,6 +359,7 @@ def bootstrap_models(models: Mapping[str, Sequence[ModelGoals]], vis: Visuals, *
         vals = vals[~np.isnan(vals)]
         return float(vals.std(ddof=1)) if len(vals) >= 2 else (0.0 if len(vals) == 1 else math.nan)
 
+    model_only = {id(g): model_only_values(g, centre) for m in names for g in models[m]}
     rng = np.random.default_rng(seed)
     boot = {m: {k: np.full(n_boot, math.nan) for k in metric_names} for m in names}
     diff = {p: {k: np.full(n_boot, math.nan) for k in metric_names} for p in pairs}
@@ -345,7 +370,7 @@ def bootstrap_models(models: Mapping[str, Sequence[ModelGoals]], vis: Visuals, *
         drawn = {}
         for m in names:
             g = models[m][int(rng.integers(0, len(models[m])))]
-            drawn[m] = compute_metrics(g, v, centre=centre, ks=ks, w=w, visual_pair=vpair)
+            drawn[m] = compute_metrics(g, v, centre=centre, ks=ks, w=w, visual_pair=vpair, _model_only=model_only[id(g)])
             for k, x in drawn[m].items():
                 boot[m][k][r] = x
         for a, b in pairs:

@@ -170,10 +170,16 @@ def normalize_frames(frames: Tensor) -> Tensor:
     """``[..., 3, H, W]`` pixel values in 0..255 (any dtype) -> float32, /255, then MineCLIP's mean/std."""
     if frames.shape[-3] != 3:
         raise ValueError(f"expected channels first [..., 3, H, W], got shape {tuple(frames.shape)}")
-    x = frames.to(torch.float32) / 255.0
+    # One contiguous float copy, then in place: the same operations in the same order as
+    # ((x / 255) - mean) / std, bitwise, at a third of the memory traffic (it was a quarter of a
+    # tiny goal space's training step).
+    x = frames.to(torch.float32, memory_format=torch.contiguous_format)
+    if x.data_ptr() == frames.data_ptr():  # already float32 and contiguous: never scale the caller's tensor
+        x = x.clone()
+    x.div_(255.0)
     mean = torch.tensor(MC_IMAGE_MEAN, dtype=x.dtype, device=x.device).view(3, 1, 1)
     std = torch.tensor(MC_IMAGE_STD, dtype=x.dtype, device=x.device).view(3, 1, 1)
-    return (x - mean) / std
+    return x.sub_(mean).div_(std)
 
 
 # --------------------------------------------------------------------------------------------------

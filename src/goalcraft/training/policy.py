@@ -322,7 +322,7 @@ def train_policy(
             torch.random.default_generator.manual_seed(int(_rng(seed, _INIT).integers(2**62)))
             model = GoalConditionedPolicy(config)
         model.to(device_t)
-        optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay, foreach=True)
         best: dict[str, Any] = {"state": None}
         state = folder.state
         if state is not None:

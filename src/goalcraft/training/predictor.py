@@ -281,7 +281,7 @@ def train_stage1(examples: PredictorExamples, splits: Mapping[str, np.ndarray], 
     objective = Stage1Objective(model, settings.temperature, settings.mse_weight)
     wrapped = _wrap(objective, device)  # once: a DDP per epoch would leave the old one's hooks behind
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
+    optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay, foreach=True)
     frames = torch.from_numpy(examples.frames)
     train_idx, val_idx = np.asarray(splits["train"]), np.asarray(splits["val"])
 
@@ -443,7 +443,8 @@ def train_stage2(examples: PredictorExamples, splits: Mapping[str, np.ndarray], 
     objective = Stage2Objective(model, settings.cos_weight, settings.contrastive_weight, settings.temperature)
     task_index = _class_index(examples.tasks)
     wrapped = _wrap(objective, device)
-    optimizer = torch.optim.AdamW(model.aligner.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    optimizer = torch.optim.AdamW(model.aligner.parameters(), lr=settings.lr, weight_decay=settings.weight_decay,
+                                  foreach=True)
     train_idx, val_idx = np.asarray(splits["train"]), np.asarray(splits["val"])
 
     def batch_tokens(texts: Sequence[str]) -> Tensor:

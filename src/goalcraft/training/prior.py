@@ -149,7 +149,7 @@ def train_prior(
             torch.random.default_generator.manual_seed(seeds[_INIT])
             model = TranslatorVAE(config)
         model.to(device)
-        optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay, foreach=True)
         shuffle_gen = torch.Generator().manual_seed(seeds[_SHUFFLE])
         noise_gen = torch.Generator().manual_seed(seeds[_NOISE])
         best: dict[str, Any] = {"state": None}  # the best epoch's weights (CPU), kept for the state file
