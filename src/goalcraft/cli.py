@@ -525,7 +525,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--data-root", default=None, help="override [paths] data_root")
     demo.add_argument("--study", action="store_true",
                       help="the evaluation study: the packaged study preset (a larger corpus, 3 training replicates; "
-                           "about 45 minutes on 2 cores) under your settings file")
+                           "over 45 minutes on 2 cores, docs/results.md) under your settings file")
     demo.add_argument("--seed", type=int, default=None, help="override [demo] seed")
     demo.add_argument("--videos", type=int, default=None, help="override [demo] videos")
     demo.add_argument("--trials", type=int, default=None, help="override [demo] trials")
