@@ -76,6 +76,8 @@ def main() -> int:
     parser.add_argument("out", type=Path)
     parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--eval-every", type=int, default=200)
+    parser.add_argument("--batch-size", type=int, default=None, help="default: the preset's")
+    parser.add_argument("--lr", type=float, default=None, help="default: the preset's")
     parser.add_argument("--model", default=None, help="a MINECLIP_CONFIGS name (default: the preset's)")
     parser.add_argument("--patch", type=int, default=0, help="override the model's patch size")
     parser.add_argument("--goal-only", action="store_true", help="train on goal clips only")
@@ -101,7 +103,8 @@ def main() -> int:
         shards = [s for s in data.shards if s in goal_shards] if args.goal_only else data.shards
         mapping = task_caption_map(TaskVocabulary(read_task_vocabulary(paths.task_vocabulary_file).corpus_tasks())
                                    .to_mapping())
-        kwargs = recipe.training_kwargs(steps=args.steps, eval_every=args.eval_every)
+        overrides = {k: v for k, v in (("batch_size", args.batch_size), ("lr", args.lr)) if v is not None}
+        kwargs = recipe.training_kwargs(steps=args.steps, eval_every=args.eval_every, **overrides)
         train_goal_space(shards, model_config, args.out, seed=config.goal_space.seed,
                          caption_map=lambda c: caption_to_task(c, mapping), exclude=data.exclude,
                          key_prefix=data.key_prefix, data_key=data.data_key, resume=False, tensorboard=False, **kwargs)
