@@ -126,3 +126,9 @@ def test_goal_clips_say_how_many_show_their_event_and_a_measured_lag_makes_them_
     assert coverage[0.6]["transcript"]["coverage"] == 1.0
     assert coverage[0.0]["transcript"]["coverage"] < 0.9
     assert coverage[0.0]["transcript"]["clips"] == coverage[0.6]["transcript"]["clips"] > 10
+    # A damaged events file: its bad lines are skipped and said, the rest still measures.
+    with open(corpus / "ground_truth" / "events.jsonl", "a", encoding="utf-8") as f:
+        f.write("not an event\n")
+    damaged = goal_partition(paths, corpus, "p0000", 1, GoalsSettings(transcript_lag_s=0.6), ClipsSettings())
+    assert damaged.metadata["event_coverage"] == coverage[0.6]
+    assert any("1 line(s) of ground_truth/events.jsonl are not events" in w for w in damaged.warnings)

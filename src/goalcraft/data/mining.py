@@ -25,11 +25,10 @@ STEVE-1 takes its goal embedding from the 16 frames ending at the goal frame, so
 
     ``timing="end"`` or ``"spoken"`` forces one rule for every format (``"spoken"`` suits YouTube's
     JSON transcripts of rolling auto-captions). ``lag_s`` moves the moment that much earlier (never
-    before the segment's start): how long a narrator goes on speaking after the success. Measured
-    against a corpus with ground truth (the Crafter corpus's ``ground_truth/events.jsonl``:
-    :func:`goalcraft.data.goal_stage.event_coverage`), not guessed. ``confidence`` = words of the matched phrasing /
-    words of the segment, capped at 1 (1.0: the segment says just the phrasing; a phrasing lost in
-    a long ramble scores low). ``success_frame`` is left ``None``: the goal stage takes
+    before the segment's start): how long a narrator goes on speaking after the success, measured
+    against a corpus with ground truth (:func:`goalcraft.data.ground_truth.event_coverage`), not
+    guessed. ``confidence`` = words of the matched phrasing / words of the segment, capped at 1
+    (1.0: the segment says just the phrasing; a phrasing lost in a long ramble scores low). ``success_frame`` is left ``None``: the goal stage takes
     ``floor(success_time × fps)`` of the decoded video.
 
 :func:`mine_ratings`

@@ -76,11 +76,17 @@ def goal_partition(paths: StoragePaths, corpus_root: Path, partition: str, count
                                       quarantine=rejects)
     # A corpus with ground truth (the Crafter one) also says how many goal clips show their task.
     events = corpus_root / GROUND_TRUTH_EVENTS
-    coverage = {}
+    coverage: dict = {}
     if events.is_file():
-        indexes = sorted(paths.goal_partition_dir(partition).glob(f"{partition}-*.parquet"))
-        rows = [r for index in indexes for r in read_index(index).to_pylist()]
-        coverage = event_coverage(rows, read_ground_truth(events))
+        try:
+            truth = read_ground_truth(events)
+        except OSError as exc:  # a measurement, not an input of the goal clips: say so, do not fail
+            notes = [*notes, f"ground truth {GROUND_TRUTH_EVENTS} unreadable ({exc.strerror or exc}): no event_coverage"]
+        else:
+            indexes = sorted(paths.goal_partition_dir(partition).glob(f"{partition}-*.parquet"))
+            coverage = event_coverage([r for index in indexes for r in read_index(index).to_pylist()], truth)
+            if truth.bad_lines:
+                notes = [*notes, f"{truth.bad_lines} line(s) of {GROUND_TRUTH_EVENTS} are not events and were skipped"]
     return StageResult({
         "moments": len(moments),
         "goals_written": report.goals_written,
