@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from goalcraft.crafter.agent import PURSUABLE_TARGETS, VariedAgent, make_agent, play_episode
+from goalcraft.crafter.agent import ACTION_IDS, PURSUABLE_TARGETS, VariedAgent, _unlocks, make_agent, play_episode
 from goalcraft.crafter.corpus import _play_until_alive, _seq, generate_crafter_corpus
-from goalcraft.crafter.deterministic_env import DEFAULT_SIZE
+from goalcraft.crafter.deterministic_env import DEFAULT_SIZE, make_env
 from goalcraft.crafter.tasks import ACHIEVEMENTS, STUDY_TRIAL_TARGETS, TRIAL_TARGETS
 
 # Known answers, computed with main's code (before the study-corpus changes) by running exactly what
@@ -137,3 +137,47 @@ def test_target_vocabulary() -> None:
     assert type(make_agent(np.random.RandomState(0), "collect_wood")).__name__ == "ScriptedAgent"
     assert isinstance(make_agent(np.random.RandomState(0), "collect_coal"), VariedAgent)
     assert isinstance(make_agent(np.random.RandomState(0), None, varied=True), VariedAgent)
+
+
+def _conflicts(events: list[tuple[int, str]], pace: int) -> list[tuple[int, str, str]]:
+    """(step, earlier, later): unlocks of different achievements at most ``pace`` steps apart."""
+    return [(s2, k1, k2) for i, (s2, k2) in enumerate(events) for s1, k1 in events[:i]
+            if k1 != k2 and 0 <= s2 - s1 <= pace]
+
+
+def test_pace_keeps_different_unlocks_apart_except_where_it_must_not_wait() -> None:
+    env_seed, policy_seed = STUDY_EPISODES[0]
+    plain = play_episode(env_seed, policy_seed, DEFAULT_SIZE, 300, varied=True)
+    paced = play_episode(env_seed, policy_seed, DEFAULT_SIZE, 300, varied=True, pace=24)
+    assert len(_conflicts(plain.events, 24)) >= 10  # the unpaced player crowds its unlocks
+    # Replay the paced actions to know the player's health before each step: pacing waits for
+    # nothing when it is 3 or less, never holds back a kill, and cannot delay waking up.
+    env = make_env(env_seed, DEFAULT_SIZE)
+    env.reset()
+    health = {}
+    for step, action in enumerate(paced.actions, start=1):
+        health[step] = env._player.health
+        env.step(action)
+    left = [(s, k1, k2) for s, k1, k2 in _conflicts(paced.events, 24)
+            if k2 not in ("defeat_zombie", "defeat_skeleton", "wake_up") and health[s] > 3
+            and not any(s2 == s and k == k1 for s2, k in paced.events)]  # two unlocks of one blow
+    assert left == []
+    assert paced.events and {a for a in paced.actions} != {ACTION_IDS["noop"]}
+    with pytest.raises(ValueError, match="pace"):
+        play_episode(env_seed, policy_seed, DEFAULT_SIZE, 10, pace=-1)
+
+
+def test_trying_an_action_on_a_copy_leaves_the_env_as_it_was() -> None:
+    env = make_env(7, DEFAULT_SIZE)
+    env.reset()
+    player = env._player
+    target = player.pos + np.array(player.facing)
+    env._world[target] = "tree"  # a tree in front of the player: "do" collects wood
+    counts = dict.fromkeys(ACHIEVEMENTS, 0)
+    before = (env._step, player.inventory.copy(), env._world.random.get_state()[1].copy())
+    assert _unlocks(env, ACTION_IDS["do"], counts) == {"collect_wood"}
+    assert _unlocks(env, ACTION_IDS["noop"], counts) == set()
+    assert env._step == before[0] and player.inventory == before[1]
+    assert (env._world.random.get_state()[1] == before[2]).all()
+    _obs, _reward, _done, info = env.step(ACTION_IDS["do"])
+    assert info["achievements"]["collect_wood"] == 1

@@ -31,11 +31,14 @@ def test_a_clip_shows_its_event_only_when_the_unlock_happens_inside_it(tmp_path)
         _row("v1", "collect_wood", "trial", 0),  # 0.0..1.5: the last frame is the unlock
         _row("v2", "collect_wood", "trial", 0),  # no events for this source
     ]
+    # The first clip (1.0..2.5) shows its wood at 2.0 and also the table placed at 2.5: not exclusive.
     assert event_coverage(rows, truth) == {
-        "all": {"clips": 5, "with_event": 2, "coverage": 0.4},
-        "transcript": {"clips": 3, "with_event": 1, "coverage": pytest.approx(0.3333)},
-        "trial": {"clips": 2, "with_event": 1, "coverage": 0.5},
+        "all": {"clips": 5, "with_event": 2, "coverage": 0.4, "exclusive": 1, "purity": 0.2},
+        "transcript": {"clips": 3, "with_event": 1, "coverage": pytest.approx(0.3333), "exclusive": 0, "purity": 0.0},
+        "trial": {"clips": 2, "with_event": 1, "coverage": 0.5, "exclusive": 1, "purity": 0.5},
     }
+    assert truth.others("v0", "collect_wood", 1.0, 2.5) and not truth.others("v0", "collect_wood", 1.0, 2.4)
+    assert truth.others("v0", "place_table", 1.9, 2.5) and not truth.others("v0", "place_table", 2.0, 2.5)
 
 
 def test_no_rows_no_coverage():

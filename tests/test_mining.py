@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from goalcraft.data.manifest import VideoRecord, read_manifests
-from goalcraft.data.mining import GoalMoment, mine_ratings, mine_transcripts, mine_trials, speech_end_times
+from goalcraft.data.mining import GoalMoment, exclusive_moments, mine_ratings, mine_transcripts, mine_trials, speech_end_times
 from goalcraft.data.task_vocabulary import Task, load_tasks_json
 from goalcraft.data.transcripts import Segment
 from goalcraft.data.trials import TrialRecord, scan_trials
@@ -184,6 +184,30 @@ def test_a_lag_places_the_moment_that_long_before_the_speech_end_but_not_before_
     for bad in (-0.1, float("nan"), float("inf")):
         with pytest.raises(ValueError, match="lag_s"):
             mine_transcripts([video], tmp_path, TASKS, lag_s=bad)
+
+
+def test_exclusive_s_drops_moments_with_another_task_nearby_and_says_why(tmp_path):
+    # Moments (segment ends): wood 2.0, wood 2.5 (same task: no conflict), table 3.4, wood 9.0.
+    segments = [{"text": "got some wood", "start": 1.0, "duration": 1.0},
+                {"text": "got some wood", "start": 2.0, "duration": 0.5},
+                {"text": "crafting table placed", "start": 3.0, "duration": 0.4},
+                {"text": "got some wood", "start": 8.0, "duration": 1.0}]
+    video = _video(tmp_path, "j", "transcripts/j.json", segments)
+    all_, q = mine_transcripts([video], tmp_path, TASKS)
+    assert [(m.task, m.success_time) for m in all_] == [("wood", 2.0), ("wood", 2.5), ("table", 3.4), ("wood", 9.0)]
+    assert q == []
+    kept, dropped = mine_transcripts([video], tmp_path, TASKS, exclusive_s=1.0)
+    # wood 2.5 is 0.9 s from the table, the table 0.9 s from wood 2.5; wood 2.0 is 1.4 s away.
+    assert [(m.task, m.success_time) for m in kept] == [("wood", 2.0), ("wood", 9.0)]
+    assert [(r.reason, r.stage, r.source_id, r.input) for r in dropped] == [
+        ("ambiguous_moment", "transcript", "j", "transcripts/j.json#segment1")] + [
+        ("ambiguous_moment", "transcript", "j", "transcripts/j.json#segment2")]
+    assert "table at 3.40s" in dropped[0].detail and "wood at 2.50s" in dropped[1].detail
+    wide, _ = mine_transcripts([video], tmp_path, TASKS, exclusive_s=1.5)
+    assert [(m.task, m.success_time) for m in wide] == [("wood", 9.0)]
+    assert exclusive_moments(all_, 0.0) == (all_, [])
+    with pytest.raises(ValueError, match="exclusive_s"):
+        mine_transcripts([video], tmp_path, TASKS, exclusive_s=-1)
 
 
 def test_speech_end_times():

@@ -132,3 +132,11 @@ def test_goal_clips_say_how_many_show_their_event_and_a_measured_lag_makes_them_
     damaged = goal_partition(paths, corpus, "p0000", 1, GoalsSettings(transcript_lag_s=0.6), ClipsSettings())
     assert damaged.metadata["event_coverage"] == coverage[0.6]
     assert any("1 line(s) of ground_truth/events.jsonl are not events" in w for w in damaged.warnings)
+    # exclusive_s: moments with another task's moment within 2 s are left out, each with its reason;
+    # every clip that stays shows its own event and no other task's (the free player crowds them).
+    exclusive = goal_partition(paths, corpus, "p0000", 1, GoalsSettings(transcript_lag_s=0.6, exclusive_s=2.0),
+                               ClipsSettings()).metadata
+    dropped = exclusive["failures_by_reason"]["ambiguous_moment"]
+    assert dropped > 0 and coverage[0.6]["transcript"]["purity"] < 1.0
+    assert exclusive["event_coverage"]["transcript"]["clips"] == coverage[0.6]["transcript"]["clips"] - dropped
+    assert exclusive["event_coverage"]["transcript"]["purity"] == 1.0

@@ -124,6 +124,11 @@ class GoalsSettings(Settings):
     # that long before the end of the speech (goalcraft.data.mining). Measure it where ground truth
     # exists (goal_clips' event_coverage metadata) rather than guess; the study preset's is measured.
     transcript_lag_s: float = Field(0.0, ge=0, le=60)
+    # Drop a transcript moment when another task's moment in the same video is this close (seconds):
+    # its clip would show two successes (quarantine reason ambiguous_moment). 0 keeps every moment.
+    # About the clip's length (1.6 s at 10 fps) plus the lag's spread; goal_clips' event_coverage
+    # "purity" measures the effect where ground truth exists.
+    exclusive_s: float = Field(0.0, ge=0, le=60)
 
 
 #: goalcraft.models.mineclip.MINECLIP_CONFIGS names (tests/test_config.py keeps the two lists equal).
@@ -474,6 +479,10 @@ class DemoSettings(Settings):
     # miner's other path); "json": timed JSON speech for all, whose success moments are precise
     # (docs/results.md measures both against the ground truth).
     transcripts: Literal["mixed", "json"] = "mixed"
+    # Steps the players keep between unlocks of different achievements (0: as they play): within
+    # it, an action that would unlock another achievement waits (goalcraft.crafter.agent.play_episode),
+    # so a goal clip shows one success, not two. Costs unlocks and some deaths (docs/results.md).
+    pace_steps: int = Field(0, ge=0)
     # Processes playing and encoding episodes (the output does not depend on it); 2 halves the demo's
     # corpus time on a 2-core laptop.
     workers: PositiveInt = 2

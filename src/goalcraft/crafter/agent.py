@@ -10,6 +10,7 @@ different achievements, several times each (study corpora), and pursues the stud
 from __future__ import annotations
 
 import collections
+import copy
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -441,9 +442,27 @@ def make_agent(rng: np.random.RandomState, target: str | None = None, varied: bo
     return VariedAgent(rng, target)
 
 
+# Actions that can never unlock an achievement themselves (pacing does not check them).
+_INERT_ACTIONS = frozenset(ACTION_IDS[name] for name in ("noop", "move_left", "move_right", "move_up", "move_down"))
+# Pacing never holds back the blow that kills an attacker: a player waiting beside a zombie dies.
+_SELF_DEFENCE = frozenset({"defeat_zombie", "defeat_skeleton"})
+
+
+def _unlocks(env: crafter.Env, action: int, counts: dict[str, int]) -> set[str]:
+    """The achievements ``action`` would unlock now, found by stepping a copy of the env (the env
+    itself, its random state included, is untouched)."""
+    _obs, _reward, _done, info = copy.deepcopy(env).step(action)
+    return {name for name in ACHIEVEMENTS if info["achievements"][name] > counts[name]}
+
+
+def _in_danger(env: crafter.Env, low_health: int = 3) -> bool:
+    """Whether the player is badly hurt: then pacing holds nothing back."""
+    return env._player.health <= low_health
+
+
 def play_episode(env_seed: int, policy_seed: int, size: tuple[int, int], max_steps: int,
                  target: str | None = None, tail: int = 0, varied: bool = False,
-                 agent: Callable[[np.random.RandomState], Any] | None = None) -> Episode:
+                 agent: Callable[[np.random.RandomState], Any] | None = None, pace: int = 0) -> Episode:
     """Play one episode; frame ``t`` is the observation after step ``t`` (frame 0: reset).
 
     Without ``target`` it runs ``max_steps`` steps. With a target it stops ``tail`` steps after the
@@ -451,19 +470,35 @@ def play_episode(env_seed: int, policy_seed: int, size: tuple[int, int], max_ste
     without one. It stops early if the player dies (``died``). The player is :func:`make_agent`'s,
     or ``agent(rng)`` (anything with ``act(env) -> action id``) when given. Every action and reward
     is recorded (``actions``, ``rewards``).
+
+    ``pace`` > 0 keeps unlocks of different achievements at least that many steps apart, as far as
+    the player's own actions decide them: within ``pace`` steps of an unlock, an action that would
+    unlock some other achievement (tried on a copy of the env) is replaced by ``noop``, so the
+    player waits and tries again. Repeats of the last unlocked achievement (a run of mined stone)
+    and the blow that defeats an attacker are not held back, nothing is while the player is badly
+    hurt (:func:`_in_danger`), and unlocks no action causes (waking up) cannot be. Why: a goal clip is the
+    16 frames before a success; a scripted player unlocks something every ~1.2 s, so without pacing
+    most clips show two different successes and their label is ambiguous (docs/results.md).
     """
+    if pace < 0:
+        raise ValueError(f"pace must be >= 0, got {pace}")
     env = make_env(env_seed, size)
     rng = np.random.RandomState(policy_seed)
     player = agent(rng) if agent is not None else make_agent(rng, target, varied)
     episode = Episode([env.reset()], [], [float(env._world.daylight)], agent=type(player).__name__)
     counts = dict.fromkeys(ACHIEVEMENTS, 0)
     step = 0
+    last_unlock: tuple[int, set[str]] = (-pace - 1, set())  # (step, achievements unlocked then)
     while True:
         last = max_steps if episode.success_frame is None else episode.success_frame + tail
         if step >= last:
             break
         step += 1
         action = player.act(env)
+        if pace and step - last_unlock[0] <= pace and action not in _INERT_ACTIONS:
+            held = _unlocks(env, action, counts) - last_unlock[1]
+            if held and not held & _SELF_DEFENCE and not _in_danger(env):
+                action = ACTION_IDS["noop"]
         obs, reward, _done, info = env.step(action)
         episode.actions.append(int(action))
         episode.rewards.append(float(reward))
@@ -472,6 +507,8 @@ def play_episode(env_seed: int, policy_seed: int, size: tuple[int, int], max_ste
         for name in ACHIEVEMENTS:  # fixed order: simultaneous unlocks are logged deterministically
             if info["achievements"][name] > counts[name]:
                 episode.events.append((step, name))
+                last_unlock = (step, last_unlock[1] if last_unlock[0] == step else set())
+                last_unlock[1].add(name)
                 if name == target and episode.success_frame is None:
                     episode.success_frame = step
             counts[name] = info["achievements"][name]

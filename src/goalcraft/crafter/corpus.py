@@ -77,13 +77,13 @@ def _seq(seed: int, *key: int) -> np.random.SeedSequence:
 
 def _play_until_alive(seed: int, kind: int, index: int, size: tuple[int, int], max_steps: int,
                       target: str | None = None, attempts: int = 8, varied: bool = False,
-                      agent: str | None = None) -> tuple[Episode, int]:
+                      agent: str | None = None, pace: int = 0) -> tuple[Episode, int]:
     """Play; if the player dies before the episode is complete, replay in another world. An
     exploratory ``agent`` (:data:`EXPLORE_AGENTS`) plays once: its death ends the episode."""
     for attempt in range(1 if agent else attempts):
         env_seed, policy_seed = (int(x) for x in _seq(seed, kind, index, attempt).generate_state(2) % (2**31 - 1))
         episode = play_episode(env_seed, policy_seed, size, max_steps, target, TRIAL_TAIL_FRAMES, varied,
-                               agent=EXPLORE_AGENTS[agent] if agent else None)
+                               agent=EXPLORE_AGENTS[agent] if agent else None, pace=pace)
         if not episode.died:
             break
     return episode, env_seed
@@ -103,6 +103,7 @@ class _Take:
     path: str
     fps: int
     agent: str | None = None  # an exploratory player (kind 5)
+    pace: int = 0  # play_episode's pace (videos and trials)
 
 
 @dataclass(frozen=True)
@@ -123,7 +124,7 @@ class _Played:
 def _play_and_write(take: _Take) -> _Played:
     """Play ``take`` and encode its video; a pure function of ``take`` (any process, any order)."""
     episode, env_seed = _play_until_alive(take.seed, take.kind, take.index, take.size, take.max_steps,
-                                          take.target, varied=take.varied, agent=take.agent)
+                                          take.target, varied=take.varied, agent=take.agent, pace=take.pace)
     info = write_video(Path(take.path), episode.frames, take.fps)
     return _Played(episode.events, episode.daylight, episode.success_frame, env_seed, info.frames,
                    tuple(episode.actions), tuple(episode.rewards), episode.agent, episode.died)
@@ -186,6 +187,7 @@ def generate_crafter_corpus(
     explore_steps: int = 300,
     explore_agents: Sequence[str] = tuple(EXPLORE_AGENTS),
     transcripts: Literal["mixed", "json"] = "mixed",
+    pace_steps: int = 0,
 ) -> CorpusSummary:
     """Play Crafter and write the demo corpus under ``root`` (layout in :mod:`goalcraft.crafter`).
 
@@ -206,7 +208,10 @@ def generate_crafter_corpus(
     ``(seed, kind, index)``, so the files are the same for any number of workers, and the progress
     lines come in the same order. ``transcripts``: ``"mixed"`` writes every other video's narration as
     YouTube-style WebVTT, ``"json"`` all as timed JSON speech. Invalid ``video_agent``,
-    ``trial_targets``, ``workers`` or ``transcripts``: ValueError.
+    ``trial_targets``, ``workers`` or ``transcripts``: ValueError. ``pace_steps`` > 0: the videos' and
+    trials' players keep unlocks of different achievements that many steps apart where their own
+    actions decide it (:func:`~goalcraft.crafter.agent.play_episode`'s ``pace``), so goal clips show
+    one success each; exploratory episodes are not paced.
 
     ``record_actions`` writes every episode's actions, rewards and unlocks beside its video
     (:mod:`goalcraft.data.trajectories`: ``actions.jsonl`` in each trial folder, plus STEVE-1's
@@ -247,6 +252,8 @@ def generate_crafter_corpus(
         raise ValueError("n_explore_episodes must be >= 0 and explore_steps positive")
     if transcripts not in ("mixed", "json"):
         raise ValueError(f"transcripts must be 'mixed' or 'json', got {transcripts!r}")
+    if isinstance(pace_steps, bool) or int(pace_steps) != pace_steps or pace_steps < 0:
+        raise ValueError(f"pace_steps must be a non-negative int, got {pace_steps!r}")
     if root.exists() and any(root.iterdir()) and not (root / "manifest.jsonl").exists():
         raise FileExistsError(f"{root} exists and is not a goalcraft corpus; refusing to replace it")
     say = progress or (lambda _msg: None)
@@ -258,7 +265,7 @@ def generate_crafter_corpus(
         summary = _generate(staging, root, seed, n_videos, steps_per_video, n_trials, n_steve1_episodes,
                             fps, tuple(size), trial_max_steps, say, video_agent == "varied", targets,
                             int(workers), record_actions, int(n_explore_episodes), int(explore_steps),
-                            tuple(explore_agents), transcripts)
+                            tuple(explore_agents), transcripts, int(pace_steps))
         commit_directory(staging, root)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -273,7 +280,8 @@ def _generate(out: Path, root: Path, seed: int, n_videos: int, steps_per_video: 
               n_episodes: int, fps: int, size: tuple[int, int], trial_max_steps: int,
               say: Callable[[str], None], varied: bool, targets: tuple[str, ...], workers: int,
               record_actions: bool = True, n_explore: int = 0, explore_steps: int = 300,
-              explore_agents: tuple[str, ...] = tuple(EXPLORE_AGENTS), transcripts: str = "mixed") -> CorpusSummary:
+              explore_agents: tuple[str, ...] = tuple(EXPLORE_AGENTS), transcripts: str = "mixed",
+              pace: int = 0) -> CorpusSummary:
     for sub in ("videos", "transcripts", "trials", "ground_truth"):
         (out / sub).mkdir(parents=True)
     events: list[dict[str, Any]] = []
@@ -286,8 +294,8 @@ def _generate(out: Path, root: Path, seed: int, n_videos: int, steps_per_video: 
 
     # Every episode first (in worker processes if asked), then the files that need them, in order.
     video_ids = [f"crafter-{seed}-v{i:02d}" for i in range(n_videos)]
-    takes = [_Take(seed, 1, i, size, steps_per_video, None, varied, str(out / "videos" / f"{vid}.mp4"), fps)
-             for i, vid in enumerate(video_ids)]
+    takes = [_Take(seed, 1, i, size, steps_per_video, None, varied, str(out / "videos" / f"{vid}.mp4"), fps,
+                   pace=pace) for i, vid in enumerate(video_ids)]
     order = np.random.RandomState(_seq(seed, 3, 0).generate_state(1)[0]).permutation(len(targets))
     trial_plan = []
     for j in range(n_trials + n_episodes):
@@ -298,7 +306,7 @@ def _generate(out: Path, root: Path, seed: int, n_videos: int, steps_per_video: 
         tdir.mkdir()
         trial_plan.append((steve1, tid, target, tdir))
         takes.append(_Take(seed, 4, j, size, trial_max_steps, target, False,
-                           str(tdir / ("frames.mp4" if steve1 else "video.mp4")), fps))
+                           str(tdir / ("frames.mp4" if steve1 else "video.mp4")), fps, pace=pace))
     explore_plan = []
     for j in range(n_explore):
         xid = f"crafter-{seed}-x{j:02d}"

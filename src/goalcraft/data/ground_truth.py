@@ -7,7 +7,9 @@ its source happened during the clip: ``first frame time < event time <= last fra
 clip holds the frame before the unlock and the frame after it (a trial's clip, which ends on its
 success frame, always does). The fraction of clips that do (``coverage``) is the precision of the
 goal labels: a goal clip that does not show its task is a wrong success visual for every goal model
-alike, and caps what any of them can score (docs/results.md).
+alike, and caps what any of them can score (docs/results.md). A clip that also shows an event of
+another task is ambiguous: its success visual fits two tasks. ``exclusive`` counts the clips that
+show their event and no other task's; ``purity`` = exclusive / clips.
 """
 
 from __future__ import annotations
@@ -38,6 +40,11 @@ class GroundTruth:
         i = bisect.bisect_right(times, first)
         return i < len(times) and times[i] <= last + 1e-9
 
+    def others(self, source_id: str, task: str, first: float, last: float) -> bool:
+        """Whether an event of a task other than ``task`` in ``source_id`` lies in ``(first, last]``."""
+        return any(self.shows(source_id, other, first, last)
+                   for source, other in self.times if source == source_id and other != task)
+
 
 def read_ground_truth(path: Path) -> GroundTruth:
     """Read an events file. It is untrusted input: a line that is not a JSON object with a string
@@ -65,14 +72,19 @@ def read_ground_truth(path: Path) -> GroundTruth:
 
 
 def event_coverage(rows: Iterable[Mapping[str, Any]], truth: GroundTruth) -> dict[str, dict[str, float]]:
-    """Per miner and ``"all"``: ``clips``, ``with_event`` (clips that show an event of their task) and
-    ``coverage`` = with_event / clips. ``rows``: goal-clip index rows (``source_id``, ``task``,
-    ``miner``, ``frame_timestamps``)."""
-    counts: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    """Per miner and ``"all"``: ``clips``, ``with_event`` (clips that show an event of their task),
+    ``coverage`` = with_event / clips, ``exclusive`` (clips that show their event and no other
+    task's) and ``purity`` = exclusive / clips. ``rows``: goal-clip index rows (``source_id``,
+    ``task``, ``miner``, ``frame_timestamps``)."""
+    counts: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
     for row in rows:
         stamps = row["frame_timestamps"]
-        hit = truth.shows(row["source_id"], row["task"], float(stamps[0]), float(stamps[-1]))
+        first, last = float(stamps[0]), float(stamps[-1])
+        hit = truth.shows(row["source_id"], row["task"], first, last)
+        alone = hit and not truth.others(row["source_id"], row["task"], first, last)
         for key in (row["miner"], "all"):
             counts[key][0] += 1
             counts[key][1] += int(hit)
-    return {k: {"clips": n, "with_event": h, "coverage": round(h / n, 4)} for k, (n, h) in sorted(counts.items())}
+            counts[key][2] += int(alone)
+    return {k: {"clips": n, "with_event": h, "coverage": round(h / n, 4), "exclusive": e, "purity": round(e / n, 4)}
+            for k, (n, h, e) in sorted(counts.items())}

@@ -27,7 +27,11 @@ STEVE-1 takes its goal embedding from the 16 frames ending at the goal frame, so
     JSON transcripts of rolling auto-captions). ``lag_s`` moves the moment that much earlier (never
     before the segment's start): how long a narrator goes on speaking after the success, measured
     against a corpus with ground truth (:func:`goalcraft.data.ground_truth.event_coverage`), not
-    guessed. ``confidence`` = words of the matched phrasing / words of the segment, capped at 1
+    guessed. ``exclusive_s`` > 0 drops a candidate when another task's candidate in the same video lies
+    within that many seconds of it (a quarantine record, reason ``ambiguous_moment``, names both): its
+    clip would show two successes, a success visual of two tasks at once. Set it to about the clip's
+    length plus the lag's uncertainty; candidates of the same task never exclude each other.
+    ``confidence`` = words of the matched phrasing / words of the segment, capped at 1
     (1.0: the segment says just the phrasing; a phrasing lost in a long ramble scores low). ``success_frame`` is left ``None``: the goal stage takes
     ``floor(success_time × fps)`` of the decoded video.
 
@@ -91,6 +95,7 @@ __all__ = [
     "COMPARISON_CONFIDENCE",
     "RATING_SCORE_KEY",
     "GoalMoment",
+    "exclusive_moments",
     "mine_ratings",
     "mine_transcripts",
     "mine_trials",
@@ -174,7 +179,7 @@ def speech_end_times(segments: Sequence[Any], *, spoken: bool) -> list[float]:
 
 def mine_transcripts(videos: Sequence[VideoRecord], corpus_root: Path, tasks: Sequence[Task], *,
                      timing: Timing = "auto", min_confidence: float = 0.0, lag_s: float = 0.0,
-                     ) -> tuple[list[GoalMoment], list[QuarantineRecord]]:
+                     exclusive_s: float = 0.0) -> tuple[list[GoalMoment], list[QuarantineRecord]]:
     """One candidate per transcript segment that names a task (rules in the module docstring).
 
     Videos are visited in id order, segments in start order. A video without a usable transcript
@@ -182,8 +187,9 @@ def mine_transcripts(videos: Sequence[VideoRecord], corpus_root: Path, tasks: Se
     """
     if timing not in ("auto", "end", "spoken"):
         raise ValueError(f"timing must be 'auto', 'end' or 'spoken', got {timing!r}")
-    if not (lag_s >= 0 and math.isfinite(lag_s)):
-        raise ValueError(f"lag_s must be a finite number >= 0, got {lag_s!r}")
+    for name, value in (("lag_s", lag_s), ("exclusive_s", exclusive_s)):
+        if not (value >= 0 and math.isfinite(value)):
+            raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
     corpus_root = Path(corpus_root)
     matcher = TaskMatcher(tasks)
     moments: list[GoalMoment] = []
@@ -201,11 +207,12 @@ def mine_transcripts(videos: Sequence[VideoRecord], corpus_root: Path, tasks: Se
             continue
         spoken = timing == "spoken" or (timing == "auto" and video.transcript_path.lower().endswith(".vtt"))
         ends = speech_end_times(segments, spoken=spoken)
+        found: list[GoalMoment] = []
         for index, (segment, end) in enumerate(zip(segments, ends)):
             match = matcher.best(segment.text)
             if match is None or match.confidence < min_confidence:
                 continue
-            moments.append(GoalMoment(
+            found.append(GoalMoment(
                 source="video", source_id=video.id, video_path=video.video_path, miner="transcript",
                 task=match.task.name, instruction=match.task.instruction,
                 confidence=round(match.confidence, 6), success_frame=None,
@@ -213,7 +220,38 @@ def mine_transcripts(videos: Sequence[VideoRecord], corpus_root: Path, tasks: Se
                 detail=(f"{video.transcript_path}#segment{index} [{segment.start:.3f}-{segment.end:.3f}] "
                         f"{segment.text!r} says {match.phrasing!r}"),
             ))
+        kept, ambiguous = exclusive_moments(found, exclusive_s)
+        moments += kept
+        quarantined += ambiguous
     return moments, quarantined
+
+
+def exclusive_moments(moments: Sequence[GoalMoment], exclusive_s: float,
+                      ) -> tuple[list[GoalMoment], list[QuarantineRecord]]:
+    """``moments`` (one video's, in time order) without those that have a moment of another task
+    within ``exclusive_s`` seconds, and a quarantine record for each one dropped (0: all kept)."""
+    if not exclusive_s:
+        return list(moments), []
+    times = [m.success_time for m in moments]
+    order = sorted(range(len(moments)), key=times.__getitem__)
+    rank = {i: r for r, i in enumerate(order)}
+    kept, dropped = [], []
+    for i, moment in enumerate(moments):
+        near = None
+        for step in (-1, 1):  # walk outwards in time order until exclusive_s is passed
+            r = rank[i] + step
+            while near is None and 0 <= r < len(order) and abs(times[order[r]] - times[i]) < exclusive_s:
+                if moments[order[r]].task != moment.task:
+                    near = moments[order[r]]
+                r += step
+        if near is None:
+            kept.append(moment)
+            continue
+        dropped.append(QuarantineRecord(
+            moment.detail.split(" ", 1)[0], "transcript", "ambiguous_moment",
+            f"{moment.task} at {moment.success_time:.2f}s has {near.task} at {near.success_time:.2f}s within "
+            f"exclusive_s = {exclusive_s:g}s: its clip would show both", moment.source_id))
+    return kept, dropped
 
 
 NOTHING_TO_MINE = (

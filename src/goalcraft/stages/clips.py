@@ -58,7 +58,8 @@ def goal_partition(paths: StoragePaths, corpus_root: Path, partition: str, count
     videos, trials = _rows(paths, partition, count)
     tasks = list(read_task_vocabulary(paths.task_vocabulary_file).tasks)
     moments, rejects = mine_trials(trials)
-    found, bad = mine_transcripts(videos, corpus_root, tasks, lag_s=goals.transcript_lag_s)
+    found, bad = mine_transcripts(videos, corpus_root, tasks, lag_s=goals.transcript_lag_s,
+                                  exclusive_s=goals.exclusive_s)
     moments, rejects = moments + found, rejects + bad
     decoder = get_decoder(clips.decoder, frames_fps=clips.frames_fps, resize=clips.resize_method)
     ratings_dir = corpus_root / goals.ratings_dir if goals.ratings_dir else None
