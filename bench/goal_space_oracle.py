@@ -10,7 +10,9 @@ ingest,clips,goals``). Training is the pipeline's (``train_goal_space`` with the
 preset, test-split sources left out); the oracle is nearest task mean over the tasks with both
 training and held-out clips, reported per clip and task-balanced, raw and centred (training mean
 subtracted), with the chance level. ``--pixels`` scores a 32x20 thumbnail of the last frame plus its
-difference from the first frame instead: a floor any learned goal space should beat.
+difference from the first frame instead: a floor any learned goal space should beat. Where the corpus
+has ground truth (``ground_truth/events.jsonl``) the oracle is also scored on the pure clips only (those
+that show their task's unlock and no other task's; goalcraft.data.ground_truth), and per miner.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import numpy as np
 
 from goalcraft.config import load_config
 from goalcraft.data.embeddings import embed_shards, embedding_matrix
+from goalcraft.data.ground_truth import GROUND_TRUTH_EVENTS, read_ground_truth
 from goalcraft.data.shards import iter_shard, read_clip
 from goalcraft.data.splits import with_split_column
 from goalcraft.data.task_vocabulary import TaskVocabulary, read_task_vocabulary
@@ -41,7 +44,9 @@ def oracle(x: np.ndarray, task: np.ndarray, split: np.ndarray) -> dict[str, dict
     """Nearest task-mean (training split) classification of the test split, raw and centred."""
     train, test = split == "train", split == "test"
     tasks = sorted(set(task[train]) & set(task[test]))
-    out = {}
+    out: dict[str, dict[str, float]] = {}
+    if not tasks:
+        return out
     for name, centre in (("raw", False), ("centred", True)):
         y = x - x[train].mean(0) if centre else x
         y = y / (np.linalg.norm(y, axis=1, keepdims=True) + 1e-12)
@@ -82,18 +87,25 @@ def main() -> int:
     parser.add_argument("--patch", type=int, default=0, help="override the model's patch size")
     parser.add_argument("--goal-only", action="store_true", help="train on goal clips only")
     parser.add_argument("--pixels", action="store_true", help="score raw pixels instead of a trained model")
+    parser.add_argument("--checkpoint", type=Path, default=None,
+                        help="score this goal-space checkpoint (a folder with model.safetensors) instead of training")
     args = parser.parse_args()
 
     config = load_config(args.config)
     paths = StoragePaths(Path(config.paths.data_root))
     started = time.perf_counter()
     goal_shards = paths.goal_shards()
+    features = str(args.checkpoint or args.out / "best")
     if args.pixels:
+        features = "pixels"
         x, _ = pixel_features(goal_shards)
         from goalcraft.data.shards import read_index
         import pyarrow as pa
 
         table = pa.concat_tables([read_index(s.with_suffix(".parquet")) for s in goal_shards])
+    elif args.checkpoint:
+        table = embed_shards(load_mineclip(args.checkpoint), goal_shards, batch_size=32)
+        x = embedding_matrix(table)
     else:
         recipe = GOAL_SPACE_TRAINING[config.goal_space.preset]
         model_config = MINECLIP_CONFIGS[args.model or recipe.model]
@@ -112,8 +124,26 @@ def main() -> int:
         x = embedding_matrix(table)
     table = with_split_column(table, val_fraction=config.splits.val_fraction, test_fraction=config.splits.test_fraction,
                               user_trials=user_trial_ids(paths), user_trials_mode=config.splits.steve1_trials)
-    result = oracle(x, np.asarray(table.column("task").to_pylist()), np.asarray(table.column("split").to_pylist()))
-    print(json.dumps({"features": "pixels" if args.pixels else str(args.out / "best"), **result,
+    task, split = np.asarray(table.column("task").to_pylist()), np.asarray(table.column("split").to_pylist())
+    result = oracle(x, task, split)
+    events = config.paths.corpus_path / GROUND_TRUTH_EVENTS
+    if events.is_file():
+        truth = read_ground_truth(events)
+        from goalcraft.data.shards import read_index
+
+        stamps = {k: t for s in goal_shards for k, t in zip(*read_index(s.with_suffix(".parquet"))
+                                                              .select(["key", "frame_timestamps"]).to_pydict().values())}
+        rows = [{**r, "frame_timestamps": stamps[r["key"]]}
+                for r in table.select(["key", "source_id", "task", "miner"]).to_pylist()]
+        pure = np.array([truth.shows(r["source_id"], r["task"], r["frame_timestamps"][0], r["frame_timestamps"][-1])
+                         and not truth.others(r["source_id"], r["task"], r["frame_timestamps"][0],
+                                              r["frame_timestamps"][-1]) for r in rows])
+        miner = np.asarray([r["miner"] for r in rows])
+        result["purity"] = round(float(pure.mean()), 4)
+        result["pure_clips"] = oracle(x, task, np.where(pure, split, "-"))
+        for name in sorted(set(miner)):
+            result[f"test_{name}_clips"] = oracle(x, task, np.where((miner == name) | (split == "train"), split, "-"))
+    print(json.dumps({"features": features, **result,
                       "seconds": round(time.perf_counter() - started, 1)}))
     return 0
 

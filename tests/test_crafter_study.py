@@ -124,6 +124,10 @@ def test_invalid_arguments_are_refused(tmp_path: Path) -> None:
         generate_crafter_corpus(root, trial_targets=[])
     with pytest.raises(ValueError, match="workers"):
         generate_crafter_corpus(root, workers=0)
+    with pytest.raises(ValueError, match="trial_pace_steps"):
+        generate_crafter_corpus(root, trial_pace_steps=-1)
+    with pytest.raises(ValueError, match="video_pace_steps"):
+        generate_crafter_corpus(root, video_pace_steps=True)
     assert not root.exists()
     with pytest.raises(ValueError, match="collect_diamond"):
         VariedAgent(np.random.RandomState(0), "collect_diamond")
@@ -181,3 +185,16 @@ def test_trying_an_action_on_a_copy_leaves_the_env_as_it_was() -> None:
     assert (env._world.random.get_state()[1] == before[2]).all()
     _obs, _reward, _done, info = env.step(ACTION_IDS["do"])
     assert info["achievements"]["collect_wood"] == 1
+
+
+def test_a_paced_trial_holds_back_only_its_target() -> None:
+    # make_wood_pickaxe: wood, a table, then the pickaxe at once, unpaced; paced, the pickaxe waits
+    # until 24 steps after the table, and nothing else is held back (the prerequisites stay close).
+    plain, _ = _play_until_alive(0, 4, 0, DEFAULT_SIZE, 300, "make_wood_pickaxe")
+    paced, _ = _play_until_alive(0, 4, 0, DEFAULT_SIZE, 300, "make_wood_pickaxe", pace=24)
+    for episode in (plain, paced):
+        assert episode.success_frame is not None and not episode.died
+    before = lambda e: [(s, k) for s, k in e.events if k != "make_wood_pickaxe" and e.success_frame - s <= 24]
+    assert before(plain) and before(paced) == []
+    assert [k for _, k in paced.events][:3] == [k for _, k in plain.events][:3]  # the way there is the same
+    assert paced.success_frame > plain.success_frame

@@ -89,7 +89,8 @@ def ensure_demo_corpus(config: GoalcraftConfig, say: Callable[[str], None] = _sa
         n_steve1_episodes=demo.steve1_episodes, trial_max_steps=demo.trial_max_steps, video_agent=demo.video_agent,
         trial_targets=TRIAL_TARGETS + STUDY_TRIAL_TARGETS if demo.trial_targets == "study" else TRIAL_TARGETS,
         workers=demo.workers, n_explore_episodes=demo.explore_episodes, explore_steps=demo.explore_steps,
-        transcripts=demo.transcripts, pace_steps=demo.pace_steps, progress=say)
+        transcripts=demo.transcripts, trial_pace_steps=demo.trial_pace_steps,
+        video_pace_steps=demo.video_pace_steps, progress=say)
     say(f"corpus: {summary.videos} videos, {summary.trials + summary.episodes} trials, "
         f"{summary.events} achievement events in {time.perf_counter() - started:.1f}s")
 

@@ -479,10 +479,12 @@ class DemoSettings(Settings):
     # miner's other path); "json": timed JSON speech for all, whose success moments are precise
     # (docs/results.md measures both against the ground truth).
     transcripts: Literal["mixed", "json"] = "mixed"
-    # Steps the players keep between unlocks of different achievements (0: as they play): within
-    # it, an action that would unlock another achievement waits (goalcraft.crafter.agent.play_episode),
-    # so a goal clip shows one success, not two. Costs unlocks and some deaths (docs/results.md).
-    pace_steps: int = Field(0, ge=0)
+    # Steps a trial's target unlock waits after any other unlock (0: none), so the trial's goal clip
+    # shows one success, not two (goalcraft.crafter.agent.play_episode's pace; docs/results.md).
+    trial_pace_steps: int = Field(0, ge=0)
+    # The same for every unlock of a different achievement in the videos: costly (the player dies
+    # more and unlocks fewer kinds of achievement; measured in docs/results.md).
+    video_pace_steps: int = Field(0, ge=0)
     # Processes playing and encoding episodes (the output does not depend on it); 2 halves the demo's
     # corpus time on a 2-core laptop.
     workers: PositiveInt = 2

@@ -476,7 +476,9 @@ def play_episode(env_seed: int, policy_seed: int, size: tuple[int, int], max_ste
     unlock some other achievement (tried on a copy of the env) is replaced by ``noop``, so the
     player waits and tries again. Repeats of the last unlocked achievement (a run of mined stone)
     and the blow that defeats an attacker are not held back, nothing is while the player is badly
-    hurt (:func:`_in_danger`), and unlocks no action causes (waking up) cannot be. Why: a goal clip is the
+    hurt (:func:`_in_danger`), and unlocks no action causes (waking up) cannot be. With a ``target``
+    (a trial) only the target's unlock waits: the trial's one goal clip ends on it, and the
+    prerequisites on the way need not be apart from each other. Why: a goal clip is the
     16 frames before a success; a scripted player unlocks something every ~1.2 s, so without pacing
     most clips show two different successes and their label is ambiguous (docs/results.md).
     """
@@ -497,7 +499,11 @@ def play_episode(env_seed: int, policy_seed: int, size: tuple[int, int], max_ste
         action = player.act(env)
         if pace and step - last_unlock[0] <= pace and action not in _INERT_ACTIONS:
             held = _unlocks(env, action, counts) - last_unlock[1]
-            if held and not held & _SELF_DEFENCE and not _in_danger(env):
+            if target is not None:  # a trial's goal clip ends on its target: only that unlock waits
+                held &= {target}
+            elif held & _SELF_DEFENCE:
+                held = set()
+            if held and not _in_danger(env):
                 action = ACTION_IDS["noop"]
         obs, reward, _done, info = env.step(action)
         episode.actions.append(int(action))
