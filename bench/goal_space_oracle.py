@@ -81,11 +81,11 @@ def main() -> int:
     parser.add_argument("out", type=Path)
     parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--eval-every", type=int, default=200)
-    parser.add_argument("--batch-size", type=int, default=None, help="default: the preset's")
+    parser.add_argument("--batch-size", type=int, default=None, help="default: [goal_space] batch_size, else the preset's")
     parser.add_argument("--lr", type=float, default=None, help="default: the preset's")
     parser.add_argument("--model", default=None, help="a MINECLIP_CONFIGS name (default: the preset's)")
     parser.add_argument("--patch", type=int, default=0, help="override the model's patch size")
-    parser.add_argument("--goal-only", action="store_true", help="train on goal clips only")
+    parser.add_argument("--goal-only", action="store_true", help="train on goal clips only (also: [goal_space] train_on)")
     parser.add_argument("--pixels", action="store_true", help="score raw pixels instead of a trained model")
     parser.add_argument("--checkpoint", type=Path, default=None,
                         help="score this goal-space checkpoint (a folder with model.safetensors) instead of training")
@@ -111,11 +111,13 @@ def main() -> int:
         model_config = MINECLIP_CONFIGS[args.model or recipe.model]
         if args.patch:
             model_config = dataclasses.replace(model_config, patch_size=args.patch)
-        data = goal_space_data(paths, config.splits)
-        shards = [s for s in data.shards if s in goal_shards] if args.goal_only else data.shards
+        data = goal_space_data(paths, config.splits,
+                               goal_clips_only=args.goal_only or config.goal_space.train_on == "goal_clips")
+        shards = data.shards
         mapping = task_caption_map(TaskVocabulary(read_task_vocabulary(paths.task_vocabulary_file).corpus_tasks())
                                    .to_mapping())
-        overrides = {k: v for k, v in (("batch_size", args.batch_size), ("lr", args.lr)) if v is not None}
+        overrides = {k: v for k, v in (("batch_size", args.batch_size or config.goal_space.batch_size),
+                                       ("lr", args.lr)) if v is not None}
         kwargs = recipe.training_kwargs(steps=args.steps, eval_every=args.eval_every, **overrides)
         train_goal_space(shards, model_config, args.out, seed=config.goal_space.seed,
                          caption_map=lambda c: caption_to_task(c, mapping), exclude=data.exclude,

@@ -123,10 +123,12 @@ def test_real_model_settings(tmp_path):
 def test_the_study_preset_loads_under_a_users_file(tmp_path):
     study = load_config(None, preset="study")
     # what docs/results.md measured the study with
-    assert (study.demo.videos, study.demo.transcripts, study.goals.transcript_lag_s) == (56, "json", 0.6)
+    assert (study.demo.videos, study.demo.transcripts, study.goals.transcript_lag_s) == (8, "json", 0.6)
+    assert (study.demo.trials, study.demo.trial_pace_steps, study.goals.exclusive_s) == (960, 24, 1.6)
+    assert (study.goal_space.batch_size, study.goal_space.train_on, study.splits.test_fraction) == (64, "goal_clips", 0.4)
     assert (study.evaluation.replicates, study.demo.video_agent) == (3, "varied")
     mine = tmp_path / "goalcraft.toml"
     mine.write_text("[goals]\ntranscript_lag_s = 0.25\n")
     layered = load_config(mine, preset="study")
-    assert layered.goals.transcript_lag_s == 0.25 and layered.demo.videos == 56
+    assert layered.goals.transcript_lag_s == 0.25 and layered.demo.videos == 8 and layered.demo.trials == 960
     assert load_config(mine).demo.videos == 6  # no preset: the demo's defaults

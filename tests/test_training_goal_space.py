@@ -356,6 +356,12 @@ def test_goal_space_data_leaves_out_test_sources_and_adds_the_others_goal_clips(
     assert len(kept) == 3 * (len(sources) - len(test))  # 1 clip + 2 goal clips per remaining source
     assert {k for k in kept if k.startswith("goal/")} == {f"goal/{s}-{i:05d}" for s in kept_sources for i in range(2)}
     assert len(list(shard_keys(data.shards[0]))) == len(sources)  # the shards themselves are untouched
+    # train_on = "goal_clips": the goal clips alone, the same sources left out.
+    goal_only = goal_space_data(paths, SplitSettings(val_fraction=0.25, test_fraction=0.25), goal_clips_only=True)
+    assert goal_only.shards == paths.goal_shards() and goal_only.test_sources == data.test_sources
+    only = set(ClipBatches(goal_only.shards, batch_size=2, split="all", exclude=goal_only.exclude,
+                           key_prefix=goal_only.key_prefix).keys)
+    assert only == {k for k in kept if k.startswith("goal/")}
 
 
 def _jpeg() -> bytes:

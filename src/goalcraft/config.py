@@ -142,6 +142,10 @@ class GoalSpaceSettings(Settings):
     preset: Literal["tiny-cpu", "vitb16-gpu"] = "tiny-cpu"
     seed: int = 0
     steps: Optional[PositiveInt] = None  # None: the preset's step count
+    batch_size: Optional[PositiveInt] = None  # None: the preset's
+    # "all_clips": every clip window (captioned by its narration) and goal clip; "goal_clips": only
+    # the goal clips, whose captions are their task's instruction (the study's pure trial clips).
+    train_on: Literal["all_clips", "goal_clips"] = "all_clips"
     device: Device = None  # None: the preset's device
     embed_batch_size: PositiveInt = 32
     # MineCLIP's released checkpoint (attn.pth, {"state_dict": {"model.<key>": tensor}}): when set it IS

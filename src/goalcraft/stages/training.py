@@ -149,8 +149,9 @@ class GoalSpaceData:
         return hashlib.sha256(json.dumps(self.test_sources).encode()).hexdigest()[:16]
 
 
-def goal_space_data(paths: StoragePaths, splits: SplitSettings) -> GoalSpaceData:
-    """:class:`GoalSpaceData` from the clip and goal-clip partition indexes."""
+def goal_space_data(paths: StoragePaths, splits: SplitSettings, goal_clips_only: bool = False) -> GoalSpaceData:
+    """:class:`GoalSpaceData` from the clip and goal-clip partition indexes (``goal_clips_only``: the
+    goal-clip shards alone are trained on)."""
     from goalcraft.data.splits import source_splits
     from goalcraft.stages.embeddings import user_trial_ids
 
@@ -168,7 +169,10 @@ def goal_space_data(paths: StoragePaths, splits: SplitSettings) -> GoalSpaceData
     test = {s for s, k in assignment.items() if k == "test"}
     held_out = frozenset((r["path"], r["key"]) for r in clips + goals if r["source_id"] in test)
     goal_shards = paths.goal_shards()
-    return GoalSpaceData(_clip_shards(paths, "train the goal space on") + goal_shards, held_out,
+    clip_shards = [] if goal_clips_only else _clip_shards(paths, "train the goal space on")
+    if not goal_shards and goal_clips_only:
+        raise StageError("[goal_space] train_on = \"goal_clips\" but there are no goal clips to train on")
+    return GoalSpaceData(clip_shards + goal_shards, held_out,
                          {str(s): "goal/" for s in goal_shards}, tuple(sorted(test)))
 
 
@@ -180,9 +184,10 @@ def train_goal_space_model(paths: StoragePaths, settings: GoalSpaceSettings, spl
     if settings.mineclip_checkpoint:
         return use_user_mineclip(paths, settings)
     recipe = GOAL_SPACE_TRAINING[settings.preset]
-    kwargs = recipe.training_kwargs(steps=settings.steps or recipe.steps, device=goal_space_device(settings))
+    kwargs = recipe.training_kwargs(steps=settings.steps or recipe.steps, device=goal_space_device(settings),
+                                    batch_size=settings.batch_size or recipe.batch_size)
     shards = _clip_shards(paths, "train the goal space on")
-    data = goal_space_data(paths, splits or SplitSettings())
+    data = goal_space_data(paths, splits or SplitSettings(), goal_clips_only=settings.train_on == "goal_clips")
     _trained_here(paths.goal_space_dir)
     # Narration lines and paraphrases captioned as their task's instruction (goalcraft.training.data).
     corpus_tasks = TaskVocabulary(read_task_vocabulary(paths.task_vocabulary_file).corpus_tasks())
