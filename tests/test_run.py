@@ -151,3 +151,19 @@ def test_a_ray_target_reads_its_settings_from_a_file(configured, capsys, tmp_pat
     with pytest.raises(CliError, match=r"runs steps in other processes, which read the settings from a file"):
         run_pipeline(config_from_dict({"gpu": {"target": "ray"}, "paths": {"data_root": str(configured)}}, tmp_path),
                      select="ingest")
+
+
+def test_the_study_materializes_every_group_but_the_closed_loop(tmp_path):
+    from goalcraft.cli import STUDY_GROUPS
+    from goalcraft.config import load_config
+
+    config = load_config(None, preset="study")
+    defs = build_definitions(config.model_copy(update={"paths": config.paths.model_copy(
+        update={"data_root": str(tmp_path)})}))
+    graph = defs.resolve_asset_graph()
+    chosen = {k for step in plan_steps(defs, STUDY_GROUPS) for k in step.keys}
+    groups = {graph.get(k).group_name for k in graph.get_all_asset_keys()}
+    agent = {k for k in graph.get_all_asset_keys() if graph.get(k).group_name == "agent"}
+    assert agent and not chosen & agent  # the policy, its rollouts and the RL predictor are left out
+    assert chosen == set(graph.get_all_asset_keys()) - agent
+    assert set(STUDY_GROUPS.split(",")) == groups - {"agent"}

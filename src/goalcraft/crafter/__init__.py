@@ -39,6 +39,12 @@ or more achievements each need many held-out goal clips, takes three keyword arg
   (:data:`~goalcraft.crafter.tasks.STUDY_TRIAL_TARGETS`, played by ``VariedAgent``); give them
   ``trial_max_steps=300`` or more (measured: 12 of 12 trials succeed within 300 steps for each study
   target but iron, 11 of 12; within 250 steps 16 of 16, coal and iron 14 of 16).
+* ``trial_pace_steps=24``: a trial's target unlock waits until 24 steps after any other unlock, so
+  its goal clip (the 16 frames before it) shows one success; without it a trial's prerequisites
+  (the table before the pickaxe) share the clip with the target in 7 of 10 study trials.
+  ``video_pace_steps`` does the same for every unlock in the videos, at a cost (measured in
+  docs/results.md): the varied player unlocks something every ~1.2 s, and most of its narrated goal
+  clips show two successes.
 * ``workers=2`` (or more): episodes are played and encoded in that many processes (forkserver, or
   spawn where there is none: call it from a script under ``if __name__ == "__main__":``); the files
   are byte-identical for any number of workers. With ``workers=2`` a 1000-step varied video took
