@@ -285,7 +285,7 @@ def test_ui_serves_the_code_location_and_stops_with_its_tree_on_sigterm(demo_run
         # SIGTERM to `goalcraft ui` alone, as a service manager would send it: it takes its tree down.
         proc.send_signal(signal.SIGTERM)
         try:
-            returncode = proc.wait(timeout=120)
+            returncode = proc.wait(timeout=300)  # dagster dev may take 2 x 60 s, goalcraft's grace is 150 s
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             raise

@@ -198,15 +198,16 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_process_group(cmd: Sequence[str], env: Mapping[str, str], *, grace_s: float = 60.0) -> int:
+def run_process_group(cmd: Sequence[str], env: Mapping[str, str], *, grace_s: float = 150.0) -> int:
     """Run ``cmd`` in its own session and process group, and take the whole group down with us.
 
     ``dagster dev`` starts a webserver, a daemon and code servers; a SIGTERM to goalcraft alone used
     to leave them running. Here SIGTERM and SIGINT (Ctrl-C: the child's group is not the terminal's
     foreground group, so it would not see it) are forwarded to the child's group, which shuts down
     cleanly; whatever is left of the group ``grace_s`` later, or once the leader exits, is killed.
-    60 s (under systemd's 90 s stop timeout): on a loaded 2-core machine ``dagster dev`` once took
-    over 30 s to stop its daemon and code servers, and was killed mid-shutdown.
+    150 s: ``dagster dev`` itself waits up to 60 s for its webserver and then up to 60 s for its
+    daemon before killing them (dagster/_cli/dev.py, ``_SUBPROCESS_WAIT_TIMEOUT``); a shorter grace
+    (it was 30 s) killed it in the middle of its own clean shutdown (exit 247 under a loaded CI run).
     """
     proc = subprocess.Popen(list(cmd), env=dict(env), start_new_session=True)
     requested: list[float] = []
