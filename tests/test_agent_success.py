@@ -113,3 +113,55 @@ def test_duckdb_view_and_named_query_match_python(tmp_path):
         for key in ("success_rate", "ci_low", "ci_high"):
             assert r[key] == pytest.approx(expected[key], abs=1e-6)
     assert rows[0]["task"] == "(all)"
+
+
+def test_plan_round_trips_through_files_and_results_come_back_in_order(tmp_path):
+    from goalcraft.evaluation.agent_success import load_plan, load_results, save_plan, save_results
+
+    tasks = [("collect_wood", "chop a tree"), ("place_table", "place a table")]
+    plan = rollout_plan(tasks, _sources(), [5, 6, 7], guidance=[0.0, 3.0], max_steps=50)
+    save_plan(plan, tmp_path / "p", meta={"policy": "abc"})
+    # Each distinct goal is stored once: the sampled source's draws 0, 1, 2 (draw 1 is the oracle's ones,
+    # draw 0 the unconditional zeros).
+    assert np.load(tmp_path / "p" / "plan_goals.npy", allow_pickle=False).shape == (3, 4)
+    back, meta = load_plan(tmp_path / "p")
+    assert meta == {"policy": "abc"} and len(back) == len(plan)
+    for a, b in zip(plan, back):
+        assert (a.model, a.task, a.instruction, a.guidance, a.episode) == (b.model, b.task, b.instruction, b.guidance,
+                                                                           b.episode)
+        ra, rb = a.request, b.request
+        assert (ra.world_seed, ra.target, ra.max_steps, ra.guidance, ra.seed) == (rb.world_seed, rb.target,
+                                                                                 rb.max_steps, rb.guidance, rb.seed)
+        assert (ra.goal is None and rb.goal is None) or np.array_equal(ra.goal, rb.goal)
+    results = [RolloutResult(p.request, i % 3 == 0, i, ("collect_sapling",) if i % 2 else (), i % 5 == 0)
+               for i, p in enumerate(back)]
+    save_results(results, tmp_path / "p" / "results.jsonl")
+    again = load_results(back, tmp_path / "p" / "results.jsonl")
+    assert [(r.success, r.steps, r.achievements, r.died) for r in again] == \
+        [(r.success, r.steps, r.achievements, r.died) for r in results]
+    # The same table whether played here or read back from a file.
+    assert agent_success_table(back, again, run_id="r", policy="abc").drop(["timestamp"]).equals(
+        agent_success_table(plan, results, run_id="r", policy="abc").drop(["timestamp"]))
+
+
+def test_plan_and_results_files_that_do_not_fit_are_refused(tmp_path):
+    from goalcraft.evaluation.agent_success import PlanError, load_plan, load_results, save_plan, save_results
+
+    plan = rollout_plan([("collect_wood", "chop a tree")], _sources(), [5, 6], guidance=[0.0], max_steps=50)
+    save_plan(plan, tmp_path / "p")
+    results = [RolloutResult(p.request, True, 3, (), False) for p in plan]
+    save_results(results[:-1], tmp_path / "short.jsonl")
+    with pytest.raises(PlanError, match="7 results for a plan of 8"):
+        load_results(plan, tmp_path / "short.jsonl")
+    other = rollout_plan([("collect_wood", "chop a tree")], _sources(), [8, 9], guidance=[0.0], max_steps=50)
+    save_results([RolloutResult(p.request, True, 3, (), False) for p in other], tmp_path / "other.jsonl")
+    with pytest.raises(PlanError, match="line 1 .*world or target differs"):
+        load_results(plan, tmp_path / "other.jsonl")
+    (tmp_path / "p" / "plan.json").write_text('{"format": "something else"}')
+    with pytest.raises(PlanError, match="not a goalcraft.agent_plan/1 plan"):
+        load_plan(tmp_path / "p")
+    save_plan(plan, tmp_path / "p")
+    # A pickled array is refused, not unpickled.
+    np.save(tmp_path / "p" / "plan_goals.npy", np.array([{"x": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(PlanError, match="cannot read the plan"):
+        load_plan(tmp_path / "p")

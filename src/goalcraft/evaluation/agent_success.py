@@ -26,6 +26,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -184,4 +185,116 @@ def paired_difference(table: pa.Table, a: tuple[str, float | None], b: tuple[str
         out.append({"a": f"{a[0]}@{a[1]}", "b": f"{b[0]}@{b[1]}", "task": task or "(all)", "pairs": len(d),
                     "difference": float(d.mean()), "ci_low": float(np.percentile(boots, 2.5)),
                     "ci_high": float(np.percentile(boots, 97.5))})
+    return out
+
+
+# -- a plan as data: planned here, played anywhere ---------------------------------------------------
+#
+# An agent-success run is fully set by its plan (every episode's world, target, budget, goal, λ and
+# action-sampling seed), so the plan can be written out, played on another machine (more env
+# processes, a GPU for the policy) and its outcomes read back into the same table. Both files are
+# plain JSON and a NumPy array read with allow_pickle=False: they may come from elsewhere.
+
+PLAN_FILE = "plan.json"
+PLAN_GOALS_FILE = "plan_goals.npy"
+PLAN_FORMAT = "goalcraft.agent_plan/1"
+_PLAN_FIELDS = ("model", "task", "instruction", "guidance", "episode", "world_seed", "target", "max_steps",
+                "lambda", "seed", "goal")
+
+
+class PlanError(ValueError):
+    """A plan or results file that cannot be read (one line: which file, what is wrong)."""
+
+
+def save_plan(plan: Sequence[_Planned], folder: str | Path, *, meta: dict[str, Any] | None = None) -> Path:
+    """Write ``plan`` to ``folder`` (``plan.json`` + ``plan_goals.npy``: each distinct goal once, rows
+    refer to it by index, -1 for none); ``meta`` is kept beside it (e.g. the policy's digest)."""
+    from goalcraft.storage import atomic_path, write_json_atomic
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    goals: list[np.ndarray] = []
+    index: dict[bytes, int] = {}
+    rows = []
+    for p in plan:
+        r = p.request
+        g = -1
+        if r.goal is not None:
+            goal = np.ascontiguousarray(r.goal, np.float32)
+            g = index.setdefault(goal.tobytes(), len(goals))
+            if g == len(goals):
+                goals.append(goal)
+        rows.append([p.model, p.task, p.instruction, p.guidance, p.episode, r.world_seed, r.target, r.max_steps,
+                     r.guidance, r.seed, g])
+    matrix = np.stack(goals) if goals else np.zeros((0, 0), np.float32)
+    with atomic_path(folder / PLAN_GOALS_FILE) as tmp, open(tmp, "wb") as fh:
+        np.save(fh, matrix, allow_pickle=False)
+    write_json_atomic({"format": PLAN_FORMAT, "fields": list(_PLAN_FIELDS), "rows": rows, "meta": meta or {}},
+                      folder / PLAN_FILE)
+    return folder
+
+
+def load_plan(folder: str | Path) -> tuple[list[_Planned], dict[str, Any]]:
+    """The plan and its ``meta`` written by :func:`save_plan` (:class:`PlanError` if malformed)."""
+    import json
+
+    folder = Path(folder)
+    try:
+        doc = json.loads((folder / PLAN_FILE).read_text(encoding="utf-8"))
+        goals = np.load(folder / PLAN_GOALS_FILE, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise PlanError(f"{folder}: cannot read the plan ({exc})") from None
+    if not isinstance(doc, dict) or doc.get("format") != PLAN_FORMAT or doc.get("fields") != list(_PLAN_FIELDS):
+        raise PlanError(f"{folder / PLAN_FILE}: not a {PLAN_FORMAT} plan")
+    plan = []
+    for i, row in enumerate(doc.get("rows") or []):
+        try:
+            model, task, instruction, lam, episode, world, target, max_steps, guidance, seed, g = row
+            goal = None if int(g) < 0 else np.asarray(goals[int(g)], np.float32)
+            plan.append(_Planned(str(model), str(task), str(instruction), None if lam is None else float(lam),
+                                 int(episode), RolloutRequest(int(world), str(target), int(max_steps), goal,
+                                                              float(guidance), None if seed is None else int(seed))))
+        except (TypeError, ValueError, IndexError) as exc:
+            raise PlanError(f"{folder / PLAN_FILE}: row {i} is malformed ({exc})") from None
+    return plan, dict(doc.get("meta") or {})
+
+
+def save_results(results: Sequence[RolloutResult], path: str | Path) -> Path:
+    """The outcomes of a played plan, one JSON line per episode in plan order (no frames)."""
+    import json
+
+    from goalcraft.storage import atomic_path
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
+        for r in results:
+            fh.write(json.dumps({"world_seed": r.request.world_seed, "target": r.request.target,
+                                 "success": bool(r.success), "steps": int(r.steps),
+                                 "achievements": list(r.achievements), "died": bool(r.died)}) + "\n")
+    return path
+
+
+def load_results(plan: Sequence[_Planned], path: str | Path) -> list[RolloutResult]:
+    """:func:`save_results`' file read back against its plan: one line per planned episode, each with
+    the plan's world and target (:class:`PlanError` otherwise: results of another plan)."""
+    import json
+
+    path = Path(path)
+    try:
+        lines = [ln for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
+    except OSError as exc:
+        raise PlanError(f"{path}: cannot read the results ({exc})") from None
+    if len(lines) != len(plan):
+        raise PlanError(f"{path}: {len(lines)} results for a plan of {len(plan)} episodes")
+    out = []
+    for i, (p, line) in enumerate(zip(plan, lines)):
+        try:
+            r = json.loads(line)
+            if int(r["world_seed"]) != p.request.world_seed or r["target"] != p.request.target:
+                raise ValueError("world or target differs from the plan's")
+            out.append(RolloutResult(p.request, bool(r["success"]), int(r["steps"]),
+                                     tuple(str(a) for a in r["achievements"]), bool(r["died"])))
+        except (TypeError, ValueError, KeyError) as exc:
+            raise PlanError(f"{path}: line {i + 1} is malformed ({exc})") from None
     return out

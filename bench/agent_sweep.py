@@ -1,0 +1,172 @@
+"""Agent success planned here, played on a machine with more cores (or a GPU), read back here.
+
+    python bench/agent_sweep.py plan --config study.toml --out sweep/ --episodes 20 --guidance 0,1,3,6 \
+        --max-steps 300 --tasks all
+    python bench/agent_sweep.py play sweep/ --workers 14 --slots 256 --device cuda   # anywhere
+    python bench/agent_sweep.py import sweep/ --config study.toml                     # back here
+
+``plan`` builds the agent-success plan exactly as the ``agent_success`` asset does (the same tasks,
+goal sources, world seeds that no training trajectory used, action-sampling seeds) but with the sweep
+given on the command line, and writes it (goalcraft.evaluation.agent_success.save_plan) with a copy of
+the trained policy. ``play`` needs only goalcraft, torch, crafter and that folder: it loads the policy
+(strict safetensors), plays every episode through the rollout runner and writes ``results.jsonl``.
+``import`` reads the results against the plan and writes the run into the pipeline's agent-success
+table (``goalcraft sql agent_success``), then prints the pooled rates, the tasks where the oracle goal
+beats the zero goal, and the paired predictor − prior differences.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import sys
+import time
+from functools import partial
+from pathlib import Path
+
+POLICY_COPY = "policy"
+RESULTS = "results.jsonl"
+
+
+def _paths(config_file: str):
+    from goalcraft.config import load_config
+    from goalcraft.storage import StoragePaths
+
+    config = load_config(Path(config_file))
+    return config, StoragePaths(Path(config.paths.data_root)), config.paths.corpus_path
+
+
+def cmd_plan(args: argparse.Namespace) -> None:
+    from goalcraft.evaluation import agent_success as A
+    from goalcraft.evaluation.run import file_digest
+    from goalcraft.models.policy import load_policy
+    from goalcraft.stages.agent import _sources, _tasks, excluded_world_seeds
+
+    config, paths, corpus = _paths(args.config)
+    update = {"episodes": args.episodes, "max_steps": args.max_steps,
+              "guidance": [float(x) for x in args.guidance.split(",")]}
+    if args.tasks:
+        update["tasks"] = [] if args.tasks == "all" else args.tasks.split(",")
+    settings = config.agent.model_copy(update=update)
+    policy_dir = paths.policy_dir / "best"
+    policy = load_policy(policy_dir)
+    tasks = _tasks(paths, corpus, settings)
+    sources, notes = _sources(paths, settings, tasks, policy.config.goal_dim)
+    for note in notes:
+        print(note)
+    seeds = A.world_seeds(settings.episodes, settings.seed,
+                          excluded_world_seeds(paths, corpus, config.paths.trials_dir))
+    plan = A.rollout_plan(tasks, sources, seeds, guidance=settings.guidance, max_steps=settings.max_steps,
+                          sample_seed=settings.seed)
+    out = Path(args.out)
+    A.save_plan(plan, out, meta={"policy": file_digest(policy_dir / "model.safetensors"),
+                                 "settings": settings.model_dump(mode="json")})
+    shutil.rmtree(out / POLICY_COPY, ignore_errors=True)
+    shutil.copytree(policy_dir, out / POLICY_COPY)
+    size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
+    print(f"plan: {len(plan)} episodes ({len(tasks)} tasks, {len(sources)} sources "
+          f"{[s.name for s in sources]}, λ {settings.guidance}, {len(seeds)} worlds, T = {settings.max_steps}) "
+          f"in {out} ({size / 1e6:.1f} MB)")
+
+
+def cmd_play(args: argparse.Namespace) -> None:
+    import torch
+
+    from goalcraft.evaluation import agent_success as A
+    from goalcraft.evaluation.rollouts import CrafterGoalEnv, PolicyAgent, run_rollouts
+    from goalcraft.models.policy import load_policy
+
+    folder = Path(args.folder)
+    plan, meta = A.load_plan(folder)
+    policy = load_policy(folder / POLICY_COPY)
+    if args.limit:
+        plan = plan[:args.limit]
+    torch.set_num_threads(args.torch_threads)
+    started = time.perf_counter()
+    shown = [0]
+
+    def progress(done: int, total: int) -> None:
+        if done == total or done - shown[0] >= max(1, total // 20):
+            shown[0] = done
+            print(f"play: {done}/{total} episodes, {time.perf_counter() - started:.0f}s", flush=True)
+
+    timings: dict[str, float] = {}
+    frame_size = (policy.config.frame_width, policy.config.frame_height)
+    results = run_rollouts(partial(CrafterGoalEnv, frame_size), PolicyAgent(policy, args.slots, device=args.device),
+                           [p.request for p in plan], slots=args.slots, workers=args.workers, progress=progress,
+                           timings=timings)
+    out = Path(args.results or folder / RESULTS)
+    A.save_results(results, out)
+    steps = sum(r.steps for r in results)
+    seconds = time.perf_counter() - started
+    info = {"episodes": len(results), "env_steps": steps, "seconds": round(seconds, 1),
+            "env_steps_per_s": round(steps / seconds, 1), "workers": args.workers, "slots": args.slots,
+            "device": args.device, "cpus": os.cpu_count(), "machine": platform.node(),
+            "gpu": torch.cuda.get_device_name(0) if args.device.startswith("cuda") else None,
+            "policy": meta.get("policy")}
+    (out.parent / "play_info.json").write_text(json.dumps(info, indent=2) + "\n")
+    print(json.dumps(info))
+
+
+def cmd_import(args: argparse.Namespace) -> None:
+    from goalcraft.evaluation import agent_success as A
+    from goalcraft.stages.agent import _oracle_beats_floor, _pooled_markdown
+    from goalcraft.storage import write_parquet_atomic
+
+    _config, paths, _corpus = _paths(args.config)
+    folder = Path(args.folder)
+    plan, meta = A.load_plan(folder)
+    results = A.load_results(plan, args.results or folder / RESULTS)
+    table = A.agent_success_table(plan, results, policy=str(meta.get("policy", "")))
+    run_id = table.column("run_id")[0].as_py()
+    out = paths.agent_success_dir / f"{run_id}.parquet"
+    write_parquet_atomic(table, out)
+    summary = A.summarize(table)
+    print(f"run {run_id}: {len(results)} episodes → {out}")
+    print(_pooled_markdown(summary))
+    print("oracle above unconditional:", json.dumps(_oracle_beats_floor(summary)))
+    lams = sorted({p.guidance for p in plan if p.guidance is not None})
+    for a, b in ((A.PREDICTOR, A.PRIOR_SAMPLED), (A.PREDICTOR, A.PRIOR_DETERMINISTIC), (A.PREDICTOR_RL, A.PREDICTOR),
+                 (A.ORACLE, A.UNCONDITIONAL)):
+        for lam in lams:
+            b_lam = 0.0 if b == A.UNCONDITIONAL else lam
+            for d in A.paired_difference(table, (a, lam), (b, b_lam), seed=0):
+                if d["task"] == "(all)":
+                    print(f"{d['a']} − {d['b']}: {d['difference']:+.3f} [{d['ci_low']:+.3f}, {d['ci_high']:+.3f}] "
+                          f"over {d['pairs']} pairs")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("plan")
+    p.add_argument("--config", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--episodes", type=int, default=20)
+    p.add_argument("--guidance", default="0,1,3,6")
+    p.add_argument("--max-steps", type=int, default=300)
+    p.add_argument("--tasks", default="all", help="'all', or a comma-separated list ('' = the config's)")
+    p = sub.add_parser("play")
+    p.add_argument("folder")
+    p.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 2))
+    p.add_argument("--slots", type=int, default=128)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--torch-threads", type=int, default=1)
+    p.add_argument("--limit", type=int, default=0, help="play only the first N episodes (a smoke test)")
+    p.add_argument("--results", default=None)
+    p = sub.add_parser("import")
+    p.add_argument("folder")
+    p.add_argument("--config", required=True)
+    p.add_argument("--results", default=None)
+    args = parser.parse_args(argv)
+    try:
+        {"plan": cmd_plan, "play": cmd_play, "import": cmd_import}[args.cmd](args)
+    except ValueError as exc:  # PlanError and settings errors: one line
+        sys.exit(f"agent_sweep: {exc}")
+
+
+if __name__ == "__main__":
+    main()
