@@ -189,6 +189,6 @@ def test_animations_embedded_with_their_captions():
     assert "style='width:192px;height:120px;image-rendering:pixelated'" in figures[0]  # shown 3x, sharp
     assert "<b>oracle_visual λ=3</b><br>collect_wood: <span class='outcome'>success in 6 steps</span>" in figures[0]
     assert "4 frames: one every 2 steps and the last (at most 75)" in figures[0]
-    assert "<b>scripted (ceiling)</b><br>place_table: <span class='outcome'>fail (gave up after 50 steps)" in figures[1]
+    assert "<b>scripted (ceiling)</b><br>place_table: <span class='outcome'>fail: not in 50 steps" in figures[1]
     with pytest.raises(ValueError, match="not recorded"):
         rollout_animation("x", None, "collect_wood", RolloutResult(won.request, True, 6, (), False), 2)

@@ -126,8 +126,8 @@ def test_agent_success(trained, crafter_corpus):
                    and (r["model"] != "oracle_visual" or r["guidance"] == 2.0)}
     for model, gif, outcome in figures:
         r = first_world[model]
-        assert outcome == (f"success in {r['steps']} steps" if r["success"]
-                           else f"fail ({'died at' if r['died'] else 'gave up after'} {r['steps']} steps)")
+        assert outcome == (f"success in {r['steps']} steps" if r["success"] else f"fail: died at step {r['steps']}"
+                           if r["died"] else f"fail: not in {r['steps']} steps")
         with Image.open(io.BytesIO(base64.b64decode(gif))) as image:
             # The tiny policy's 32x20 frames; max_steps 20: every 2nd step and the last (Pillow merges
             # repeated frames, so at most that many).

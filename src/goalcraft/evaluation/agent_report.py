@@ -32,6 +32,7 @@ __all__ = [
     "GIF_FRAMES",
     "Animation",
     "agent_report_section",
+    "best_above_floor",
     "entry_name",
     "gif_stride",
     "render_agent_report",
@@ -215,7 +216,8 @@ def _differences_tables(differences: Sequence[dict]) -> str:
 
 
 def _animation_figure(a: Animation) -> str:
-    outcome = f"success in {a.steps} steps" if a.success else f"fail ({'died at' if a.died else 'gave up after'} {a.steps} steps)"
+    outcome = (f"success in {a.steps} steps" if a.success else f"fail: died at step {a.steps}" if a.died
+               else f"fail: not in {a.steps} steps")
     name = entry_name(a.model, a.guidance)
     src = "data:image/gif;base64," + base64.b64encode(a.gif).decode()
     return (f"<figure class='rollout' data-model='{esc(a.model)}' data-task='{esc(a.task)}' "
@@ -249,7 +251,7 @@ def agent_report_section(table: pa.Table, animations: Sequence[Animation] = (),
         first = records[0]
         parts.append(f"<p>Run {esc(first['run_id'])}, {esc(first['timestamp'])}: {len({r['task'] for r in rows})} tasks, "
                      f"{len({r['world_seed'] for r in records})} world seeds, T = {first['max_steps']} steps; policy "
-                     f"<code>{esc(first['policy'][:12])}</code>.</p>")
+                     f"<code>{esc((first['policy'] or '')[:12])}</code>.</p>")
     parts += [_LEGEND, "<h3>Pooled over tasks</h3>", _pooled_table(pooled)]
     chart = _chart(rows, pooled)
     if chart:
