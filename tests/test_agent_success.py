@@ -13,6 +13,7 @@ from goalcraft.evaluation.agent_success import (
     AGENT_SUCCESS_SCHEMA,
     GoalSource,
     agent_success_table,
+    animated_episodes,
     paired_difference,
     rollout_plan,
     summarize,
@@ -57,6 +58,17 @@ def test_rollout_plan():
     assert [float(p.request.goal[0]) for p in sampled] == [0.0, 1.0, 2.0]  # a draw per episode
     assert all(p.request.goal is None for p in plan if p.model == "scripted")
     assert len({p.request.seed for p in plan}) == len(plan)  # each episode samples actions on its own
+
+
+def test_animated_episodes_one_per_source_and_task_first_world_largest_guidance():
+    tasks = [("collect_wood", "chop a tree"), ("place_table", "place a table")]
+    plan = rollout_plan(tasks, _sources(), [5, 6, 7], guidance=[3.0, 6.0, 0.0], max_steps=50)
+    picked = [plan[i] for i in animated_episodes(plan)]
+    assert sorted((p.model, p.task, p.guidance) for p in picked) == sorted(
+        [("oracle_visual", "collect_wood", 6.0), ("mineclip_prior_sampled", "collect_wood", 6.0),
+         ("mineclip_prior_sampled", "place_table", 6.0), ("unconditional", "collect_wood", 0.0),
+         ("unconditional", "place_table", 0.0), ("scripted", "collect_wood", None), ("scripted", "place_table", None)])
+    assert all(p.episode == 0 and p.request.world_seed == 5 for p in picked)
 
 
 def _table():

@@ -121,3 +121,34 @@ def test_warm_generates_the_worlds_first_and_timings_count_the_steps():
     results = run_rollouts(TINY_ENV, PolicyAgent(_policy(), 2), requests, slots=2, warm=True, timings=timings)
     assert set(timings) == {"warm_s", "run_s", "steps"} and timings["steps"] == sum(r.steps for r in results) == 15
     assert timings["warm_s"] > 0
+
+
+def test_recorded_frames_are_every_stride_th_observation_and_the_last():
+    # CountingEnv's observation is the step count, so the frames name the steps they show.
+    requests = [RolloutRequest(100, "win", 7, None), RolloutRequest(100, "win", 6, None)]
+
+    class Idle(AlwaysAgent):
+        def act(self, slots, observations):
+            return [0] * len(slots)  # never wins: the episodes run to their budget
+
+    results = run_rollouts(CountingEnv, Idle(), requests, slots=2, record_frames=lambda i: True, frame_stride=3)
+    assert [list(r.frames) for r in results] == [[0, 3, 6, 7], [0, 3, 6]]
+    with pytest.raises(ValueError, match="frame_stride"):
+        run_rollouts(CountingEnv, Idle(), requests, frame_stride=0)
+
+
+def test_recording_does_not_change_the_rollouts():
+    requests = _requests(4, steps=25)
+    plain = run_rollouts(TINY_ENV, PolicyAgent(_policy(), 2), requests, slots=2)
+    every = run_rollouts(TINY_ENV, PolicyAgent(_policy(), 2), requests, slots=2, record_frames=lambda i: True)
+    strided = run_rollouts(TINY_ENV, PolicyAgent(_policy(), 2), requests, slots=2, record_frames=lambda i: i != 1,
+                           frame_stride=4)
+    assert ([(r.success, r.steps, r.achievements, r.died) for r in plain]
+            == [(r.success, r.steps, r.achievements, r.died) for r in every]
+            == [(r.success, r.steps, r.achievements, r.died) for r in strided])
+    assert plain[0].frames is None and strided[1].frames is None
+    for full, kept in zip(every, strided):
+        if kept.frames is None:
+            continue
+        wanted = list(range(0, full.steps + 1, 4)) + ([] if full.steps % 4 == 0 else [full.steps])
+        assert full.frames.shape[0] == full.steps + 1 and np.array_equal(kept.frames, full.frames[wanted])

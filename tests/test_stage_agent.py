@@ -3,13 +3,17 @@
 
 from __future__ import annotations
 
+import base64
+import io
 import json
+import re
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
+from PIL import Image
 
 from goalcraft.config import AgentSettings, PolicySettings
 from goalcraft.stages import StageError
@@ -109,6 +113,25 @@ def test_agent_success(trained, crafter_corpus):
     summary = run_query(paths.data_root, "agent_success").to_pylist()
     assert {r["model"] for r in summary} == {"oracle_visual", "unconditional", "scripted"}
     assert "oracle_visual" in str(meta["success"]) and lines[0].startswith("agent success: 8 episodes")
+    # The report: a row per source, one animation per source and task, its caption the table's episode.
+    page = meta["report_path"].read_text(encoding="utf-8")
+    assert meta["report_path"] == paths.agent_success_dir / "report.html" and meta["report"].startswith("file://")
+    assert (paths.agent_success_dir / "reports" / f"{meta['run_id']}.html").read_text(encoding="utf-8") == page
+    for model, guidance in (("oracle_visual", 0.0), ("oracle_visual", 2.0), ("unconditional", 0.0), ("scripted", None)):
+        assert f"<tr data-model='{model}' data-guidance='{guidance}'" in page
+    figures = re.findall(r"<figure class='rollout' data-model='([^']+)' data-task='collect_wood'[^>]*>"
+                         r"<img src='data:image/gif;base64,([^']+)'.*?class='outcome'>([^<]+)</span>", page)
+    assert [f[0] for f in figures] == ["oracle_visual", "unconditional", "scripted"]
+    first_world = {r["model"]: r for r in rows if r["episode"] == 0 and r["guidance"] in (2.0, 0.0, None)
+                   and (r["model"] != "oracle_visual" or r["guidance"] == 2.0)}
+    for model, gif, outcome in figures:
+        r = first_world[model]
+        assert outcome == (f"success in {r['steps']} steps" if r["success"] else f"fail: died at step {r['steps']}"
+                           if r["died"] else f"fail: not in {r['steps']} steps")
+        with Image.open(io.BytesIO(base64.b64decode(gif))) as image:
+            # The tiny policy's 32x20 frames; max_steps 20: every 2nd step and the last (Pillow merges
+            # repeated frames, so at most that many).
+            assert image.size == (32, 20) and 2 <= image.n_frames <= 1 + r["steps"] // 2 + r["steps"] % 2
 
 
 def test_agent_success_needs_a_policy(tmp_path, crafter_corpus):

@@ -72,7 +72,8 @@ def build_agent_assets() -> list[dg.AssetsDefinition]:
             "scripted agent as the "
             "ceiling. Success = the target unlocked within T steps; steps to success, off-target "
             "achievements, Wilson 95% CIs, paired predictor − prior differences. One parquet file per run "
-            "(`goalcraft sql agent_success`)."
+            "(`goalcraft sql agent_success`) and an HTML report (`agent_success/report.html`: a success-rate "
+            "chart and a rollout animation per source and task)."
         ),
     )
     def agent_success(context: dg.AssetExecutionContext, storage: StorageResource, corpus: CorpusResource,

@@ -40,6 +40,7 @@ __all__ = [
     "GUIDANCE_SWEEP",
     "GoalSource",
     "agent_success_table",
+    "animated_episodes",
     "paired_difference",
     "rollout_plan",
     "summarize",
@@ -122,6 +123,17 @@ def rollout_plan(tasks: Sequence[tuple[str, str]], sources: Sequence[GoalSource]
                     plan.append(_Planned(source.name, task, instruction, lam, episode, RolloutRequest(
                         int(world), task, int(max_steps), goal, float(lam or 0.0), int(key.generate_state(1)[0]))))
     return plan
+
+
+def animated_episodes(plan: Sequence[_Planned]) -> list[int]:
+    """The indices in ``plan`` of the episodes a report animates: per (source, task) its first world
+    seed (episode 0) at the largest λ the source plays (unguided sources λ = 0, the scripted none)."""
+    chosen: dict[tuple[str, str], int] = {}
+    for i, p in enumerate(plan):
+        key = (p.model, p.task)
+        if p.episode == 0 and (key not in chosen or (p.guidance or 0.0) > (plan[chosen[key]].guidance or 0.0)):
+            chosen[key] = i
+    return sorted(chosen.values())
 
 
 def agent_success_table(plan: Sequence[_Planned], results: Sequence[RolloutResult], *, run_id: str | None = None,

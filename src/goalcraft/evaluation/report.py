@@ -358,45 +358,73 @@ def heatmap_svg(tasks: Sequence[str], value: dict[tuple[str, str], float | None]
     return "".join(parts)
 
 
-def bar_chart_svg(entries: Sequence[str], rows: Sequence[MetricRow], metrics: Sequence[str] = HEADLINE) -> str:
-    """Grouped bars of ``metrics`` (one group each), a bar per entry with its CI whisker; the chance
-    level dashed where the metric has one. The svg's ``data-ymin``/``data-ymax`` map to pixel rows
-    ``data-bottom``/``data-top``."""
-    by_metric = {m.metric: m for m in rows}
-    metrics = [k for k in metrics if k in by_metric]
-    if not metrics or not entries:
+@dataclass(frozen=True)
+class BarGroup:
+    """One group of :func:`grouped_bars_svg`: ``cells`` entry → row with ``value``, ``ci_low``,
+    ``ci_high`` (and an optional ``note`` for the tooltip); ``label`` under the group; ``reference`` a
+    dashed level across it (``reference_name``: what it is)."""
+
+    name: str
+    label: str
+    cells: dict[str, dict]
+    reference: float | None = None
+    reference_name: str = "chance"
+
+
+def grouped_bars_svg(groups: Sequence[BarGroup], entries: Sequence[str], *, kind: str = "metric",
+                     fills: dict[str, str] | None = None, css_class: str = "bars") -> str:
+    """Grouped bars, a bar per entry with its CI whisker, a legend of the entries (wrapped to the
+    chart's width). Each bar, whisker and reference line carries ``data-entry`` and ``data-<kind>``
+    (the group's name); the svg's ``data-ymin``/``data-ymax`` map to pixel rows
+    ``data-bottom``/``data-top``. ``fills``: entry → colour (default: the palette in entry order)."""
+    if not groups or not entries:
         return ""
-    numbers = [x for k in metrics for r in by_metric[k].cells.values()
+
+    def fill(k: int, entry: str) -> str:
+        return (fills or {}).get(entry) or _PALETTE[k % len(_PALETTE)]
+
+    numbers = [x for g in groups for r in g.cells.values()
                for x in (r.get("value"), r.get("ci_low"), r.get("ci_high")) if _num(x)]
     ymin, ymax = min([0.0, *numbers]), max([1.0, *numbers])
     top, bottom, left, bar = 20, 220, 40, 14
-    group = max(bar * len(entries) + 24, 7 * max(len(k) for k in metrics) + 30)
-    legend_x = list(np.cumsum([left] + [7 * len(e) + 34 for e in entries]))
+    group = max(bar * len(entries) + 24, 7 * max(len(g.label) for g in groups) + 30)
+    chart_width = left + group * len(groups) + 10
+    # Legend items left to right, a new row where the next would pass the chart's width (at least 600 px).
+    legend: list[tuple[int, int]] = []
+    x, row = left, 0
+    for entry in entries:
+        item = 7 * len(entry) + 34
+        if x > left and x + item > max(chart_width, 600):
+            x, row = left, row + 1
+        legend.append((x, row))
+        x += item
+    legend_width = max(left + 7 * len(e) + 34 for e in entries) if row else x
 
     def y(v: float) -> float:
         return bottom - (v - ymin) / (ymax - ymin) * (bottom - top)
 
-    width = max(left + group * len(metrics) + 10, int(legend_x[-1]))
-    parts = [f"<svg class='bars' xmlns='http://www.w3.org/2000/svg' width='{width}' height='{bottom + 40}' "
-             f"font-size='10' data-ymin='{ymin!r}' data-ymax='{ymax!r}' data-top='{top}' data-bottom='{bottom}'>",
+    width = max(chart_width, legend_width)
+    parts = [f"<svg class='{esc(css_class)}' xmlns='http://www.w3.org/2000/svg' width='{width}' "
+             f"height='{bottom + 40 + 16 * row}' font-size='10' data-ymin='{ymin!r}' data-ymax='{ymax!r}' "
+             f"data-top='{top}' data-bottom='{bottom}'>",
              f"<line x1='{left}' x2='{width}' y1='{y(0):.2f}' y2='{y(0):.2f}' stroke='#999'/>"]
     for tick in np.linspace(ymin, ymax, 5):
         parts.append(f"<text x='{left - 4}' y='{y(tick) + 3:.2f}' text-anchor='end'>{tick:.2f}</text>")
-    for g, metric in enumerate(metrics):
-        m = by_metric[metric]
-        x0 = left + g * group + (group - bar * len(entries)) // 2
-        parts.append(f"<text x='{x0 + bar * len(entries) / 2:.1f}' y='{bottom + 14}' text-anchor='middle'>"
-                     f"{esc(metric)} {esc(m.direction)}</text>")
+    for g_index, g in enumerate(groups):
+        x0 = left + g_index * group + (group - bar * len(entries)) // 2
+        parts.append(f"<text class='group-label' x='{x0 + bar * len(entries) / 2:.1f}' y='{bottom + 14}' "
+                     f"text-anchor='middle'>{esc(g.label)}</text>")
         for k, entry in enumerate(entries):
-            r = m.cells.get(entry)
+            r = g.cells.get(entry)
             if r is None or not _num(r.get("value")):
                 continue
             x, v = x0 + k * bar, r["value"]
             y0, y1 = sorted((y(v), y(0)))
-            data = f"data-entry='{esc(entry)}' data-metric='{esc(metric)}'"
+            data = f"data-entry='{esc(entry)}' data-{kind}='{esc(g.name)}'"
+            note = f" {r['note']}" if r.get("note") else ""
             parts.append(f"<rect class='bar' {data} data-value='{v!r}' x='{x}' y='{y0:.2f}' width='{bar - 2}' "
-                         f"height='{y1 - y0:.2f}' fill='{_PALETTE[k % len(_PALETTE)]}'>"
-                         f"<title>{esc(entry)} {esc(metric)}: {esc(_fmt_ci(r))}</title></rect>")
+                         f"height='{y1 - y0:.2f}' fill='{fill(k, entry)}'>"
+                         f"<title>{esc(entry)} {esc(g.name)}: {esc(_fmt_ci(r) + note)}</title></rect>")
             if _num(r.get("ci_low")) and _num(r.get("ci_high")):
                 cx = x + (bar - 2) / 2
                 parts.append(f"<line class='ci' {data} x1='{cx}' x2='{cx}' y1='{y(r['ci_low']):.2f}' "
@@ -404,16 +432,24 @@ def bar_chart_svg(entries: Sequence[str], rows: Sequence[MetricRow], metrics: Se
                 for end in (r["ci_low"], r["ci_high"]):
                     parts.append(f"<line x1='{cx - 3}' x2='{cx + 3}' y1='{y(end):.2f}' y2='{y(end):.2f}' "
                                  "stroke='#000'/>")
-        if m.chance is not None:
-            parts.append(f"<line class='chance' data-metric='{esc(metric)}' x1='{x0 - 4}' "
-                         f"x2='{x0 + bar * len(entries) + 2}' y1='{y(m.chance):.2f}' y2='{y(m.chance):.2f}' stroke='#c00' stroke-dasharray='4 3'>"
-                         f"<title>chance {_fmt(m.chance)}</title></line>")
-    legend_y = bottom + 30
-    for k, entry in enumerate(entries):
-        x = int(legend_x[k])
-        parts.append(f"<rect x='{x}' y='{legend_y - 8}' width='10' height='10' fill='{_PALETTE[k % len(_PALETTE)]}'/>"
-                     f"<text x='{x + 14}' y='{legend_y + 1}'>{esc(entry)}</text>")
+        if g.reference is not None:
+            parts.append(f"<line class='{esc(g.reference_name)}' data-{kind}='{esc(g.name)}' x1='{x0 - 4}' "
+                         f"x2='{x0 + bar * len(entries) + 2}' y1='{y(g.reference):.2f}' y2='{y(g.reference):.2f}' "
+                         f"stroke='#c00' stroke-dasharray='4 3'><title>{esc(g.reference_name)} "
+                         f"{_fmt(g.reference)}</title></line>")
+    for k, (entry, (x, row)) in enumerate(zip(entries, legend)):
+        ly = bottom + 30 + 16 * row
+        parts.append(f"<rect x='{x}' y='{ly - 8}' width='10' height='10' fill='{fill(k, entry)}'/>"
+                     f"<text x='{x + 14}' y='{ly + 1}'>{esc(entry)}</text>")
     return "".join(parts) + "</svg>"
+
+
+def bar_chart_svg(entries: Sequence[str], rows: Sequence[MetricRow], metrics: Sequence[str] = HEADLINE) -> str:
+    """Grouped bars of ``metrics`` (one group each), a bar per entry with its CI whisker; the chance
+    level dashed where the metric has one (:func:`grouped_bars_svg`)."""
+    by_metric = {m.metric: m for m in rows}
+    return grouped_bars_svg([BarGroup(k, f"{k} {by_metric[k].direction}", by_metric[k].cells, by_metric[k].chance)
+                             for k in metrics if k in by_metric], entries)
 
 
 def _heatmaps(pairs: list[dict], confused: int, counter: list[int]) -> list[str]:

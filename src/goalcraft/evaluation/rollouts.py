@@ -85,7 +85,8 @@ class RolloutRequest:
 class RolloutResult:
     """What happened: ``success`` (the target unlocked), ``steps`` (to success, else taken),
     ``achievements`` (every achievement unlocked, first unlocks in order), ``died``, and the
-    observations when recorded (``record_frames``)."""
+    observations when recorded (``record_frames``): the first, every ``frame_stride``-th after it
+    and the last."""
 
     request: RolloutRequest
     success: bool
@@ -337,9 +338,11 @@ class RolloutPool:
         self.envs.close()
 
     def run(self, agent: Any, requests: Sequence[RolloutRequest], *, record_frames: Callable[[int], bool] | None = None,
-            progress: Callable[[int, int], None] | None = None, warm: bool = False,
+            frame_stride: int = 1, progress: Callable[[int, int], None] | None = None, warm: bool = False,
             timings: dict[str, float] | None = None) -> list[RolloutResult]:
         """Run every request (see :func:`run_rollouts`) in this pool's environments."""
+        if frame_stride < 1:
+            raise ValueError(f"frame_stride must be >= 1, got {frame_stride}")
         envs = self.envs
         slots = min(self.slots, max(len(requests), 1))
         results: list[RolloutResult | None] = [None] * len(requests)
@@ -390,11 +393,13 @@ class RolloutPool:
                 run = running[slot]
                 run.steps += 1
                 observations[slot] = obs
-                if run.frames is not None:
-                    run.frames.append(np.asarray(obs))
                 run.achievements += [a for a in unlocked if a not in run.achievements]
                 success = run.request.target in unlocked
-                if success or over or run.steps >= run.request.max_steps:
+                last = success or over or run.steps >= run.request.max_steps
+                # Only every stride-th observation is kept (memory), and the last (the outcome).
+                if run.frames is not None and (last or run.steps % frame_stride == 0):
+                    run.frames.append(np.asarray(obs))
+                if last:
                     results[run.index] = RolloutResult(
                         run.request, success, run.steps, tuple(run.achievements), bool(over and not success),
                         np.stack(run.frames) if run.frames is not None else None)
@@ -412,16 +417,18 @@ class RolloutPool:
 
 def run_rollouts(env_factory: Callable[[], Any], agent: Any, requests: Sequence[RolloutRequest], *,
                  slots: int = 8, workers: int = 0, record_frames: Callable[[int], bool] | None = None,
-                 progress: Callable[[int, int], None] | None = None, warm: bool = False,
+                 frame_stride: int = 1, progress: Callable[[int, int], None] | None = None, warm: bool = False,
                  timings: dict[str, float] | None = None) -> list[RolloutResult]:
     """Run every request (see the module docstring); ``env_factory()`` builds one :class:`GoalEnv`
     (picklable when ``workers`` > 0: it is called in the worker processes), ``agent`` is a
     :class:`GoalAgent` with at least ``slots`` slots. ``record_frames(i)``: keep request ``i``'s
-    observations. ``progress(done, total)`` after each finished episode. ``warm``: first reset every
+    observations (the first, every ``frame_stride``-th after it, and the last; recording never
+    changes what the agent sees or does). ``progress(done, total)`` after each finished episode. ``warm``: first reset every
     world seed once in the process that will play it (environments that cache their worlds then
     generate them before the episodes start). ``timings`` receives ``warm_s``, ``run_s`` and ``steps``.
     A pool that lives for several batches: :class:`RolloutPool`."""
     if slots < 1:
         raise ValueError(f"slots must be >= 1, got {slots}")
     with RolloutPool(env_factory, slots=min(slots, max(len(requests), 1)), workers=workers) as pool:
-        return pool.run(agent, requests, record_frames=record_frames, progress=progress, warm=warm, timings=timings)
+        return pool.run(agent, requests, record_frames=record_frames, frame_stride=frame_stride, progress=progress,
+                        warm=warm, timings=timings)

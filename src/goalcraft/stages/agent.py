@@ -18,9 +18,9 @@ import numpy as np
 
 from goalcraft.config import AgentSettings, ClipsSettings, PolicySettings, PredictorRLSettings
 from goalcraft.data.quarantine import QuarantineRecord, quarantine_table
-from goalcraft.stages import Markdown, StageError, StageResult
+from goalcraft.stages import Markdown, StageError, StageResult, Url
 from goalcraft.stages.training import history_markdown
-from goalcraft.storage import StoragePaths, write_json_atomic, write_parquet_atomic
+from goalcraft.storage import StoragePaths, write_json_atomic, write_parquet_atomic, write_text_atomic
 
 #: In the policy's folder: the world seed of every trajectory it was trained on (never evaluated on).
 TRAINING_SEEDS_FILE = "training_seeds.json"
@@ -347,8 +347,10 @@ def _oracle_beats_floor(summary: list[dict]) -> dict:
 def evaluate_agent_success(paths: StoragePaths, corpus_root: Path, settings: AgentSettings, *,
                            trials_dir: str = "trials", say: Say | None = None) -> StageResult:
     """Roll out the policy for every task, goal source, guidance scale and world seed; one parquet file
-    per run under ``evaluation/agent_success/`` (DuckDB view ``agent_success``)."""
+    per run under ``evaluation/agent_success/`` (DuckDB view ``agent_success``), and its HTML report
+    ``report.html`` (a copy per run under ``reports/``) with one episode per source and task animated."""
     from goalcraft.evaluation import agent_success as A
+    from goalcraft.evaluation.agent_report import gif_stride, render_agent_report, rollout_animation
     from goalcraft.evaluation.rollouts import CrafterGoalEnv, PolicyAgent, run_rollouts
     from goalcraft.evaluation.run import file_digest
     from goalcraft.models.policy import load_policy
@@ -373,11 +375,15 @@ def evaluate_agent_success(paths: StoragePaths, corpus_root: Path, settings: Age
             shown[0] = done
             say(f"agent success: {done}/{total} episodes, {time.perf_counter() - started:.0f}s")
 
+    # The animated episodes are recorded as they are played (a replay could round differently in
+    # another batch); only their every stride-th observation is kept.
+    animated = A.animated_episodes(plan)
+    stride = gif_stride(settings.max_steps)
     with _policy_threads(settings.workers):
         frame_size = (policy.config.frame_width, policy.config.frame_height)
         results = run_rollouts(partial(CrafterGoalEnv, frame_size), PolicyAgent(policy, settings.slots),
                                [p.request for p in plan], slots=settings.slots, workers=settings.workers,
-                               progress=progress)
+                               record_frames=set(animated).__contains__, frame_stride=stride, progress=progress)
     table = A.agent_success_table(plan, results, policy=version)
     run_id = table.column("run_id")[0].as_py()
     out = paths.agent_success_dir / f"{run_id}.parquet"
@@ -389,6 +395,12 @@ def evaluate_agent_success(paths: StoragePaths, corpus_root: Path, settings: Age
                                            seed=settings.seed)
         rl_differences += A.paired_difference(table, (A.PREDICTOR_RL, lam), (A.PREDICTOR, lam),
                                               n_boot=settings.n_boot, seed=settings.seed)
+    animations = [rollout_animation(plan[i].model, plan[i].guidance, plan[i].task, results[i], stride)
+                  for i in animated]
+    html_text = render_agent_report(table, animations, differences + rl_differences)
+    report = paths.agent_success_dir / "report.html"
+    for path in (paths.agent_success_dir / "reports" / f"{run_id}.html", report):
+        write_text_atomic(html_text, path)
     env_steps = int(sum(r.steps for r in results))
     seconds = time.perf_counter() - started
     return StageResult({
@@ -404,6 +416,9 @@ def evaluate_agent_success(paths: StoragePaths, corpus_root: Path, settings: Age
         "env_steps_per_s": round(env_steps / max(seconds, 1e-9), 1),
         "seconds": round(seconds, 1),
         "table": out,
+        "report": Url(report.resolve().as_uri()),
+        "report_path": report,
+        "report_bytes": len(html_text.encode()),
     }, notes)
 
 

@@ -14,7 +14,7 @@ from goalcraft.config import EvaluationSettings
 from goalcraft.data.splits import SplitError, require_splits, split_indices
 from goalcraft.stages import Markdown, StageError, StageResult, Url
 from goalcraft.stages.training import history_markdown
-from goalcraft.storage import StoragePaths, atomic_path
+from goalcraft.storage import StoragePaths, write_text_atomic
 
 
 def _goal_table(paths: StoragePaths) -> tuple[pa.Table, dict[str, np.ndarray]]:
@@ -172,8 +172,7 @@ def write_evaluation_report(paths: StoragePaths) -> StageResult:
     html_text = render_report(run_id, tables, examples, frame)
     out = paths.evaluation_dir / "report.html"
     for path in (paths.evaluation_dir / "reports" / f"{run_id}.html", out):
-        with atomic_path(path) as tmp:
-            tmp.write_text(html_text, encoding="utf-8")
+        write_text_atomic(html_text, path)
     return StageResult({
         "run_id": run_id,
         "summary": Markdown(summary_markdown(tables.get("summary"), tables.get("differences"))),
