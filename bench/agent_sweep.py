@@ -29,6 +29,7 @@ from pathlib import Path
 
 POLICY_COPY = "policy"
 RESULTS = "results.jsonl"
+ANIMATIONS = "animations.json"  # the report's recorded episodes (GIFs in base64), played with the plan
 
 
 def _paths(config_file: str):
@@ -75,7 +76,11 @@ def cmd_plan(args: argparse.Namespace) -> None:
 def cmd_play(args: argparse.Namespace) -> None:
     import torch
 
+    import base64
+    import dataclasses
+
     from goalcraft.evaluation import agent_success as A
+    from goalcraft.evaluation.agent_report import gif_stride, rollout_animation
     from goalcraft.evaluation.rollouts import CrafterGoalEnv, PolicyAgent, run_rollouts
     from goalcraft.models.policy import load_policy
 
@@ -95,11 +100,17 @@ def cmd_play(args: argparse.Namespace) -> None:
 
     timings: dict[str, float] = {}
     frame_size = (policy.config.frame_width, policy.config.frame_height)
+    animated = A.animated_episodes(plan)  # as the asset records them
+    stride = gif_stride(max(p.request.max_steps for p in plan))
     results = run_rollouts(partial(CrafterGoalEnv, frame_size), PolicyAgent(policy, args.slots, device=args.device),
                            [p.request for p in plan], slots=args.slots, workers=args.workers, progress=progress,
-                           timings=timings)
+                           timings=timings, record_frames=set(animated).__contains__, frame_stride=stride)
     out = Path(args.results or folder / RESULTS)
     A.save_results(results, out)
+    animations = [rollout_animation(plan[i].model, plan[i].guidance, plan[i].task, results[i], stride)
+                  for i in animated]
+    (out.parent / ANIMATIONS).write_text(json.dumps(
+        [dict(dataclasses.asdict(a), gif=base64.b64encode(a.gif).decode()) for a in animations]))
     steps = sum(r.steps for r in results)
     seconds = time.perf_counter() - started
     info = {"episodes": len(results), "env_steps": steps, "seconds": round(seconds, 1),
@@ -112,20 +123,25 @@ def cmd_play(args: argparse.Namespace) -> None:
 
 
 def cmd_import(args: argparse.Namespace) -> None:
+    import base64
+
     from goalcraft.evaluation import agent_success as A
-    from goalcraft.stages.agent import _oracle_beats_floor, _pooled_markdown
-    from goalcraft.storage import write_parquet_atomic
+    from goalcraft.evaluation.agent_report import Animation
+    from goalcraft.stages.agent import _oracle_beats_floor, _pooled_markdown, record_agent_run
 
     _config, paths, _corpus = _paths(args.config)
     folder = Path(args.folder)
     plan, meta = A.load_plan(folder)
-    results = A.load_results(plan, args.results or folder / RESULTS)
+    results_file = Path(args.results or folder / RESULTS)
+    results = A.load_results(plan, results_file)
+    animations = []
+    if (results_file.parent / ANIMATIONS).is_file():
+        for a in json.loads((results_file.parent / ANIMATIONS).read_text()):
+            animations.append(Animation(**dict(a, size=tuple(a["size"]), gif=base64.b64decode(a["gif"]))))
     table = A.agent_success_table(plan, results, policy=str(meta.get("policy", "")))
-    run_id = table.column("run_id")[0].as_py()
-    out = paths.agent_success_dir / f"{run_id}.parquet"
-    write_parquet_atomic(table, out)
+    run_id, out, report, _bytes, _d, _rl = record_agent_run(paths, table, animations)
     summary = A.summarize(table)
-    print(f"run {run_id}: {len(results)} episodes → {out}")
+    print(f"run {run_id}: {len(results)} episodes → {out}; report {report}")
     print(_pooled_markdown(summary))
     print("oracle above unconditional:", json.dumps(_oracle_beats_floor(summary)))
     lams = sorted({p.guidance for p in plan if p.guidance is not None})

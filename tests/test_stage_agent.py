@@ -167,3 +167,38 @@ def test_goal_predictor_rl_then_agent_success_before_and_after(trained, crafter_
     worlds = {r["world_seed"] for r in rows}
     assert len(worlds) == 2 and not worlds & rl_seeds and not worlds & trained_on
     assert evaluated.metadata["predictor_rl_minus_predictor_pooled"][0]["pairs"] == 2
+
+
+def test_a_plan_played_elsewhere_gives_the_assets_outcomes(trained, crafter_corpus, tmp_path):
+    """bench/agent_sweep.py: plan here, play in another process (as on a bigger machine), import back;
+    every episode samples its actions from its own seed, so the outcomes equal the asset's own run."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    paths, *_ = trained
+    _goal_table(paths)
+    settings = AgentSettings(tasks=["collect_wood"], episodes=2, max_steps=20, guidance=[0.0, 2.0], workers=0, slots=4,
+                             sources=["oracle_visual", "unconditional", "scripted"], n_boot=100)
+    here = pq.read_table(evaluate_agent_success(paths, crafter_corpus, settings).metadata["table"])
+    config = tmp_path / "goalcraft.toml"
+    config.write_text(f'[paths]\ndata_root = "{paths.data_root}"\ncorpus_root = "{crafter_corpus}"\n\n[agent]\n'
+                      'sources = ["oracle_visual", "unconditional", "scripted"]\n')
+    script = Path(__file__).resolve().parents[1] / "bench" / "agent_sweep.py"
+
+    def sweep(*args: str) -> str:
+        done = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    sweep("plan", "--config", str(config), "--out", str(tmp_path / "sweep"), "--episodes", "2", "--guidance", "0,2",
+          "--max-steps", "20", "--tasks", "collect_wood")
+    sweep("play", str(tmp_path / "sweep"), "--workers", "1", "--slots", "3")
+    printed = sweep("import", str(tmp_path / "sweep"), "--config", str(config))
+    run_id = re.search(r"run (\S+): 8 episodes", printed).group(1)
+    there = pq.read_table(paths.agent_success_dir / f"{run_id}.parquet")
+    keep = ["model", "task", "guidance", "world_seed", "success", "steps", "achievements", "died", "policy"]
+    key = lambda r: (r["model"], -1.0 if r["guidance"] is None else r["guidance"], r["world_seed"])  # noqa: E731
+    assert sorted(there.select(keep).to_pylist(), key=key) == sorted(here.select(keep).to_pylist(), key=key)
+    page = (paths.agent_success_dir / "reports" / f"{run_id}.html").read_text(encoding="utf-8")
+    assert page.count("data:image/gif;base64,") == 3  # the played episodes' animations came back with them

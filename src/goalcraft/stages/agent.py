@@ -344,13 +344,36 @@ def _oracle_beats_floor(summary: list[dict]) -> dict:
     return {"tasks": sorted(above), "count": len(above), "of": len(floor)}
 
 
+def record_agent_run(paths: StoragePaths, table, animations, *, n_boot: int = 2000, seed: int = 0):
+    """Write an agent-success run (its parquet file and its HTML report, ``report.html`` and a copy
+    under ``reports/``); returns (run id, table path, report path, report bytes, predictor − prior and
+    predictor_rl − predictor paired differences at each λ of the run)."""
+    from goalcraft.evaluation import agent_success as A
+    from goalcraft.evaluation.agent_report import render_agent_report
+
+    run_id = table.column("run_id")[0].as_py()
+    out = paths.agent_success_dir / f"{run_id}.parquet"
+    write_parquet_atomic(table, out)
+    differences, rl_differences = [], []
+    for lam in sorted({g for g in table.column("guidance").to_pylist() if g is not None}):
+        differences += A.paired_difference(table, (A.PREDICTOR, lam), (A.PRIOR_SAMPLED, lam), n_boot=n_boot,
+                                           seed=seed)
+        rl_differences += A.paired_difference(table, (A.PREDICTOR_RL, lam), (A.PREDICTOR, lam), n_boot=n_boot,
+                                              seed=seed)
+    html_text = render_agent_report(table, animations, differences + rl_differences)
+    report = paths.agent_success_dir / "report.html"
+    for path in (paths.agent_success_dir / "reports" / f"{run_id}.html", report):
+        write_text_atomic(html_text, path)
+    return run_id, out, report, len(html_text.encode()), differences, rl_differences
+
+
 def evaluate_agent_success(paths: StoragePaths, corpus_root: Path, settings: AgentSettings, *,
                            trials_dir: str = "trials", say: Say | None = None) -> StageResult:
     """Roll out the policy for every task, goal source, guidance scale and world seed; one parquet file
     per run under ``evaluation/agent_success/`` (DuckDB view ``agent_success``), and its HTML report
     ``report.html`` (a copy per run under ``reports/``) with one episode per source and task animated."""
     from goalcraft.evaluation import agent_success as A
-    from goalcraft.evaluation.agent_report import gif_stride, render_agent_report, rollout_animation
+    from goalcraft.evaluation.agent_report import gif_stride, rollout_animation
     from goalcraft.evaluation.rollouts import CrafterGoalEnv, PolicyAgent, run_rollouts
     from goalcraft.evaluation.run import file_digest
     from goalcraft.models.policy import load_policy
@@ -385,22 +408,11 @@ def evaluate_agent_success(paths: StoragePaths, corpus_root: Path, settings: Age
                                [p.request for p in plan], slots=settings.slots, workers=settings.workers,
                                record_frames=set(animated).__contains__, frame_stride=stride, progress=progress)
     table = A.agent_success_table(plan, results, policy=version)
-    run_id = table.column("run_id")[0].as_py()
-    out = paths.agent_success_dir / f"{run_id}.parquet"
-    write_parquet_atomic(table, out)
-    summary = A.summarize(table)
-    differences, rl_differences = [], []
-    for lam in settings.guidance:
-        differences += A.paired_difference(table, (A.PREDICTOR, lam), (A.PRIOR_SAMPLED, lam), n_boot=settings.n_boot,
-                                           seed=settings.seed)
-        rl_differences += A.paired_difference(table, (A.PREDICTOR_RL, lam), (A.PREDICTOR, lam),
-                                              n_boot=settings.n_boot, seed=settings.seed)
     animations = [rollout_animation(plan[i].model, plan[i].guidance, plan[i].task, results[i], stride)
                   for i in animated]
-    html_text = render_agent_report(table, animations, differences + rl_differences)
-    report = paths.agent_success_dir / "report.html"
-    for path in (paths.agent_success_dir / "reports" / f"{run_id}.html", report):
-        write_text_atomic(html_text, path)
+    run_id, out, report, html_bytes, differences, rl_differences = record_agent_run(
+        paths, table, animations, n_boot=settings.n_boot, seed=settings.seed)
+    summary = A.summarize(table)
     env_steps = int(sum(r.steps for r in results))
     seconds = time.perf_counter() - started
     return StageResult({
@@ -418,7 +430,7 @@ def evaluate_agent_success(paths: StoragePaths, corpus_root: Path, settings: Age
         "table": out,
         "report": Url(report.resolve().as_uri()),
         "report_path": report,
-        "report_bytes": len(html_text.encode()),
+        "report_bytes": html_bytes,
     }, notes)
 
 
