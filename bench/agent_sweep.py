@@ -51,6 +51,8 @@ def cmd_plan(args: argparse.Namespace) -> None:
               "guidance": [float(x) for x in args.guidance.split(",")]}
     if args.tasks:
         update["tasks"] = [] if args.tasks == "all" else args.tasks.split(",")
+    if args.sources:
+        update["sources"] = args.sources.split(",")
     settings = config.agent.model_copy(update=update)
     policy_dir = paths.policy_dir / "best"
     policy = load_policy(policy_dir)
@@ -61,7 +63,7 @@ def cmd_plan(args: argparse.Namespace) -> None:
     seeds = A.world_seeds(settings.episodes, settings.seed,
                           excluded_world_seeds(paths, corpus, config.paths.trials_dir))
     plan = A.rollout_plan(tasks, sources, seeds, guidance=settings.guidance, max_steps=settings.max_steps,
-                          sample_seed=settings.seed)
+                          sample_seed=settings.seed if args.sample_seed is None else args.sample_seed)
     out = Path(args.out)
     A.save_plan(plan, out, meta={"policy": file_digest(policy_dir / "model.safetensors"),
                                  "settings": settings.model_dump(mode="json")})
@@ -130,15 +132,20 @@ def cmd_import(args: argparse.Namespace) -> None:
     from goalcraft.stages.agent import _oracle_beats_floor, _pooled_markdown, record_agent_run
 
     _config, paths, _corpus = _paths(args.config)
-    folder = Path(args.folder)
-    plan, meta = A.load_plan(folder)
-    results_file = Path(args.results or folder / RESULTS)
-    results = A.load_results(plan, results_file)
-    animations = []
-    if (results_file.parent / ANIMATIONS).is_file():
-        for a in json.loads((results_file.parent / ANIMATIONS).read_text()):
-            animations.append(Animation(**dict(a, size=tuple(a["size"]), gif=base64.b64decode(a["gif"]))))
-    table = A.agent_success_table(plan, results, policy=str(meta.get("policy", "")))
+    plan, results, animations, policies = [], [], [], set()
+    for i, name in enumerate(args.folder):  # several plans of one policy (a sweep played in parts) make one run
+        folder = Path(name)
+        part, meta = A.load_plan(folder)
+        results_file = Path(args.results[i] if args.results else folder / RESULTS)
+        results += A.load_results(part, results_file)
+        plan += part
+        policies.add(str(meta.get("policy", "")))
+        if (results_file.parent / ANIMATIONS).is_file():
+            for a in json.loads((results_file.parent / ANIMATIONS).read_text()):
+                animations.append(Animation(**dict(a, size=tuple(a["size"]), gif=base64.b64decode(a["gif"]))))
+    if len(policies) != 1:
+        raise A.PlanError(f"the plans were made for {len(policies)} different policies; import them separately")
+    table = A.agent_success_table(plan, results, policy=policies.pop())
     run_id, out, report, _bytes, _d, _rl = record_agent_run(paths, table, animations)
     summary = A.summarize(table)
     print(f"run {run_id}: {len(results)} episodes → {out}; report {report}")
@@ -165,6 +172,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--guidance", default="0,1,3,6")
     p.add_argument("--max-steps", type=int, default=300)
     p.add_argument("--tasks", default="all", help="'all', or a comma-separated list ('' = the config's)")
+    p.add_argument("--sample-seed", type=int, default=None,
+                   help="the action-sampling seeds' root ([agent] seed); give each part of a sweep its own")
+    p.add_argument("--sources", default="", help="a comma-separated subset of the goal sources ('' = the config's)")
     p = sub.add_parser("play")
     p.add_argument("folder")
     p.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 2))
@@ -174,9 +184,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--limit", type=int, default=0, help="play only the first N episodes (a smoke test)")
     p.add_argument("--results", default=None)
     p = sub.add_parser("import")
-    p.add_argument("folder")
+    p.add_argument("folder", nargs="+")
     p.add_argument("--config", required=True)
-    p.add_argument("--results", default=None)
+    p.add_argument("--results", nargs="*", default=None, help="each folder's results file (default: in the folder)")
     args = parser.parse_args(argv)
     try:
         {"plan": cmd_plan, "play": cmd_play, "import": cmd_import}[args.cmd](args)
