@@ -69,6 +69,11 @@ def test_predictor_stage_specs_carry_the_stage_settings(tmp_path):
     assert (one.out_dir, two.out_dir) == (str(paths.predictor_stage1_dir), str(paths.goal_predictor_dir))
     assert two.stage1_dir == str(paths.predictor_stage1_dir / "best") and two.config == {"aligner": "attention"}
     assert one.tasks_file == two.tasks_file == str(paths.task_vocabulary_file)
+    # Replicate 2 is a whole predictor of its own: both stages at seed + 2, its aligner on its own stage 1.
+    one, two = stage_spec(paths, settings, 1, replicate=2), stage_spec(paths, settings, 2, replicate=2)
+    assert one.out_dir == str(tmp_path / "models" / "predictor_stage1_r2") and one.settings["seed"] == 2
+    assert two.out_dir == str(tmp_path / "models" / "goal_predictor_r2") and two.settings["seed"] == 2
+    assert two.stage1_dir == str(tmp_path / "models" / "predictor_stage1_r2" / "best")
 
 
 def test_materialize_converts_figures_and_failures(tmp_path):

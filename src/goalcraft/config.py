@@ -375,8 +375,8 @@ class EvaluationSettings(Settings):
     instruction_sets: list[str] = ["steve1", "corpus"]
     n_boot: PositiveInt = 1000
     seed: int = 0
-    # Training replicates of each goal model: the prior and the predictor's aligner are trained this
-    # many times (seeds seed, seed + 1, ...; replicate 0 is the served model), and the evaluation's
+    # Training replicates of each goal model: the prior and the whole predictor (stage 1 and its aligner)
+    # are trained this many times (seeds seed, seed + 1, ...; replicate 0 is the served model), and the evaluation's
     # CIs carry the variance between them. The study run uses 3.
     replicates: PositiveInt = 1
     examples_per_set: int = Field(4, ge=0)

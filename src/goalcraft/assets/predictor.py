@@ -25,10 +25,9 @@ from goalcraft.training.launch import SPEC_ENV_VAR
 
 def _train(context: dg.AssetExecutionContext, paths: StoragePaths, settings: PredictorSettings, stage: int,
            gpu: GpuSettings, replicates: int = 1) -> StageResult:
-    """Stage 1 once; stage 2 once per replicate (the first one's figures are reported)."""
-    results = [_train_one(context, paths, settings, stage, gpu, k) for k in range(replicates if stage == 2 else 1)]
-    if stage == 2:
-        results[0].metadata["replicates"] = replicates
+    """The stage once per replicate (the first one's figures are reported)."""
+    results = [_train_one(context, paths, settings, stage, gpu, k) for k in range(replicates)]
+    results[0].metadata["replicates"] = replicates
     return results[0]
 
 
@@ -64,13 +63,15 @@ def build_predictor_assets(gpu: GpuSettings) -> tuple[list[dg.AssetsDefinition],
             "Stage 1 of the goal predictor: instruction → text backbone (LoRA) → goal-prediction head → "
             "Q-Former → 32 visual query tokens, trained with video–text contrastive loss + 0.5 x MSE to the "
             "goal clips' own visual tokens (the video Q-Former over their per-frame features), on the "
-            "train split of the goal clips (val for model selection)."
+            "train split of the goal clips (val for model selection). [evaluation] replicates trains it once per "
+            "seed (seed, seed + 1, ...)."
         ),
         **gpu_kwargs,
     )
     def goal_predictor(context: dg.AssetExecutionContext, storage: StorageResource,
                        training: TrainingResource) -> dg.MaterializeResult:
-        return materialize(context, lambda: _train(context, storage.paths, training.predictor, 1, gpu))
+        return materialize(context, lambda: _train(context, storage.paths, training.predictor, 1, gpu,
+                                                   training.evaluation.replicates))
 
     @dg.asset(
         group_name="predictor",
@@ -80,7 +81,7 @@ def build_predictor_assets(gpu: GpuSettings) -> tuple[list[dg.AssetsDefinition],
             "Stage 2: the aligner (A: flatten + MLP, or B: attention pooling) from the frozen predictor's "
             "32 tokens to a 512-d z_goal at the goal space's raw scale (MSE + 0.1 x (1 − cos), best "
             "validation kept, scale calibrated). The whole predictor is saved here (predictor/aligner/best); "
-            "[evaluation] replicates aligners (seeds seed, seed + 1, ...) on the one stage 1. "
+            "[evaluation] replicates trains an aligner per seed, each on its own stage 1. "
             "goal_model_comparison compares it with the baseline."
         ),
         **gpu_kwargs,

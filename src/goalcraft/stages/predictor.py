@@ -36,16 +36,19 @@ def predictor_config(settings: PredictorSettings) -> PredictorConfig:
 
 
 def stage_spec(paths: StoragePaths, settings: PredictorSettings, stage: int, replicate: int = 0) -> StageSpec:
-    """What training stage 1 (text → query tokens) or 2 (the aligner) needs, as plain values. Stage 2's
-    ``replicate`` k trains with seed + k into the k-th replicate folder (stage 1 is shared)."""
+    """What training stage 1 (text → query tokens) or 2 (the aligner) needs, as plain values.
+    ``replicate`` k trains both stages with seed + k into the k-th replicate folders, stage 2 on
+    replicate k's stage 1, so the replicates' spread is the whole predictor's seed variance."""
     common = dict(goal_table=str(paths.goal_embeddings_table), tasks_file=str(paths.task_vocabulary_file))
+    stage1_dir = paths.replicate_dirs(paths.predictor_stage1_dir, replicate + 1)[replicate]
     if stage == 1:
-        return StageSpec(stage=1, out_dir=str(paths.predictor_stage1_dir), config=asdict(predictor_config(settings)),
-                         settings=settings.stage1.model_dump(), **common)
+        stage1 = settings.stage1.model_dump() | {"seed": settings.stage1.seed + replicate}
+        return StageSpec(stage=1, out_dir=str(stage1_dir), config=asdict(predictor_config(settings)),
+                         settings=stage1, **common)
     out_dir = paths.replicate_dirs(paths.goal_predictor_dir, replicate + 1)[replicate]
     stage2 = settings.stage2.model_dump() | {"seed": settings.stage2.seed + replicate}
     return StageSpec(stage=2, out_dir=str(out_dir), config={"aligner": settings.aligner},
-                     settings=stage2, stage1_dir=str(paths.predictor_stage1_dir / "best"), **common)
+                     settings=stage2, stage1_dir=str(stage1_dir / "best"), **common)
 
 
 def stage_result(paths: StoragePaths, settings: PredictorSettings, stage: int, summary: dict[str, Any]) -> StageResult:
