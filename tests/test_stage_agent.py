@@ -208,3 +208,29 @@ def test_a_plan_played_elsewhere_gives_the_assets_outcomes(trained, crafter_corp
     assert sorted(there.select(keep).to_pylist(), key=key) == sorted(here.select(keep).to_pylist(), key=key)
     page = (paths.agent_success_dir / "reports" / f"{run_id}.html").read_text(encoding="utf-8")
     assert page.count("data:image/gif;base64,") == 3  # the played episodes' animations came back with them
+
+
+def test_trajectories_replayed_in_other_processes_are_the_same(trained, crafter_corpus, tmp_path):
+    """[policy] workers: the replays run in worker processes while the stage decodes and embeds; the
+    prepared episodes are the same as when everything runs in the stage's own process."""
+    import shutil
+
+    from goalcraft.config import config_from_dict
+    from goalcraft.stages.agent import _load_episodes
+
+    paths, *_ = trained
+    clips = config_from_dict({}, tmp_path).clips
+    prepared = {}
+    for workers in (0, 2):
+        mine = StoragePaths(tmp_path / f"w{workers}")
+        shutil.copytree(paths.goal_space_dir, mine.goal_space_dir)
+        lines = []
+        episodes, quarantined, seeds, reused, kinds = _load_episodes(mine, crafter_corpus, "trials", clips, (32, 20),
+                                                                     "cpu", lines.append, workers)
+        assert (len(episodes), quarantined, reused) == (6, [], 0) and lines[-1] == "prepared 6/6 trajectories (0 from the cache)"
+        prepared[workers] = {e.id: e for e in episodes}
+    assert prepared[0].keys() == prepared[2].keys()
+    for key, a in prepared[0].items():
+        b = prepared[2][key]
+        assert np.array_equal(a.frames, b.frames) and np.array_equal(a.actions, b.actions)
+        assert np.array_equal(a.goals, b.goals, equal_nan=True)

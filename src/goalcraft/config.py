@@ -404,6 +404,9 @@ class PolicySettings(Settings):
     gap_high: int = 45
     p_uncond: float = Field(0.1, ge=0, lt=1)  # share of training goals zeroed (classifier-free guidance)
     device: str = "cpu"
+    # Processes replaying the trajectories (Crafter's world generation, ~0.7 s a world, is most of a
+    # replay) while the stage decodes and embeds their videos; 0: in the stage's own process.
+    workers: int = Field(2, ge=0)
 
     @model_validator(mode="after")
     def _check_gap(self) -> PolicySettings:

@@ -65,10 +65,12 @@ def _episode_key(record, goal_space_version: str, corpus_root: Path, clips: Clip
     return h.hexdigest()
 
 
-def _prepare_episode(record, corpus_root: Path, model, decoder, clips: ClipsSettings, frame_size, device: str):
+def _prepare_episode(record, corpus_root: Path, model, decoder, clips: ClipsSettings, frame_size, device: str,
+                     replayed=None):
     """A trajectory as a :class:`~goalcraft.training.policy.PolicyEpisode`: the video decoded as the clip
     stage decodes it (and JPEG-compressed as its shards are), every 16-frame clip embedded in the goal
-    space, the policy's frames by replaying the actions (they must reproduce the recorded unlocks)."""
+    space, the policy's frames by replaying the actions (they must reproduce the recorded unlocks);
+    ``replayed``: a future of that replay already running in another process."""
     from goalcraft.data.quarantine import InputError
     from goalcraft.data.shards import decode_jpeg, encode_jpeg
     from goalcraft.formats import CLIP_HEIGHT, CLIP_WIDTH
@@ -83,7 +85,8 @@ def _prepare_episode(record, corpus_root: Path, model, decoder, clips: ClipsSett
         frames = handle.read(list(range(n))).frames
     frames = np.stack([decode_jpeg(encode_jpeg(f, clips.jpeg_quality)) for f in frames])
     goals = clip_goal_embeddings(model, frames, device=device)
-    policy_frames, unlocked, rewards = replay_frames(record.env_seed, record.actions, frame_size)
+    policy_frames, unlocked, rewards = (replayed.result() if replayed is not None
+                                        else replay_frames(record.env_seed, record.actions, frame_size))
     recorded = np.isfinite(record.rewards).all()  # an actions.pkl alone records no rewards or unlocks
     if recorded and (sorted(unlocked) != sorted(record.unlocked) or not np.allclose(rewards, record.rewards, atol=1e-5)):
         raise InputError("trajectory_replay_mismatch",
@@ -92,16 +95,21 @@ def _prepare_episode(record, corpus_root: Path, model, decoder, clips: ClipsSett
 
 
 def _load_episodes(paths: StoragePaths, corpus_root: Path, trials_dir: str, clips: ClipsSettings, frame_size,
-                   device: str, say: Say):
+                   device: str, say: Say, workers: int = 0):
     """Every trajectory of the corpus prepared for training (cached per episode under
-    ``models/policy/episodes/``, keyed by the goal space, the video, the actions and the settings)."""
+    ``models/policy/episodes/``, keyed by the goal space, the video, the actions and the settings).
+    ``workers`` processes replay the uncached trajectories (Crafter's world generation is most of a
+    replay's time) while this one decodes and embeds their videos."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
     from goalcraft.data.decode import get_decoder
     from goalcraft.data.quarantine import InputError
     from goalcraft.data.trajectories import scan_trajectories
     from goalcraft.evaluation.run import file_digest
     from goalcraft.formats import CLIP_FRAMES
     from goalcraft.models.mineclip import load_mineclip
-    from goalcraft.training.policy import PolicyEpisode
+    from goalcraft.training.policy import PolicyEpisode, replay_frames
 
     records, quarantined = scan_trajectories(corpus_root, trials_dir=trials_dir)
     if not records:
@@ -115,39 +123,55 @@ def _load_episodes(paths: StoragePaths, corpus_root: Path, trials_dir: str, clip
     decoder = get_decoder(clips.decoder, frames_fps=clips.frames_fps, resize=clips.resize)
     cache = paths.policy_dir / EPISODE_CACHE
     cache.mkdir(parents=True, exist_ok=True)
-    episodes, seeds, reused, kinds = [], set(), 0, Counter()
-    for i, record in enumerate(records):
-        if record.env_seed is not None:
-            seeds.add(int(record.env_seed))
+    seeds = {int(r.env_seed) for r in records if r.env_seed is not None}
+    usable, keys, cached = [], {}, {}
+    for record in records:
         if record.num_frames < CLIP_FRAMES:
             quarantined.append(QuarantineRecord(record.video_path, "trajectory", "trajectory_too_short",
                                                 f"{record.num_frames} frames, fewer than one clip", record.id))
             continue
-        key = _episode_key(record, version, corpus_root, clips, frame_size)
+        usable.append(record)
+        keys[record.id] = key = _episode_key(record, version, corpus_root, clips, frame_size)
         path = cache / f"{record.id}.npz"
         if path.is_file():
             with np.load(path) as data:
                 if str(data["key"]) == key:
-                    episodes.append(PolicyEpisode(record.id, data["frames"], data["actions"], data["goals"],
-                                                  record.env_seed))
-                    reused += 1
-                    kinds[record.kind] += 1
-                    continue
-        if model is None:
-            model = load_mineclip(goal_space).to(device)
-        try:
-            episode = _prepare_episode(record, corpus_root, model, decoder, clips, frame_size, device)
-        except InputError as exc:
-            quarantined.append(QuarantineRecord(record.video_path, "trajectory", exc.reason, exc.detail, record.id))
-            continue
-        tmp = path.with_name(f".{path.name}.tmp.npz")
-        np.savez(tmp, key=np.array(key), frames=episode.frames, actions=episode.actions, goals=episode.goals)
-        tmp.replace(path)
-        episodes.append(episode)
-        kinds[record.kind] += 1
-        if (i + 1) % 10 == 0 or i + 1 == len(records):
-            say(f"prepared {i + 1}/{len(records)} trajectories")
-    return episodes, quarantined, seeds, reused, dict(kinds)
+                    cached[record.id] = PolicyEpisode(record.id, data["frames"], data["actions"], data["goals"],
+                                                      record.env_seed)
+    todo = [r for r in usable if r.id not in cached and r.env_seed is not None]
+    pool = (ProcessPoolExecutor(min(workers, len(todo)), mp_context=multiprocessing.get_context("forkserver"))
+            if workers > 0 and len(todo) > 1 else None)
+    episodes, kinds, done = [], Counter(), 0
+    try:
+        # Submitted in the order they are consumed: the processes stay ahead of this loop.
+        replays = {r.id: pool.submit(replay_frames, int(r.env_seed), r.actions, frame_size) for r in todo} if pool else {}
+        for record in usable:
+            if record.id in cached:
+                episodes.append(cached[record.id])
+                kinds[record.kind] += 1
+                continue
+            if model is None:
+                model = load_mineclip(goal_space).to(device)
+            try:
+                episode = _prepare_episode(record, corpus_root, model, decoder, clips, frame_size, device,
+                                           replays.pop(record.id, None))
+            except InputError as exc:
+                quarantined.append(QuarantineRecord(record.video_path, "trajectory", exc.reason, exc.detail, record.id))
+                continue
+            path = cache / f"{record.id}.npz"
+            tmp = path.with_name(f".{path.name}.tmp.npz")
+            np.savez(tmp, key=np.array(keys[record.id]), frames=episode.frames, actions=episode.actions,
+                     goals=episode.goals)
+            tmp.replace(path)
+            episodes.append(episode)
+            kinds[record.kind] += 1
+            done += 1
+            if done % 50 == 0 or done == len(todo):
+                say(f"prepared {done}/{len(todo)} trajectories ({len(cached)} from the cache)")
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+    return episodes, quarantined, seeds, len(cached), dict(kinds)
 
 
 def train_goal_policy(paths: StoragePaths, corpus_root: Path, settings: PolicySettings, clips: ClipsSettings, *,
@@ -165,7 +189,7 @@ def train_goal_policy(paths: StoragePaths, corpus_root: Path, settings: PolicySe
     base = POLICY_CONFIGS[settings.config]
     frame_size = (base.frame_width, base.frame_height)
     episodes, quarantined, seeds, reused, kinds = _load_episodes(paths, corpus_root, trials_dir, clips, frame_size,
-                                                          settings.device, say)
+                                                                 settings.device, say, settings.workers)
     write_parquet_atomic(quarantine_table(quarantined), paths.policy_dir / "quarantine.parquet")
     write_json_atomic(sorted(seeds), paths.policy_dir / TRAINING_SEEDS_FILE)
     if len(episodes) < 2:
