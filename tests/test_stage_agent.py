@@ -234,3 +234,17 @@ def test_trajectories_replayed_in_other_processes_are_the_same(trained, crafter_
         b = prepared[2][key]
         assert np.array_equal(a.frames, b.frames) and np.array_equal(a.actions, b.actions)
         assert np.array_equal(a.goals, b.goals, equal_nan=True)
+
+
+def test_the_scripted_ceiling_plays_only_tasks_it_has_a_player_for(tmp_path):
+    """A task no scripted player can pursue is left out of the scripted source with a note, not a
+    crash in the middle of the rollouts (collect_diamond: no errand reaches it)."""
+    from goalcraft.evaluation.agent_success import rollout_plan
+    from goalcraft.stages.agent import _sources
+
+    tasks = [("collect_wood", "chop a tree"), ("collect_diamond", "mine a diamond")]
+    sources, notes = _sources(StoragePaths(tmp_path), AgentSettings(sources=["unconditional", "scripted"]), tasks, 8)
+    assert notes == ["scripted: no scripted player for collect_diamond; those tasks are skipped"]
+    plan = rollout_plan(tasks, sources, [1, 2], guidance=[0.0], max_steps=10)
+    assert sorted({(p.model, p.task) for p in plan}) == [("scripted", "collect_wood"), ("unconditional", "collect_diamond"),
+                                                         ("unconditional", "collect_wood")]

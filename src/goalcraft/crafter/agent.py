@@ -431,6 +431,12 @@ class Episode:
     agent: str = ""  # the player's class name
 
 
+def scripted_targets() -> frozenset[str]:
+    """The achievements :func:`make_agent` has a player for (the trial targets and the varied agent's
+    errands); agent success's scripted ceiling plays only these."""
+    return frozenset(TRIAL_TARGETS) | frozenset(VariedAgent.ERRANDS)
+
+
 def make_agent(rng: np.random.RandomState, target: str | None = None, varied: bool = False) -> ScriptedAgent:
     """The player for an episode: :class:`ScriptedAgent` for free play and for
     :data:`~goalcraft.crafter.tasks.TRIAL_TARGETS`, :class:`VariedAgent` with ``varied`` (free play

@@ -314,7 +314,13 @@ def _sources(paths: StoragePaths, settings: AgentSettings, tasks: list[tuple[str
         zero = np.zeros(dim, np.float32)
         sources.append(A.GoalSource(A.UNCONDITIONAL, lambda _t, _i, _e: zero, guided=False))
     if A.SCRIPTED in wanted:
-        sources.append(A.GoalSource(A.SCRIPTED, None))
+        from goalcraft.crafter.agent import scripted_targets
+
+        playable = scripted_targets()
+        unscripted = [t for t, _ in tasks if t not in playable]
+        if unscripted:
+            notes.append(f"scripted: no scripted player for {', '.join(unscripted)}; those tasks are skipped")
+        sources.append(A.GoalSource(A.SCRIPTED, None, tasks=playable))
     return sources, notes
 
 
