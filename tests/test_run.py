@@ -153,17 +153,20 @@ def test_a_ray_target_reads_its_settings_from_a_file(configured, capsys, tmp_pat
                      select="ingest")
 
 
-def test_the_study_materializes_every_group_but_the_closed_loop(tmp_path):
-    from goalcraft.cli import STUDY_GROUPS
+def test_the_study_preset_sizes_the_closed_loop_and_the_demo_runs_every_group(tmp_path, monkeypatch):
+    """`goalcraft demo --study` materializes every asset, the closed loop included, with the preset's
+    study-size [policy], [agent] and [predictor_rl] under the user's file."""
+    import goalcraft.cli as cli
     from goalcraft.config import load_config
 
     config = load_config(None, preset="study")
-    defs = build_definitions(config.model_copy(update={"paths": config.paths.model_copy(
-        update={"data_root": str(tmp_path)})}))
-    graph = defs.resolve_asset_graph()
-    chosen = {k for step in plan_steps(defs, STUDY_GROUPS) for k in step.keys}
-    groups = {graph.get(k).group_name for k in graph.get_all_asset_keys()}
-    agent = {k for k in graph.get_all_asset_keys() if graph.get(k).group_name == "agent"}
-    assert agent and not chosen & agent  # the policy, its rollouts and the RL predictor are left out
-    assert chosen == set(graph.get_all_asset_keys()) - agent
-    assert set(STUDY_GROUPS.split(",")) == groups - {"agent"}
+    assert (config.policy.epochs, config.predictor_rl.iterations) == (6, 10)
+    assert (config.agent.tasks, config.agent.episodes, config.agent.max_steps, config.agent.guidance) == ([], 20, 300, [1.0])
+    assert "unconditional" in config.agent.sources and "oracle_visual" in config.agent.sources
+    seen = {}
+    monkeypatch.setattr(cli, "run_demo", lambda config, select=None: seen.update(config=config, select=select))
+    assert cli.main(["demo", "--study", "--data-root", str(tmp_path)]) == 0
+    assert seen["select"] is None and seen["config"].agent.max_steps == 300
+    assert seen["config"].paths.data_root == str(tmp_path.resolve())
+
+

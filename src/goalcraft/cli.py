@@ -139,12 +139,6 @@ def run_pipeline(config: GoalcraftConfig, *, select: str | None = None, partitio
     return summary.metadata
 
 
-#: What ``goalcraft demo --study`` materializes: every group but the closed loop ("agent"), whose
-#: policy would train on the study's ~85K trajectory steps for about an hour on 2 cores; the study
-#: of goal models does not read it (run it with ``goalcraft run --select agent``).
-STUDY_GROUPS = "ingest,clips,goals,training,embeddings,predictor,evaluation"
-
-
 def run_demo(config: GoalcraftConfig, *, select: str | None = None,
              say: Callable[[str], None] = _say) -> dict[str, dict]:
     """Generate the demo corpus if needed, then materialize every asset (or ``select``'s), partition
@@ -173,9 +167,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             raise CliError("; ".join(f"--{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())) from None
         config = config.model_copy(update={"demo": demo})
     if args.study:
-        _say("study: the goal models' evaluation (groups " + STUDY_GROUPS + "); the closed loop is "
-             "`goalcraft run --select agent` on the same settings")
-    run_demo(config, select=STUDY_GROUPS if args.study else None)
+        _say("study: the goal models' evaluation and the closed loop on the study corpus (docs/results.md)")
+    run_demo(config)
     return 0
 
 
@@ -539,9 +532,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="generate the Crafter corpus if needed and materialize every asset")
     demo.add_argument("--data-root", default=None, help="override [paths] data_root")
     demo.add_argument("--study", action="store_true",
-                      help="the evaluation study of the goal models: the packaged study preset (a larger corpus, 3 "
-                           "training replicates; about 30 minutes on 2 cores, docs/results.md) under your settings "
-                           "file; every group but the closed loop (agent)")
+                      help="the evaluation study: the packaged study preset (a larger corpus, 3 training "
+                           "replicates, the closed loop at study size; about an hour on 2 cores, docs/results.md) "
+                           "under your settings file")
     demo.add_argument("--seed", type=int, default=None, help="override [demo] seed")
     demo.add_argument("--videos", type=int, default=None, help="override [demo] videos")
     demo.add_argument("--trials", type=int, default=None, help="override [demo] trials")
