@@ -263,6 +263,7 @@ def _snapshot(part: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(part.iterdir()) if p.suffix in (".tar", ".parquet")}
 
 
+@pytest.mark.slow
 def test_killed_run_leaves_nothing_visible_and_rerun_matches_clean(crafter_corpus, clean_run, tmp_path):
     clean_storage, videos, trials, report = clean_run
     clean = _snapshot(clean_storage.clip_partition_dir("p0000"))

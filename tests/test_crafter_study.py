@@ -59,6 +59,7 @@ def _files(root: Path) -> dict[str, bytes]:
     return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
+@pytest.mark.slow
 def test_default_corpus_and_episodes_are_unchanged(tmp_path: Path) -> None:
     generate_crafter_corpus(tmp_path / "corpus", **SMALL_DEFAULT)
     assert _non_video_digest(tmp_path / "corpus") == SMALL_DEFAULT_NON_VIDEO_SHA256
@@ -149,6 +150,7 @@ def _conflicts(events: list[tuple[int, str]], pace: int) -> list[tuple[int, str,
             if k1 != k2 and 0 <= s2 - s1 <= pace]
 
 
+@pytest.mark.slow
 def test_pace_keeps_different_unlocks_apart_except_where_it_must_not_wait() -> None:
     env_seed, policy_seed = STUDY_EPISODES[0]
     plain = play_episode(env_seed, policy_seed, DEFAULT_SIZE, 300, varied=True)
@@ -187,6 +189,7 @@ def test_trying_an_action_on_a_copy_leaves_the_env_as_it_was() -> None:
     assert info["achievements"]["collect_wood"] == 1
 
 
+@pytest.mark.slow
 def test_a_paced_trial_holds_back_only_its_target() -> None:
     # make_wood_pickaxe: wood, a table, then the pickaxe at once, unpaced; paced, the pickaxe waits
     # until 24 steps after the table, and nothing else is held back (the prerequisites stay close).

@@ -229,6 +229,7 @@ def _instruction_set(rng: np.random.Generator, n_tasks: int, phrasings: int = 3)
     return z, np.repeat(np.arange(n_tasks), phrasings)
 
 
+@pytest.mark.slow
 def test_bootstrap_ci_covers_the_population_value():
     true = _population_discriminability()
     rng = np.random.default_rng(2024)

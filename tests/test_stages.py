@@ -109,6 +109,7 @@ def test_prior_trains_on_every_phrasing_of_a_clips_task():
         ("collect wood", 2), ("gather some logs", 2)]
 
 
+@pytest.mark.slow
 def test_goal_clips_say_how_many_show_their_event_and_a_measured_lag_makes_them_all(tmp_path):
     from goalcraft.crafter.corpus import generate_crafter_corpus
 

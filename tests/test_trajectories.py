@@ -192,6 +192,7 @@ def test_explore_agents_are_seeded(name):
     assert a.agent == {"random_walk": "RandomWalkAgent", "mixed": "MixedAgent"}[name]
 
 
+@pytest.mark.slow
 def test_explore_agents_cover_more_actions_than_the_scripted_player():
     scripted = play_episode(11, 3, (256, 160), 120)
     walk = play_episode(11, 3, (256, 160), 120, agent=RandomWalkAgent)
