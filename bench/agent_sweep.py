@@ -24,7 +24,6 @@ import platform
 import shutil
 import sys
 import time
-from functools import partial
 from pathlib import Path
 
 POLICY_COPY = "policy"
@@ -42,9 +41,7 @@ def _paths(config_file: str):
 
 def cmd_plan(args: argparse.Namespace) -> None:
     from goalcraft.evaluation import agent_success as A
-    from goalcraft.evaluation.run import file_digest
-    from goalcraft.models.policy import load_policy
-    from goalcraft.stages.agent import _sources, _tasks, excluded_world_seeds
+    from goalcraft.stages.agent import plan_agent_success
 
     config, paths, corpus = _paths(args.config)
     update = {"episodes": args.episodes, "max_steps": args.max_steps,
@@ -54,36 +51,27 @@ def cmd_plan(args: argparse.Namespace) -> None:
     if args.sources:
         update["sources"] = args.sources.split(",")
     settings = config.agent.model_copy(update=update)
-    policy_dir = paths.policy_dir / "best"
-    policy = load_policy(policy_dir)
-    tasks = _tasks(paths, corpus, settings)
-    sources, notes = _sources(paths, settings, tasks, policy.config.goal_dim)
-    for note in notes:
+    planned = plan_agent_success(paths, corpus, settings, trials_dir=config.paths.trials_dir,
+                                 sample_seed=args.sample_seed)
+    for note in planned.notes:
         print(note)
-    seeds = A.world_seeds(settings.episodes, settings.seed,
-                          excluded_world_seeds(paths, corpus, config.paths.trials_dir))
-    plan = A.rollout_plan(tasks, sources, seeds, guidance=settings.guidance, max_steps=settings.max_steps,
-                          sample_seed=settings.seed if args.sample_seed is None else args.sample_seed)
     out = Path(args.out)
-    A.save_plan(plan, out, meta={"policy": file_digest(policy_dir / "model.safetensors"),
-                                 "settings": settings.model_dump(mode="json")})
+    A.save_plan(planned.plan, out, meta={"policy": planned.version, "settings": settings.model_dump(mode="json")})
     shutil.rmtree(out / POLICY_COPY, ignore_errors=True)
-    shutil.copytree(policy_dir, out / POLICY_COPY)
+    shutil.copytree(paths.policy_dir / "best", out / POLICY_COPY)
     size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
-    print(f"plan: {len(plan)} episodes ({len(tasks)} tasks, {len(sources)} sources "
-          f"{[s.name for s in sources]}, λ {settings.guidance}, {len(seeds)} worlds, T = {settings.max_steps}) "
-          f"in {out} ({size / 1e6:.1f} MB)")
+    print(f"plan: {len(planned.plan)} episodes ({len(planned.tasks)} tasks, {len(planned.sources)} sources "
+          f"{[s.name for s in planned.sources]}, λ {settings.guidance}, {len(planned.seeds)} worlds, "
+          f"T = {settings.max_steps}) in {out} ({size / 1e6:.1f} MB)")
 
 
 def cmd_play(args: argparse.Namespace) -> None:
-    import torch
-
     import base64
     import dataclasses
 
+    import torch
+
     from goalcraft.evaluation import agent_success as A
-    from goalcraft.evaluation.agent_report import gif_stride, rollout_animation
-    from goalcraft.evaluation.rollouts import CrafterGoalEnv, PolicyAgent, run_rollouts
     from goalcraft.models.policy import load_policy
 
     folder = Path(args.folder)
@@ -100,17 +88,10 @@ def cmd_play(args: argparse.Namespace) -> None:
             shown[0] = done
             print(f"play: {done}/{total} episodes, {time.perf_counter() - started:.0f}s", flush=True)
 
-    timings: dict[str, float] = {}
-    frame_size = (policy.config.frame_width, policy.config.frame_height)
-    animated = A.animated_episodes(plan)  # as the asset records them
-    stride = gif_stride(max(p.request.max_steps for p in plan))
-    results = run_rollouts(partial(CrafterGoalEnv, frame_size), PolicyAgent(policy, args.slots, device=args.device),
-                           [p.request for p in plan], slots=args.slots, workers=args.workers, progress=progress,
-                           timings=timings, record_frames=set(animated).__contains__, frame_stride=stride)
+    results, animations = A.play_plan(policy, plan, slots=args.slots, workers=args.workers, device=args.device,
+                                      progress=progress)
     out = Path(args.results or folder / RESULTS)
     A.save_results(results, out)
-    animations = [rollout_animation(plan[i].model, plan[i].guidance, plan[i].task, results[i], stride)
-                  for i in animated]
     (out.parent / ANIMATIONS).write_text(json.dumps(
         [dict(dataclasses.asdict(a), gif=base64.b64encode(a.gif).decode()) for a in animations]))
     steps = sum(r.steps for r in results)
@@ -146,9 +127,9 @@ def cmd_import(args: argparse.Namespace) -> None:
     if len(policies) != 1:
         raise A.PlanError(f"the plans were made for {len(policies)} different policies; import them separately")
     table = A.agent_success_table(plan, results, policy=policies.pop())
-    run_id, out, report, _bytes, _d, _rl = record_agent_run(paths, table, animations)
+    run = record_agent_run(paths, table, animations)
     summary = A.summarize(table)
-    print(f"run {run_id}: {len(results)} episodes → {out}; report {report}")
+    print(f"run {run.run_id}: {len(results)} episodes → {run.table_path}; report {run.report_path}")
     print(_pooled_markdown(summary))
     print("oracle above unconditional:", json.dumps(_oracle_beats_floor(summary)))
     lams = sorted({p.guidance for p in plan if p.guidance is not None})

@@ -164,9 +164,9 @@ def test_the_study_preset_sizes_the_closed_loop_and_the_demo_runs_every_group(tm
     assert (config.agent.tasks, config.agent.episodes, config.agent.max_steps, config.agent.guidance) == ([], 20, 300, [1.0])
     assert "unconditional" in config.agent.sources and "oracle_visual" in config.agent.sources
     seen = {}
-    monkeypatch.setattr(cli, "run_demo", lambda config, select=None: seen.update(config=config, select=select))
+    monkeypatch.setattr(cli, "run_demo", lambda config: seen.update(config=config))  # every asset: no selection
     assert cli.main(["demo", "--study", "--data-root", str(tmp_path)]) == 0
-    assert seen["select"] is None and seen["config"].agent.max_steps == 300
+    assert seen["config"].agent.max_steps == 300
     assert seen["config"].paths.data_root == str(tmp_path.resolve())
 
 

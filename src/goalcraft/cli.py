@@ -139,12 +139,10 @@ def run_pipeline(config: GoalcraftConfig, *, select: str | None = None, partitio
     return summary.metadata
 
 
-def run_demo(config: GoalcraftConfig, *, select: str | None = None,
-             say: Callable[[str], None] = _say) -> dict[str, dict]:
-    """Generate the demo corpus if needed, then materialize every asset (or ``select``'s), partition
-    by partition."""
+def run_demo(config: GoalcraftConfig, *, say: Callable[[str], None] = _say) -> dict[str, dict]:
+    """Generate the demo corpus if needed, then materialize every asset, partition by partition."""
     ensure_demo_corpus(config, say=say)
-    return run_pipeline(config, select=select, say=say)
+    return run_pipeline(config, say=say)
 
 
 def _config(args: argparse.Namespace, preset: str | None = None) -> GoalcraftConfig:

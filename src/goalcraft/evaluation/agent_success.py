@@ -42,6 +42,7 @@ __all__ = [
     "agent_success_table",
     "animated_episodes",
     "paired_difference",
+    "play_plan",
     "rollout_plan",
     "summarize",
     "wilson",
@@ -134,6 +135,28 @@ def animated_episodes(plan: Sequence[_Planned]) -> list[int]:
         if p.episode == 0 and (key not in chosen or (p.guidance or 0.0) > (plan[chosen[key]].guidance or 0.0)):
             chosen[key] = i
     return sorted(chosen.values())
+
+
+def play_plan(policy: Any, plan: Sequence[_Planned], *, slots: int, workers: int, device: str = "cpu",
+              progress: Callable[[int, int], None] | None = None) -> tuple[list[RolloutResult], list[Any]]:
+    """Play every episode of ``plan`` with the goal-conditioned ``policy`` in Crafter (at the policy's
+    frame size): the results in plan order, and the report's animations
+    (:func:`animated_episodes`, recorded as they are played: a replay could round differently in
+    another batch; only every stride-th observation is kept)."""
+    from functools import partial
+
+    from goalcraft.evaluation.agent_report import gif_stride, rollout_animation
+    from goalcraft.evaluation.rollouts import CrafterGoalEnv, PolicyAgent, run_rollouts
+
+    animated = animated_episodes(plan)
+    stride = gif_stride(max((p.request.max_steps for p in plan), default=1))
+    frame_size = (policy.config.frame_width, policy.config.frame_height)
+    results = run_rollouts(partial(CrafterGoalEnv, frame_size), PolicyAgent(policy, slots, device=device),
+                           [p.request for p in plan], slots=slots, workers=workers,
+                           record_frames=set(animated).__contains__, frame_stride=stride, progress=progress)
+    animations = [rollout_animation(plan[i].model, plan[i].guidance, plan[i].task, results[i], stride)
+                  for i in animated]
+    return results, animations
 
 
 def agent_success_table(plan: Sequence[_Planned], results: Sequence[RolloutResult], *, run_id: str | None = None,

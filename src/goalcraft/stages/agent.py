@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
@@ -374,10 +374,55 @@ def _oracle_beats_floor(summary: list[dict]) -> dict:
     return {"tasks": sorted(above), "count": len(above), "of": len(floor)}
 
 
-def record_agent_run(paths: StoragePaths, table, animations, *, n_boot: int = 2000, seed: int = 0):
-    """Write an agent-success run (its parquet file and its HTML report, ``report.html`` and a copy
-    under ``reports/``); returns (run id, table path, report path, report bytes, predictor − prior and
-    predictor_rl − predictor paired differences at each λ of the run)."""
+class AgentRun(NamedTuple):
+    """An agent-success run as written: its id, table and report, and the paired predictor − prior
+    and predictor_rl − predictor differences at each λ of the run."""
+
+    run_id: str
+    table_path: Path
+    report_path: Path
+    report_bytes: int
+    differences: list[dict]
+    rl_differences: list[dict]
+
+
+class AgentPlan(NamedTuple):
+    """What an agent-success run plays: the policy and its version, the tasks, goal sources, world
+    seeds and every planned episode, and notes on the sources left out."""
+
+    policy: Any
+    version: str
+    tasks: list[tuple[str, str]]
+    sources: list
+    seeds: list[int]
+    plan: list
+    notes: list[str]
+
+
+def plan_agent_success(paths: StoragePaths, corpus_root: Path, settings: AgentSettings, *,
+                       trials_dir: str = "trials", sample_seed: int | None = None) -> AgentPlan:
+    """The run ``settings`` describe: the trained policy, the instruction set's achievement tasks,
+    the goal sources whose models exist, world seeds no training trajectory used, and the plan
+    (action-sampling seeds from ``sample_seed``, default ``settings.seed``)."""
+    from goalcraft.evaluation import agent_success as A
+    from goalcraft.evaluation.run import file_digest
+    from goalcraft.models.policy import load_policy
+
+    if not (paths.policy_dir / "best" / "model.safetensors").is_file():
+        raise StageError("no policy: materialize goal_policy first")
+    policy = load_policy(paths.policy_dir / "best")
+    version = file_digest(paths.policy_dir / "best" / "model.safetensors")
+    tasks = _tasks(paths, corpus_root, settings)
+    sources, notes = _sources(paths, settings, tasks, policy.config.goal_dim)
+    seeds = A.world_seeds(settings.episodes, settings.seed, excluded_world_seeds(paths, corpus_root, trials_dir))
+    plan = A.rollout_plan(tasks, sources, seeds, guidance=settings.guidance, max_steps=settings.max_steps,
+                          sample_seed=settings.seed if sample_seed is None else sample_seed)
+    return AgentPlan(policy, version, tasks, sources, seeds, plan, notes)
+
+
+def record_agent_run(paths: StoragePaths, table, animations, *, n_boot: int = 2000, seed: int = 0) -> AgentRun:
+    """Write an agent-success run: its parquet file and its HTML report (``report.html`` and a copy
+    under ``reports/``)."""
     from goalcraft.evaluation import agent_success as A
     from goalcraft.evaluation.agent_report import render_agent_report
 
@@ -394,7 +439,7 @@ def record_agent_run(paths: StoragePaths, table, animations, *, n_boot: int = 20
     report = paths.agent_success_dir / "report.html"
     for path in (paths.agent_success_dir / "reports" / f"{run_id}.html", report):
         write_text_atomic(html_text, path)
-    return run_id, out, report, len(html_text.encode()), differences, rl_differences
+    return AgentRun(run_id, out, report, len(html_text.encode()), differences, rl_differences)
 
 
 def evaluate_agent_success(paths: StoragePaths, corpus_root: Path, settings: AgentSettings, *,
@@ -403,22 +448,11 @@ def evaluate_agent_success(paths: StoragePaths, corpus_root: Path, settings: Age
     per run under ``evaluation/agent_success/`` (DuckDB view ``agent_success``), and its HTML report
     ``report.html`` (a copy per run under ``reports/``) with one episode per source and task animated."""
     from goalcraft.evaluation import agent_success as A
-    from goalcraft.evaluation.agent_report import gif_stride, rollout_animation
-    from goalcraft.evaluation.rollouts import CrafterGoalEnv, PolicyAgent, run_rollouts
-    from goalcraft.evaluation.run import file_digest
-    from goalcraft.models.policy import load_policy
 
     say = say or _quiet
     started = time.perf_counter()
-    if not (paths.policy_dir / "best" / "model.safetensors").is_file():
-        raise StageError("no policy: materialize goal_policy first")
-    policy = load_policy(paths.policy_dir / "best")
-    version = file_digest(paths.policy_dir / "best" / "model.safetensors")
-    tasks = _tasks(paths, corpus_root, settings)
-    sources, notes = _sources(paths, settings, tasks, policy.config.goal_dim)
-    seeds = A.world_seeds(settings.episodes, settings.seed, excluded_world_seeds(paths, corpus_root, trials_dir))
-    plan = A.rollout_plan(tasks, sources, seeds, guidance=settings.guidance, max_steps=settings.max_steps,
-                          sample_seed=settings.seed)
+    policy, version, tasks, sources, seeds, plan, notes = plan_agent_success(paths, corpus_root, settings,
+                                                                             trials_dir=trials_dir)
     say(f"agent success: {len(plan)} episodes ({len(tasks)} tasks, {len(sources)} goal sources, "
         f"{len(settings.guidance)} guidance scales, {len(seeds)} world seeds, T = {settings.max_steps})")
     shown = [0]
@@ -428,39 +462,30 @@ def evaluate_agent_success(paths: StoragePaths, corpus_root: Path, settings: Age
             shown[0] = done
             say(f"agent success: {done}/{total} episodes, {time.perf_counter() - started:.0f}s")
 
-    # The animated episodes are recorded as they are played (a replay could round differently in
-    # another batch); only their every stride-th observation is kept.
-    animated = A.animated_episodes(plan)
-    stride = gif_stride(settings.max_steps)
     with _policy_threads(settings.workers):
-        frame_size = (policy.config.frame_width, policy.config.frame_height)
-        results = run_rollouts(partial(CrafterGoalEnv, frame_size), PolicyAgent(policy, settings.slots),
-                               [p.request for p in plan], slots=settings.slots, workers=settings.workers,
-                               record_frames=set(animated).__contains__, frame_stride=stride, progress=progress)
+        results, animations = A.play_plan(policy, plan, slots=settings.slots, workers=settings.workers,
+                                          progress=progress)
     table = A.agent_success_table(plan, results, policy=version)
-    animations = [rollout_animation(plan[i].model, plan[i].guidance, plan[i].task, results[i], stride)
-                  for i in animated]
-    run_id, out, report, html_bytes, differences, rl_differences = record_agent_run(
-        paths, table, animations, n_boot=settings.n_boot, seed=settings.seed)
+    run = record_agent_run(paths, table, animations, n_boot=settings.n_boot, seed=settings.seed)
     summary = A.summarize(table)
     env_steps = int(sum(r.steps for r in results))
     seconds = time.perf_counter() - started
     return StageResult({
-        "run_id": run_id,
+        "run_id": run.run_id,
         "episodes": len(results),
         "tasks": [t for t, _ in tasks],
         "sources": [s.name for s in sources],
         "success": _pooled_markdown(summary),
         "oracle_above_unconditional": _oracle_beats_floor(summary),
-        "predictor_minus_prior_pooled": [d for d in differences if d["task"] == "(all)"],
-        "predictor_rl_minus_predictor_pooled": [d for d in rl_differences if d["task"] == "(all)"],
+        "predictor_minus_prior_pooled": [d for d in run.differences if d["task"] == "(all)"],
+        "predictor_rl_minus_predictor_pooled": [d for d in run.rl_differences if d["task"] == "(all)"],
         "env_steps": env_steps,
         "env_steps_per_s": round(env_steps / max(seconds, 1e-9), 1),
         "seconds": round(seconds, 1),
-        "table": out,
-        "report": Url(report.resolve().as_uri()),
-        "report_path": report,
-        "report_bytes": html_bytes,
+        "table": run.table_path,
+        "report": Url(run.report_path.resolve().as_uri()),
+        "report_path": run.report_path,
+        "report_bytes": run.report_bytes,
     }, notes)
 
 
