@@ -110,7 +110,7 @@ def cmd_import(args: argparse.Namespace) -> None:
 
     from goalcraft.evaluation import agent_success as A
     from goalcraft.evaluation.agent_report import Animation
-    from goalcraft.stages.agent import _oracle_beats_floor, _pooled_markdown, record_agent_run
+    from goalcraft.stages.agent import pooled_markdown, record_agent_run
 
     _config, paths, _corpus = _paths(args.config)
     plan, results, animations, policies = [], [], [], set()
@@ -130,8 +130,8 @@ def cmd_import(args: argparse.Namespace) -> None:
     run = record_agent_run(paths, table, animations)
     summary = A.summarize(table)
     print(f"run {run.run_id}: {len(results)} episodes → {run.table_path}; report {run.report_path}")
-    print(_pooled_markdown(summary))
-    print("oracle above unconditional:", json.dumps(_oracle_beats_floor(summary)))
+    print(pooled_markdown(summary))
+    print("oracle above unconditional:", json.dumps(A.oracle_beats_floor(summary)))
     lams = sorted({p.guidance for p in plan if p.guidance is not None})
     for a, b in ((A.PREDICTOR, A.PRIOR_SAMPLED), (A.PREDICTOR, A.PRIOR_DETERMINISTIC), (A.PREDICTOR_RL, A.PREDICTOR),
                  (A.ORACLE, A.UNCONDITIONAL)):

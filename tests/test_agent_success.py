@@ -14,6 +14,7 @@ from goalcraft.evaluation.agent_success import (
     GoalSource,
     agent_success_table,
     animated_episodes,
+    oracle_beats_floor,
     paired_difference,
     rollout_plan,
     summarize,
@@ -96,6 +97,19 @@ def test_table_and_summary():
     oracle = pooled[("oracle_visual", 0.0)]
     assert oracle["episodes"] == 10 and oracle["ci_low"] <= oracle["success_rate"] <= oracle["ci_high"]
     assert oracle["mean_steps_to_success"] == 10.0
+
+
+def test_oracle_beats_floor_needs_the_best_guidance_ci_above_the_floors():
+    def row(model, guidance, task, k, n=20):
+        rate, low, high = wilson(k, n)
+        return {"model": model, "guidance": guidance, "task": task, "success_rate": rate, "ci_low": low, "ci_high": high}
+
+    summary = [row("unconditional", 0.0, "a", 0), row("oracle_visual", 0.0, "a", 6), row("oracle_visual", 1.0, "a", 7),
+               row("unconditional", 0.0, "b", 0), row("oracle_visual", 1.0, "b", 6),  # 6/20 CI reaches 0/20's
+               row("unconditional", 0.0, "c", 10), row("oracle_visual", 3.0, "c", 20),
+               row("unconditional", 0.0, "(all)", 10, 60), row("oracle_visual", 1.0, "(all)", 33, 60)]
+    # 7/20's CI [0.18, 0.57] lies above 0/20's [0, 0.16]; 6/20's [0.145, ...] does not; 20/20 above 10/20.
+    assert oracle_beats_floor(summary) == {"tasks": ["a", "c"], "count": 2, "of": 3}
 
 
 def test_paired_difference():

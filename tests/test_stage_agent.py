@@ -53,6 +53,28 @@ def test_policy_trains_on_every_trajectory(trained, crafter_corpus):
     cached = np.load(paths.policy_dir / "episodes" / "crafter-3-v00.npz")
     assert cached["frames"].shape == (151, 20, 32, 3) and cached["goals"].shape == (151, 512)
     assert np.isnan(cached["goals"][:15]).all() and np.isfinite(cached["goals"][15:]).all()
+    # The unlock frames (for relabel = "unlocks") are the recorded unlocks' steps, found again by the replay.
+    from goalcraft.data.trajectories import scan_trajectories
+
+    record = {r.id: r for r in scan_trajectories(crafter_corpus)[0]}["crafter-3-v00"]
+    assert len(record.unlocked) > 0
+    assert cached["unlock_frames"].tolist() == [step for step, _name in record.unlocked]
+
+
+def test_policy_trains_with_goals_at_unlocks(trained, crafter_corpus, tmp_path):
+    import shutil
+
+    from goalcraft.config import config_from_dict
+
+    paths, *_ = trained
+    mine = StoragePaths(tmp_path / "data")
+    shutil.copytree(paths.goal_space_dir, mine.goal_space_dir)
+    shutil.copytree(paths.policy_dir / "episodes", mine.policy_dir / "episodes")  # the prepared episodes
+    settings = PolicySettings(config="tiny", epochs=1, batch_size=64, relabel="unlocks", unlock_keep=0.5)
+    result = train_goal_policy(mine, crafter_corpus, settings, config_from_dict({}, tmp_path).clips)
+    assert result.metadata["reused_from_cache"] == 6
+    recorded = json.loads((mine.policy_dir / "history.json").read_text())["settings"]
+    assert recorded["relabel"] == "unlocks" and recorded["unlock_keep"] == 0.5
 
 
 @pytest.mark.slow

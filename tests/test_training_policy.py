@@ -18,6 +18,7 @@ from goalcraft.training.policy import (
     hindsight_goal_frames,
     load_best_policy,
     train_policy,
+    unlock_goal_frames,
 )
 
 TINY = POLICY_CONFIGS["tiny"]
@@ -91,6 +92,44 @@ def goal_following_episodes(n: int = 12, frames: int = 40, seed: int = 0) -> lis
             id=f"e{i:02d}", frames=rng.integers(0, 256, (frames, TINY.frame_height, TINY.frame_width, 3), dtype=np.uint8),
             actions=np.full(frames - 1, action, np.int64), goals=goals, env_seed=i))
     return out
+
+
+def test_unlock_goals_end_at_kept_unlocks_and_steve1_segments_after_the_last():
+    goals = unlock_goal_frames(100, [5, 20, 50, 80], np.random.default_rng(0), keep=1.0)
+    t = np.arange(99)
+    # Unlock 5 has no 16-frame clip, so it is no goal; every unlock from 15 on ends a segment.
+    assert (goals[:21] == 20).all() and (goals[21:51] == 50).all() and (goals[51:81] == 80).all()
+    tail = goals[81:]  # after the last unlock: STEVE-1's segments over frames 81 ... 99
+    assert (tail >= t[81:]).all() and (tail > 80).all() and tail[-1] == 99
+    # keep -> 0: only the last unlock (always kept) remains before it.
+    assert (unlock_goal_frames(100, [20, 50, 80], np.random.default_rng(0), keep=1e-9)[:81] == 80).all()
+    # No usable unlock: exactly STEVE-1's segments with the same draws.
+    assert np.array_equal(unlock_goal_frames(100, [3], np.random.default_rng(4)),
+                          hindsight_goal_frames(100, np.random.default_rng(4)))
+    one_step_tail = unlock_goal_frames(100, [97], np.random.default_rng(0))
+    assert (one_step_tail[:98] == 97).all() and one_step_tail[98] == 99
+
+
+def test_unlock_goals_skip_an_unlock_with_probability_one_minus_keep():
+    rng = np.random.default_rng(1)
+    first = np.array([unlock_goal_frames(60, [20, 40, 59], rng, keep=0.3)[0] for _ in range(4000)])
+    # Step 0's goal: unlock 20 if kept (0.3), else 40 if kept (0.7 * 0.3), else 59 (0.49).
+    shares = [np.mean(first == u) for u in (20, 40, 59)]
+    assert np.allclose(shares, [0.3, 0.21, 0.49], atol=0.03)
+    with pytest.raises(ValueError):
+        unlock_goal_frames(60, [20], rng, keep=0.0)
+
+
+def test_training_with_unlock_goals_is_fingerprinted_and_checked(tmp_path):
+    episodes = [PolicyEpisode(e.id, e.frames, e.actions, e.goals, e.env_seed, (20, 30))
+                for e in goal_following_episodes(4)]
+    kw = dict(epochs=1, batch_size=16, seed=2, log=lambda r: None)
+    result = train_policy(episodes, TINY, tmp_path / "run", relabel="unlocks", unlock_keep=0.5, **kw)
+    assert result.epochs_completed == 1
+    with pytest.raises(PolicyTrainingError, match="other data or settings"):  # the relabelling is part of the run
+        train_policy(episodes, TINY, tmp_path / "run", epochs=2, batch_size=16, seed=2, log=lambda r: None)
+    with pytest.raises(PolicyTrainingError, match="relabel"):
+        train_policy(episodes, TINY, tmp_path / "bad", relabel="future", **kw)
 
 
 def _weights(path):

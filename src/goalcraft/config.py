@@ -403,6 +403,11 @@ class PolicySettings(Settings):
     gap_low: int = 15
     gap_high: int = 45
     p_uncond: float = Field(0.1, ge=0, lt=1)  # share of training goals zeroed (classifier-free guidance)
+    # "unlocks": hindsight segments end at the episode's unlocks, each kept as an end with probability
+    # unlock_keep (STEVE-1's segments after the last one); "segments": STEVE-1's segments throughout.
+    # On the study, unlocks did better under the oracle goal than segments (docs/results.md, fifth session).
+    relabel: Literal["segments", "unlocks"] = "unlocks"
+    unlock_keep: float = Field(0.3, gt=0, le=1)
     device: str = "cpu"
     # Processes replaying the trajectories (Crafter's world generation, ~0.7 s a world, is most of a
     # replay) while the stage decodes and embeds their videos; 0: in the stage's own process.

@@ -41,6 +41,7 @@ __all__ = [
     "GoalSource",
     "agent_success_table",
     "animated_episodes",
+    "oracle_beats_floor",
     "paired_difference",
     "play_plan",
     "rollout_plan",
@@ -195,6 +196,19 @@ def summarize(table: pa.Table) -> list[dict[str, Any]]:
                         "mean_steps_to_success": float(np.mean(wins)) if wins else None,
                         "mean_off_target": float(np.mean([r["off_target"] for r in group]))})
     return out
+
+
+def oracle_beats_floor(summary: list[dict]) -> dict:
+    """Tasks where the oracle visual goal's success CI lies above the unconditional policy's (best λ)."""
+    by = {(r["model"], r["guidance"], r["task"]): r for r in summary if r["task"] != "(all)"}
+    floor = {t: r for (m, _g, t), r in by.items() if m == UNCONDITIONAL}
+    above = []
+    for task, f in floor.items():
+        best = max((r for (m, _g, t), r in by.items() if m == ORACLE and t == task),
+                   key=lambda r: r["success_rate"], default=None)
+        if best is not None and best["ci_low"] > f["ci_high"]:
+            above.append(task)
+    return {"tasks": sorted(above), "count": len(above), "of": len(floor)}
 
 
 def paired_difference(table: pa.Table, a: tuple[str, float | None], b: tuple[str, float | None], *,

@@ -91,7 +91,8 @@ def _prepare_episode(record, corpus_root: Path, model, decoder, clips: ClipsSett
     if recorded and (sorted(unlocked) != sorted(record.unlocked) or not np.allclose(rewards, record.rewards, atol=1e-5)):
         raise InputError("trajectory_replay_mismatch",
                          "replaying the actions does not reproduce the recorded rewards and unlocks")
-    return PolicyEpisode(record.id, policy_frames, record.actions.copy(), goals, record.env_seed)
+    return PolicyEpisode(record.id, policy_frames, record.actions.copy(), goals, record.env_seed,
+                         tuple(step for step, _name in unlocked))
 
 
 def _load_episodes(paths: StoragePaths, corpus_root: Path, trials_dir: str, clips: ClipsSettings, frame_size,
@@ -136,8 +137,11 @@ def _load_episodes(paths: StoragePaths, corpus_root: Path, trials_dir: str, clip
         if path.is_file():
             with np.load(path) as data:
                 if str(data["key"]) == key:
+                    # Older caches have no unlock frames; the record's are the replay's (checked then).
+                    unlocks = (data["unlock_frames"].tolist() if "unlock_frames" in data.files
+                               else [step for step, _name in record.unlocked])
                     cached[record.id] = PolicyEpisode(record.id, data["frames"], data["actions"], data["goals"],
-                                                      record.env_seed)
+                                                      record.env_seed, tuple(int(u) for u in unlocks))
     todo = [r for r in usable if r.id not in cached and r.env_seed is not None]
     pool = (ProcessPoolExecutor(min(workers, len(todo)), mp_context=multiprocessing.get_context("forkserver"))
             if workers > 0 and len(todo) > 1 else None)
@@ -161,7 +165,7 @@ def _load_episodes(paths: StoragePaths, corpus_root: Path, trials_dir: str, clip
             path = cache / f"{record.id}.npz"
             tmp = path.with_name(f".{path.name}.tmp.npz")
             np.savez(tmp, key=np.array(keys[record.id]), frames=episode.frames, actions=episode.actions,
-                     goals=episode.goals)
+                     goals=episode.goals, unlock_frames=np.asarray(episode.unlock_frames, np.int64))
             tmp.replace(path)
             episodes.append(episode)
             kinds[record.kind] += 1
@@ -207,6 +211,7 @@ def train_goal_policy(paths: StoragePaths, corpus_root: Path, settings: PolicySe
         result = train_policy(episodes, config, paths.policy_dir, epochs=settings.epochs, batch_size=settings.batch_size,
                               lr=settings.lr, seed=settings.seed, val_fraction=settings.val_fraction,
                               gap=(settings.gap_low, settings.gap_high), p_uncond=settings.p_uncond,
+                              relabel=settings.relabel, unlock_keep=settings.unlock_keep,
                               weight_decay=settings.weight_decay, resume="auto", log=log, device=settings.device)
     except PolicyTrainingError as exc:
         raise StageError(str(exc)) from None
@@ -351,7 +356,8 @@ def excluded_world_seeds(paths: StoragePaths, corpus_root: Path, trials_dir: str
     return seeds
 
 
-def _pooled_markdown(summary: list[dict]) -> Markdown:
+def pooled_markdown(summary: list[dict]) -> Markdown:
+    """The pooled success rates of an agent-success summary as a Markdown table."""
     rows = sorted((r for r in summary if r["task"] == "(all)"),
                   key=lambda r: (r["model"], -1 if r["guidance"] is None else r["guidance"]))
     for r in rows:
@@ -359,19 +365,6 @@ def _pooled_markdown(summary: list[dict]) -> Markdown:
         r["success [95% CI]"] = f"{r['success_rate']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}]"
     return history_markdown(rows, ["model", "λ", "episodes", "successes", "success [95% CI]",
                                    "mean_steps_to_success", "mean_off_target"])
-
-
-def _oracle_beats_floor(summary: list[dict]) -> dict:
-    """Tasks where the oracle visual goal's success CI lies above the unconditional policy's (best λ)."""
-    by = {(r["model"], r["guidance"], r["task"]): r for r in summary if r["task"] != "(all)"}
-    floor = {t: r for (m, _g, t), r in by.items() if m == "unconditional"}
-    above = []
-    for task, f in floor.items():
-        best = max((r for (m, _g, t), r in by.items() if m == "oracle_visual" and t == task),
-                   key=lambda r: r["success_rate"], default=None)
-        if best is not None and best["ci_low"] > f["ci_high"]:
-            above.append(task)
-    return {"tasks": sorted(above), "count": len(above), "of": len(floor)}
 
 
 class AgentRun(NamedTuple):
@@ -475,8 +468,8 @@ def evaluate_agent_success(paths: StoragePaths, corpus_root: Path, settings: Age
         "episodes": len(results),
         "tasks": [t for t, _ in tasks],
         "sources": [s.name for s in sources],
-        "success": _pooled_markdown(summary),
-        "oracle_above_unconditional": _oracle_beats_floor(summary),
+        "success": pooled_markdown(summary),
+        "oracle_above_unconditional": A.oracle_beats_floor(summary),
         "predictor_minus_prior_pooled": [d for d in run.differences if d["task"] == "(all)"],
         "predictor_rl_minus_predictor_pooled": [d for d in run.rl_differences if d["task"] == "(all)"],
         "env_steps": env_steps,

@@ -10,6 +10,9 @@ draws the segments the same way with bounds scaled to Crafter's pace (:data:`HIN
 reasoning is in docs/closed-loop.md) and without STEVE-1's one-step overlap (its goal index moves on
 one step after the goal frame; here a segment ends at its goal frame).
 
+* By default (``relabel="unlocks"``) the segments end at the episode's unlocks instead
+  (:func:`unlock_goal_frames`), so training goals are success clips, the kind of goal the policy is
+  asked to reach later; STEVE-1's segments remain for the steps after the last unlock.
 * Goals come from the same goal-space model the goal embeddings come from
   (:func:`clip_goal_embeddings`: per-frame features once, then every 16-frame window through the
   temporal encoder; frame ``f``'s row is the clip of frames ``f-15 … f``).
@@ -57,11 +60,13 @@ __all__ = [
     "PolicyEpisode",
     "PolicyTrainResult",
     "PolicyTrainingError",
+    "RELABEL_MODES",
     "clip_goal_embeddings",
     "hindsight_goal_frames",
     "load_best_policy",
     "replay_frames",
     "train_policy",
+    "unlock_goal_frames",
 ]
 
 STATE_FILE = "state.pt"
@@ -71,6 +76,10 @@ STEVE1_GAP = (15, 200)
 HINDSIGHT_GAP = (15, 45)
 #: STEVE-1's --p_uncond: the share of training goals zeroed (classifier-free guidance).
 P_UNCOND = 0.1
+#: How goal frames are drawn: STEVE-1's random segments, or segments that end at unlocks
+#: (:func:`unlock_goal_frames`; docs/closed-loop.md).
+RELABEL_MODES = ("segments", "unlocks")
+UNLOCK_KEEP = 0.3
 
 # Offsets of the random streams drawn from ``seed``.
 _SPLIT, _INIT, _RELABEL, _ORDER, _UNCOND, _VAL = range(6)
@@ -84,13 +93,16 @@ class PolicyTrainingError(ValueError):
 class PolicyEpisode:
     """One trajectory ready for training: ``frames`` the policy's frames ``[F, h, w, 3]`` uint8,
     ``actions`` ``[F - 1]`` (step ``t``'s action chosen on frame ``t``), ``goals`` ``[F, D]`` float32
-    (row ``f``: the goal embedding of the 16-frame clip ending at frame ``f``; rows ``f < 15`` unused)."""
+    (row ``f``: the goal embedding of the 16-frame clip ending at frame ``f``; rows ``f < 15`` unused),
+    ``unlock_frames``: the frames at which an achievement was unlocked (step ``s``'s unlock shows on
+    frame ``s``), for :func:`unlock_goal_frames`."""
 
     id: str
     frames: np.ndarray = field(repr=False)
     actions: np.ndarray = field(repr=False)
     goals: np.ndarray = field(repr=False)
     env_seed: int | None = None
+    unlock_frames: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -166,6 +178,31 @@ def hindsight_goal_frames(n_frames: int, rng: np.random.Generator, gap: tuple[in
     return np.asarray(goals, np.int64)[np.searchsorted(goals, steps, side="left")]
 
 
+def unlock_goal_frames(n_frames: int, unlock_frames: Sequence[int], rng: np.random.Generator,
+                       gap: tuple[int, int] = HINDSIGHT_GAP, keep: float = UNLOCK_KEEP) -> np.ndarray:
+    """Goal frames like :func:`hindsight_goal_frames`, but the segments end at unlocks: each unlock
+    frame (>= 15, so it has a 16-frame clip) is a segment end with probability ``keep``, the last one
+    always; step ``t`` gets the first kept unlock ``>= t``, so its goal is a success clip, the next
+    one with probability ``keep``, a later one otherwise (errands chain: table, pickaxe, stone). Steps
+    after the last unlock (or an episode without one) get STEVE-1's segments (``gap``)."""
+    if not 0 < keep <= 1:
+        raise ValueError(f"keep must be in (0, 1], got {keep!r}")
+    last = n_frames - 1
+    ends = sorted({int(u) for u in unlock_frames if CLIP_FRAMES - 1 <= int(u) <= last})
+    if not ends:
+        return hindsight_goal_frames(n_frames, rng, gap)
+    kept = np.asarray([u for u, k in zip(ends, rng.random(len(ends)) < keep) if k or u == ends[-1]], np.int64)
+    steps = np.arange(n_frames - 1)
+    out = kept[np.minimum(np.searchsorted(kept, steps, side="left"), len(kept) - 1)]
+    tail = steps > kept[-1]
+    if tail.any():
+        # The rest of the episode after the last unlock, relabelled as STEVE-1 does: a sub-episode whose
+        # frame 15 is the first step after it (a tail step exists, so it has >= 16 frames).
+        start = int(kept[-1]) + 1 - (CLIP_FRAMES - 1)
+        out[tail] = hindsight_goal_frames(n_frames - start, rng, gap)[steps[tail] - start] + start
+    return out
+
+
 def replay_frames(env_seed: int, actions: np.ndarray, frame_size: tuple[int, int] = (64, 40)
                   ) -> tuple[np.ndarray, list[tuple[int, str]], np.ndarray]:
     """The policy's frames ``[len(actions) + 1, h, w, 3]`` of a recorded Crafter episode, by replaying
@@ -211,8 +248,13 @@ class _Steps:
     def __len__(self) -> int:
         return int(self.actions.shape[0])
 
-    def goal_rows(self, rng_for: Callable[[int], np.random.Generator], gap: tuple[int, int]) -> np.ndarray:
+    def goal_rows(self, rng_for: Callable[[int], np.random.Generator], gap: tuple[int, int],
+                  relabel: str, keep: float) -> np.ndarray:
         """Flat goal-row index of every step, with each episode relabelled by ``rng_for(episode)``."""
+        if relabel == "unlocks":
+            return np.concatenate([self.offsets[i] + unlock_goal_frames(e.frames.shape[0], e.unlock_frames, rng_for(i),
+                                                                        gap, keep)
+                                   for i, e in enumerate(self.episodes)])
         return np.concatenate([self.offsets[i] + hindsight_goal_frames(e.frames.shape[0], rng_for(i), gap)
                                for i, e in enumerate(self.episodes)])
 
@@ -276,6 +318,8 @@ def train_policy(
     val_fraction: float = 0.1,
     gap: tuple[int, int] = HINDSIGHT_GAP,
     p_uncond: float = P_UNCOND,
+    relabel: str = "unlocks",
+    unlock_keep: float = UNLOCK_KEEP,
     weight_decay: float = 0.01,
     grad_clip: float = 1.0,
     resume: bool | str = True,
@@ -301,6 +345,9 @@ def train_policy(
     if len(episodes) < 2:
         raise PolicyTrainingError(f"need at least 2 episodes (one to train, one to validate), got {len(episodes)}")
     hindsight_goal_frames(CLIP_FRAMES, _rng(0), gap)  # checks gap
+    if relabel not in RELABEL_MODES or not 0 < unlock_keep <= 1:
+        raise PolicyTrainingError(f"relabel must be one of {RELABEL_MODES} and 0 < unlock_keep <= 1, "
+                                  f"got {relabel!r}, {unlock_keep!r}")
 
     order = _rng(seed, _SPLIT).permutation(len(episodes))
     n_val = min(len(episodes) - 1, max(1, round(len(episodes) * val_fraction)))
@@ -308,11 +355,14 @@ def train_policy(
     train_eps = [episodes[i] for i in sorted(order[n_val:].tolist())]
     val_eps = [episodes[i] for i in val_set]
     train, val = _Steps(train_eps, config.frame_stack), _Steps(val_eps, config.frame_stack)
-    val_goal_rows = val.goal_rows(lambda i: _rng(seed, _VAL, i), gap)
+    val_goal_rows = val.goal_rows(lambda i: _rng(seed, _VAL, i), gap, relabel, unlock_keep)
 
     hyper = {"batch_size": batch_size, "lr": float(lr), "seed": int(seed), "val_fraction": float(val_fraction),
              "gap": list(gap), "p_uncond": float(p_uncond), "weight_decay": float(weight_decay),
              "grad_clip": float(grad_clip), "data_sha256": _digest(episodes)}
+    if relabel == "unlocks":  # (a STEVE-1-segments run keeps the fingerprint it had before this setting)
+        hyper.update(relabel=relabel, unlock_keep=float(unlock_keep))
+        hyper["unlocks_sha256"] = hashlib.sha256(repr([e.unlock_frames for e in episodes]).encode()).hexdigest()
     folder = RunFolder(Path(out_dir), {"config": asdict(config), **hyper}, resume=resume, state_file=STATE_FILE,
                        tensorboard=False, error=PolicyTrainingError)
     device_t = torch.device(device)
@@ -337,7 +387,7 @@ def train_policy(
         def train_epoch(epoch: int, _stop: int, tick: Tick) -> dict[str, float]:
             model.train()
             t0 = time.perf_counter()
-            goal_rows = train.goal_rows(lambda i: _rng(seed, _RELABEL, epoch, i), gap)
+            goal_rows = train.goal_rows(lambda i: _rng(seed, _RELABEL, epoch, i), gap, relabel, unlock_keep)
             zero = _rng(seed, _UNCOND, epoch).random(len(train)) < p_uncond
             perm = _rng(seed, _ORDER, epoch).permutation(len(train))
             total, n_batches = 0.0, -(-len(train) // batch_size)
