@@ -23,8 +23,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import math
-
 import numpy as np
 
 from goalcraft.crafter.corpus import generate_crafter_corpus
@@ -32,6 +30,8 @@ from goalcraft.crafter.tasks import ACHIEVEMENTS
 from goalcraft.data.ground_truth import GROUND_TRUTH_EVENTS, event_coverage, read_ground_truth
 from goalcraft.data.manifest import read_manifest
 from goalcraft.data.mining import mine_transcripts
+from goalcraft.data.goal_stage import frame_at, goal_frame_indices
+from goalcraft.data.quarantine import InputError
 from goalcraft.data.task_vocabulary import load_tasks_json
 
 
@@ -45,10 +45,13 @@ def per_video_counts(root: Path, lag_s: float = 0.0, exclusive_s: float = 0.0,
     rows = []
     fps = {v.id: v.fps for v in videos}
     for moment in moments:
+        try:
+            frames = goal_frame_indices(frame_at(moment.success_time, fps[moment.source_id]))  # as the goal stage
+        except InputError:  # too early for a 16-frame clip: the goal stage quarantines it
+            continue
         clips[moment.source_id][moment.task] += 1
-        last = math.floor(moment.success_time * fps[moment.source_id] + 1e-9)  # the goal stage's frame
         rows.append({"source_id": moment.source_id, "task": moment.task, "miner": moment.miner,
-                     "frame_timestamps": [(last - 15 + i) / fps[moment.source_id] for i in range(16)]})
+                     "frame_timestamps": [f / fps[moment.source_id] for f in frames]})
     coverage = event_coverage(rows, read_ground_truth(root / GROUND_TRUTH_EVENTS)).get("all", {})
     events: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
     for line in (root / "ground_truth" / "events.jsonl").read_text().splitlines():

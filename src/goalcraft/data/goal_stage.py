@@ -55,6 +55,7 @@ __all__ = [
     "GOAL_INDEX_SCHEMA",
     "GoalReport",
     "build_goal_partition",
+    "frame_at",
     "goal_frame_indices",
     "resolve_goal_frame",
     "write_partition_goals",
@@ -100,6 +101,11 @@ class GoalReport:
     decoder: str = ""
 
 
+def frame_at(time_s: float, fps: float) -> int:
+    """The frame shown at ``time_s``: the last one that starts at or before it."""
+    return math.floor(time_s * fps + 1e-9)
+
+
 def resolve_goal_frame(moment: GoalMoment, info: VideoInfo) -> int:
     """The goal frame ``f`` of a moment in a decoded video (rules in the module docstring).
 
@@ -114,7 +120,7 @@ def resolve_goal_frame(moment: GoalMoment, info: VideoInfo) -> int:
         return int(moment.success_frame)
     if moment.success_time is None:
         raise ValueError("a goal moment needs a success_time or a success_frame")
-    frame = math.floor(moment.success_time * info.fps + 1e-9)
+    frame = frame_at(moment.success_time, info.fps)
     if frame > last:
         if moment.success_time > info.duration + END_SLACK_S:
             raise InputError("insufficient_frames",

@@ -33,6 +33,8 @@ class GroundTruth:
 
     times: dict[tuple[str, str], list[float]] = field(default_factory=dict)
     bad_lines: int = 0
+    # (number of keys it was built from, tasks by source): built on first use, not per call.
+    _by_source: tuple[int, dict[str, list[str]]] | None = field(default=None, init=False, repr=False, compare=False)
 
     def shows(self, source_id: str, task: str, first: float, last: float) -> bool:
         """Whether an event of ``task`` in ``source_id`` lies in ``(first, last]``."""
@@ -43,7 +45,15 @@ class GroundTruth:
     def others(self, source_id: str, task: str, first: float, last: float) -> bool:
         """Whether an event of a task other than ``task`` in ``source_id`` lies in ``(first, last]``."""
         return any(self.shows(source_id, other, first, last)
-                   for source, other in self.times if source == source_id and other != task)
+                   for other in self._tasks_by_source().get(source_id, ()) if other != task)
+
+    def _tasks_by_source(self) -> dict[str, list[str]]:
+        if self._by_source is None or self._by_source[0] != len(self.times):
+            by_source: dict[str, list[str]] = defaultdict(list)
+            for source, task in self.times:
+                by_source[source].append(task)
+            self._by_source = (len(self.times), dict(by_source))
+        return self._by_source[1]
 
 
 def read_ground_truth(path: Path) -> GroundTruth:
