@@ -132,8 +132,15 @@ def test_clips_and_embeddings_on_ray_are_byte_identical_to_in_process(ray_cluste
         "clip_embeddings [##] p0001", "done"], out
     assert "check passed" in out.splitlines()[0]
 
-    # Every step ran as a Ray job on the cluster, and succeeded.
-    jobs = JobSubmissionClient(ray_cluster).list_jobs()
+    # Every step ran as a Ray job on the cluster, and succeeded. Dagster counts a step done when its
+    # success event is logged, a moment before the job's process exits, so a job may still read
+    # RUNNING here: wait (bounded) for every job to end before reading their statuses.
+    client = JobSubmissionClient(ray_cluster)
+    deadline = time.monotonic() + 120
+    jobs = client.list_jobs()
+    while any(not j.status.is_terminal() for j in jobs) and time.monotonic() < deadline:
+        time.sleep(0.5)
+        jobs = client.list_jobs()
     ops = sorted(j.metadata.get("dagster/op", "") for j in jobs)
     assert ops == sorted(["video_clips", "video_clips_shards_valid"] * 2
                          + ["clip_embeddings", "clip_embeddings_embeddings_sane"] * 2), ops
