@@ -67,7 +67,8 @@ def test_every_artefact_an_asset_reads_is_an_upstream_asset(tmp_path, make_confi
     models = {"goal_aligner", "steve1_prior", "goal_space_model", "goal_embeddings", "task_vocabulary"}
     assert upstream("goal_model_comparison") == models == upstream("goal_model_evaluation")
     assert upstream("evaluation_report") == {"goal_model_evaluation", "goal_embeddings", "goal_clips"}
-    assert upstream("goal_policy") == {"goal_space_model", "corpus_manifest", "agent_trials"}
+    # The policy's DAgger rounds ([policy] dagger_rounds) take their goals from the goal embeddings.
+    assert upstream("goal_policy") == {"goal_space_model", "goal_embeddings", "corpus_manifest", "agent_trials"}
     assert upstream("goal_predictor_rl") == {"goal_policy", "goal_aligner", "task_vocabulary"}
     assert upstream("agent_success") == {"goal_policy", "goal_predictor_rl", "goal_embeddings", "steve1_prior",
                                          "goal_aligner", "task_vocabulary"}

@@ -152,3 +152,58 @@ def test_recording_does_not_change_the_rollouts():
             continue
         wanted = list(range(0, full.steps + 1, 4)) + ([] if full.steps % 4 == 0 else [full.steps])
         assert full.frames.shape[0] == full.steps + 1 and np.array_equal(kept.frames, full.frames[wanted])
+
+
+class LabellingCountingEnv(CountingEnv):
+    """CountingEnv whose steps carry a label (ten times the step number): a labelling env's shape."""
+
+    def step(self, action):
+        obs, unlocked, over = super().step(action)
+        return obs, unlocked, over, 10 * self.t
+
+
+def test_recorded_episodes_keep_the_agents_actions_and_the_envs_labels():
+    requests = [RolloutRequest(100, "win", 10, None), RolloutRequest(2, "win", 10, None)]
+
+    class Alternate(AlwaysAgent):
+        def act(self, slots, observations):
+            return [0 if o < 2 else 1 for o in observations]  # wins at step 3 unless it dies first
+
+    results = run_rollouts(LabellingCountingEnv, Alternate(), requests, slots=2, record_frames=lambda i: i == 0)
+    assert (results[0].success, results[0].steps) == (True, 3)
+    assert results[0].labels.tolist() == [10, 20, 30] and results[0].actions.tolist() == [0, 0, 1]
+    assert results[1].labels is None and results[1].actions is None  # not recorded
+    plain = run_rollouts(CountingEnv, Alternate(), requests[:1], record_frames=lambda i: True)
+    assert plain[0].labels is None and plain[0].actions.tolist() == [0, 0, 1]
+
+
+def test_expert_labels_are_what_the_scripted_player_would_do_while_the_env_takes_the_given_action():
+    from goalcraft.crafter.agent import ACTION_IDS, make_agent
+
+    seed, target = 5, "place_table"
+    env = CrafterGoalEnv((TINY.frame_width, TINY.frame_height), expert_labels=True)
+    env.reset(seed, target)
+    # The reference: the same player (no random share, no warm-up) asked in a twin world that takes
+    # the same actions; the actions are not the player's, so the two worlds only agree if the env
+    # takes the given action and labels the state before it.
+    twin = make_env(seed, (TINY.frame_width, TINY.frame_height), tile=2)
+    twin.reset()
+    player = make_agent(np.random.RandomState(seed), target)
+    player.eps, player.warmup = 0.0, 0
+    rng = np.random.default_rng(0)
+    labels, expected = [], []
+    for _ in range(60):
+        action = int(rng.integers(0, 5))  # noop and moves: the walk is not the player's
+        expected.append(player.act(twin))
+        twin_obs = twin.step(action)[0]
+        obs, _unlocked, over, label = env.step(action)
+        labels.append(label)
+        assert np.array_equal(obs, twin_obs)
+        if over:
+            break
+    assert labels == expected
+    assert {ACTION_IDS["move_left"], ACTION_IDS["move_right"]} & set(labels)  # it walks somewhere on its own
+    # Without expert_labels the step keeps its three-element shape.
+    plain = CrafterGoalEnv((TINY.frame_width, TINY.frame_height))
+    plain.reset(seed, target)
+    assert len(plain.step(0)) == 3

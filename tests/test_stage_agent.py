@@ -271,3 +271,43 @@ def test_the_scripted_ceiling_plays_only_tasks_it_has_a_player_for(tmp_path):
     plan = rollout_plan(tasks, sources, [1, 2], guidance=[0.0], max_steps=10)
     assert sorted({(p.model, p.task) for p in plan}) == [("scripted", "collect_wood"), ("unconditional", "collect_diamond"),
                                                          ("unconditional", "collect_wood")]
+
+
+@pytest.mark.slow
+def test_dagger_rounds_label_the_policys_own_episodes_and_train_on_them(trained, crafter_corpus, tmp_path):
+    import shutil
+
+    from goalcraft.config import config_from_dict
+    from goalcraft.training.dagger import read_labelled
+
+    paths, first, *_ = trained
+    mine = StoragePaths(tmp_path / "data")
+    shutil.copytree(paths.goal_space_dir, mine.goal_space_dir)
+    shutil.copytree(paths.policy_dir / "episodes", mine.policy_dir / "episodes")
+    clips = config_from_dict({}, tmp_path).clips
+    settings = PolicySettings(config="tiny", epochs=1, batch_size=64, dagger_rounds=1, dagger_episodes=3,
+                              dagger_max_steps=40, workers=0)
+    with pytest.raises(StageError, match="goal embeddings"):
+        train_goal_policy(mine, crafter_corpus, settings, clips)
+    _goal_table(mine)  # one training goal clip: collect_wood's
+    lines = []
+    result = train_goal_policy(mine, crafter_corpus, settings, clips, say=lines.append).metadata
+    labelled = result["dagger_labelled_episodes"]
+    assert 1 <= labelled <= 3 and "| 1 |" in result["dagger_rounds"]
+    assert any(line.startswith("policy: DAgger round 1: 3/3 episodes played and labelled") for line in lines)
+    # Round 0 is behaviour cloning alone; the policy trains on the trajectories plus the labelled steps.
+    assert (mine.policy_dir / "dagger" / "round_0" / "best" / "model.safetensors").is_file()
+    stored = mine.policy_dir / "dagger" / "round_1.npz"
+    episodes, figures = read_labelled(stored, str(np.load(stored)["key"]))
+    assert len(episodes) == labelled and figures["episodes"] == labelled
+    assert all(e.id.startswith("dagger1-") and e.id.endswith("-collect_wood") for e in episodes)
+    base_steps = first["train_steps"] + first["val_steps"]
+    assert result["train_steps"] + result["val_steps"] == base_steps + sum(len(e.actions) for e in episodes)
+    # Their worlds are training worlds: agent success never plays them.
+    seeds = set(json.loads((mine.policy_dir / "training_seeds.json").read_text()))
+    assert len(seeds) == 6 + 3 and {e.env_seed for e in episodes} <= seeds
+    assert seeds <= excluded_world_seeds(mine, crafter_corpus)
+    # A re-run reuses the labelled round and the trained runs.
+    again = train_goal_policy(mine, crafter_corpus, settings, clips, say=lines.append).metadata
+    assert "| True |" in again["dagger_rounds"] and again["best_val_loss"] == result["best_val_loss"]
+

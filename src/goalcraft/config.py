@@ -408,6 +408,14 @@ class PolicySettings(Settings):
     # On the study, unlocks did better under the oracle goal than segments (docs/results.md, fifth session).
     relabel: Literal["segments", "unlocks"] = "unlocks"
     unlock_keep: float = Field(0.3, gt=0, le=1)
+    # DAgger (goalcraft.training.dagger): after behaviour cloning, this many rounds of the policy
+    # playing dagger_episodes episodes (targets the scripted players pursue, a training goal clip of
+    # the target as the goal, guidance dagger_guidance, dagger_max_steps steps) with the scripted
+    # player labelling each step; each round retrains on the trajectories plus every labelled episode.
+    dagger_rounds: int = Field(0, ge=0)
+    dagger_episodes: PositiveInt = 340
+    dagger_guidance: float = Field(1.0, ge=0)
+    dagger_max_steps: PositiveInt = 300
     device: str = "cpu"
     # Processes replaying the trajectories (Crafter's world generation, ~0.7 s a world, is most of a
     # replay) while the stage decodes and embeds their videos; 0: in the stage's own process.

@@ -26,14 +26,15 @@ def build_agent_assets() -> list[dg.AssetsDefinition]:
     @dg.asset(
         group_name="agent",
         kinds={"pytorch", "safetensors"},
-        deps=[GOAL_SPACE_MODEL, *INGEST],
+        deps=[GOAL_SPACE_MODEL, GOAL_EMBEDDINGS, *INGEST],
         description=(
             "A goal-conditioned Crafter policy by STEVE-1's recipe: a conv encoder of the 4 latest 64x40 frames, "
             "the 512-d goal added through a learned linear map, classifier-free guidance (goals zeroed 10% of "
             "the time). Behaviour cloning on every trajectory the corpus recorded with its actions, each step's "
             "goal the goal-space embedding of the 16-frame clip that ends where its hindsight segment ends "
-            "(STEVE-1's segments scaled to Crafter's pace). Best and last checkpoints, the world seeds it "
-            "trained on (never evaluated on), quarantined trajectories."
+            "(STEVE-1's segments scaled to Crafter's pace). With [policy] dagger_rounds, DAgger: the policy plays "
+            "with training goal clips (goal_embeddings) and the scripted player labels its steps. Best and last "
+            "checkpoints, the world seeds it trained on (never evaluated on), quarantined trajectories."
         ),
     )
     def goal_policy(context: dg.AssetExecutionContext, storage: StorageResource, corpus: CorpusResource,

@@ -4,7 +4,9 @@ The agent-success evaluation (:mod:`goalcraft.evaluation.agent_success`) drives 
 environment through two protocols:
 
 * :class:`GoalEnv`: ``reset(seed, target) -> observation`` and ``step(action) -> (observation,
-  achievements unlocked at this step, episode over)``. An environment lives in one process.
+  achievements unlocked at this step, episode over)``, optionally with a fourth element, the step's
+  label (an expert's action for the state the step started from: DAgger's data; kept in
+  :attr:`RolloutResult.labels` for recorded episodes). An environment lives in one process.
 * :class:`GoalAgent`: ``reset(slot, goal, guidance)`` starts an episode in a slot, ``act(slots,
   observations) -> actions`` acts for many slots at once (one batched forward pass).
 
@@ -57,7 +59,7 @@ class GoalEnv(Protocol):
 
     def reset(self, seed: int, target: str) -> Any: ...
 
-    def step(self, action: Any) -> tuple[Any, Sequence[str], bool]: ...
+    def step(self, action: Any) -> tuple[Any, Sequence[str], bool] | tuple[Any, Sequence[str], bool, Any]: ...
 
 
 class GoalAgent(Protocol):
@@ -86,7 +88,8 @@ class RolloutResult:
     """What happened: ``success`` (the target unlocked), ``steps`` (to success, else taken),
     ``achievements`` (every achievement unlocked, first unlocks in order), ``died``, and the
     observations when recorded (``record_frames``): the first, every ``frame_stride``-th after it
-    and the last."""
+    and the last; with them the agent's ``actions``, one a step, and ``labels`` when the environment
+    labels its steps: step ``t``'s action and label were for frame ``t - 1`` (at ``frame_stride`` 1)."""
 
     request: RolloutRequest
     success: bool
@@ -94,6 +97,8 @@ class RolloutResult:
     achievements: tuple[str, ...]
     died: bool
     frames: np.ndarray | None = field(default=None, repr=False)
+    labels: np.ndarray | None = field(default=None, repr=False)
+    actions: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def off_target(self) -> tuple[str, ...]:
@@ -114,13 +119,15 @@ class CrafterGoalEnv:
     process: Crafter's world generation takes about a second, a restore a millisecond, and every goal
     source and guidance scale plays the same worlds."""
 
-    def __init__(self, frame_size: tuple[int, int] = (64, 40), cache_worlds: int = 512) -> None:
+    def __init__(self, frame_size: tuple[int, int] = (64, 40), cache_worlds: int = 512, *,
+                 expert_labels: bool = False) -> None:
         view = DEFAULT_SIZE[0] // TILE
         if frame_size[0] % view:
             raise ValueError(f"frame width {frame_size[0]} is not a multiple of the {view}-tile view")
         self.frame_size = (int(frame_size[0]), int(frame_size[1]))
         self.tile = frame_size[0] // view
         self.cache_worlds = cache_worlds
+        self.expert_labels = bool(expert_labels)
         self.env: Any = None
         self._counts: dict[str, int] = {}
 
@@ -150,17 +157,29 @@ class CrafterGoalEnv:
         self._counts = {n: info["achievements"][n] for n in ACHIEVEMENTS}
         return new
 
-    def step(self, action: Any) -> tuple[np.ndarray, list[str], bool]:
-        """One step; ``action`` None: the corpus's scripted agent, pursuing the target, chooses it
-        (it reads the world state, so it lives in the env: the ceiling)."""
-        if action is None:
-            if self.scripted is None:
-                from goalcraft.crafter.agent import make_agent
+    def _scripted(self) -> Any:
+        if self.scripted is None:
+            from goalcraft.crafter.agent import make_agent
 
-                self.scripted = make_agent(np.random.RandomState(self._seed % (2**32)), self._target)
-            action = self.scripted.act(self.env)
+            self.scripted = make_agent(np.random.RandomState(self._seed % (2**32)), self._target)
+            if self.expert_labels:
+                # As a labeller it names the action it means: no random share, no warm-up wander.
+                self.scripted.eps, self.scripted.warmup = 0.0, 0
+        return self.scripted
+
+    def step(self, action: Any) -> tuple[np.ndarray, list[str], bool] | tuple[np.ndarray, list[str], bool, int]:
+        """One step; ``action`` None: the corpus's scripted agent, pursuing the target, chooses it
+        (it reads the world state, so it lives in the env: the ceiling). With ``expert_labels`` that
+        agent, without its random actions, also names its action for this state first (the step's
+        label, returned fourth: DAgger's expert, goalcraft.training.dagger); the env takes ``action``."""
+        label = self._scripted().act(self.env) if self.expert_labels else None
+        if action is None:
+            action = label if label is not None else self._scripted().act(self.env)
         obs, _reward, done, info = self.env.step(int(action))
-        return obs, self._unlocked(info), bool(done or info["discount"] == 0.0)
+        over = bool(done or info["discount"] == 0.0)
+        if self.expert_labels:
+            return obs, self._unlocked(info), over, int(label)
+        return obs, self._unlocked(info), over
 
 
 class NoAgent:
@@ -316,6 +335,8 @@ class _Running:
     steps: int = 0
     achievements: list[str] = field(default_factory=list)
     frames: list[np.ndarray] | None = None
+    labels: list[Any] = field(default_factory=list)
+    actions: list[Any] = field(default_factory=list)
 
 
 class RolloutPool:
@@ -389,9 +410,13 @@ class RolloutPool:
             answers = envs.run([("step", s, a) for s, a in zip(active, actions)])
             finished = []
             steps += len(active)
-            for slot, (obs, unlocked, over) in zip(active, answers):
+            for slot, action, (obs, unlocked, over, *label) in zip(active, actions, answers):
                 run = running[slot]
                 run.steps += 1
+                if run.frames is not None:
+                    run.actions.append(action)
+                    if label:
+                        run.labels.append(label[0])
                 observations[slot] = obs
                 run.achievements += [a for a in unlocked if a not in run.achievements]
                 success = run.request.target in unlocked
@@ -402,7 +427,9 @@ class RolloutPool:
                 if last:
                     results[run.index] = RolloutResult(
                         run.request, success, run.steps, tuple(run.achievements), bool(over and not success),
-                        np.stack(run.frames) if run.frames is not None else None)
+                        np.stack(run.frames) if run.frames is not None else None,
+                        np.asarray(run.labels) if run.frames is not None and run.labels else None,
+                        np.asarray(run.actions) if run.frames is not None else None)
                     finished.append(slot)
             for slot in finished:
                 del running[slot]

@@ -29,6 +29,10 @@ RL_SEEDS_FILE = "rl_world_seeds.json"
 #: The stream agent success's world seeds are drawn from is goalcraft.evaluation.agent_success's
 #: default; REINFORCE draws its worlds from this one.
 RL_WORLD_STREAM = 0xA11
+#: DAgger's rounds (models/policy/dagger/): round_0 is behaviour cloning alone, round_k.npz the
+#: episodes round k-1's policy played and the scripted player labelled; their worlds come from this stream.
+DAGGER_DIR = "dagger"
+DAGGER_WORLD_STREAM = 0xDA66E2
 EPISODE_CACHE = "episodes"
 Say = Callable[[str], None]
 
@@ -182,7 +186,11 @@ def train_goal_policy(paths: StoragePaths, corpus_root: Path, settings: PolicySe
                       trials_dir: str = "trials", say: Say | None = None) -> StageResult:
     """The policy in ``models/policy`` (best/, last/, history.json), trained on every trajectory of the
     corpus; ``training_seeds.json`` lists their world seeds, and trajectories that cannot be used are
-    quarantined (``models/policy/quarantine.parquet``)."""
+    quarantined (``models/policy/quarantine.parquet``). With ``dagger_rounds`` > 0, behaviour cloning
+    alone trains ``dagger/round_0``, each round's policy plays and the scripted player labels
+    (``dagger/round_k.npz``, reused when written for the same policy and requests), the next round
+    trains on the trajectories plus every labelled episode, and the last round is the policy;
+    their worlds join ``training_seeds.json`` (agent success never plays them)."""
     import dataclasses
 
     from goalcraft.models.policy import POLICY_CONFIGS
@@ -195,7 +203,6 @@ def train_goal_policy(paths: StoragePaths, corpus_root: Path, settings: PolicySe
     episodes, quarantined, seeds, reused, kinds = _load_episodes(paths, corpus_root, trials_dir, clips, frame_size,
                                                                  settings.device, say, settings.workers)
     write_parquet_atomic(quarantine_table(quarantined), paths.policy_dir / "quarantine.parquet")
-    write_json_atomic(sorted(seeds), paths.policy_dir / TRAINING_SEEDS_FILE)
     if len(episodes) < 2:
         raise StageError(f"{len(episodes)} usable trajectories; the policy needs at least 2 (see "
                          f"{paths.policy_dir / 'quarantine.parquet'})")
@@ -207,16 +214,41 @@ def train_goal_policy(paths: StoragePaths, corpus_root: Path, settings: PolicySe
                 f"val_loss {record['val_loss']:.4g} val_goal_gain {record['val_goal_gain']:.3g} "
                 f"({record['train_samples_per_s']:.0f} samples/s)")
 
-    try:
-        result = train_policy(episodes, config, paths.policy_dir, epochs=settings.epochs, batch_size=settings.batch_size,
-                              lr=settings.lr, seed=settings.seed, val_fraction=settings.val_fraction,
-                              gap=(settings.gap_low, settings.gap_high), p_uncond=settings.p_uncond,
-                              relabel=settings.relabel, unlock_keep=settings.unlock_keep,
-                              weight_decay=settings.weight_decay, resume="auto", log=log, device=settings.device)
-    except PolicyTrainingError as exc:
-        raise StageError(str(exc)) from None
+    def fit(data: list, out_dir: Path):
+        try:
+            return train_policy(data, config, out_dir, epochs=settings.epochs, batch_size=settings.batch_size,
+                                lr=settings.lr, seed=settings.seed, val_fraction=settings.val_fraction,
+                                gap=(settings.gap_low, settings.gap_high), p_uncond=settings.p_uncond,
+                                relabel=settings.relabel, unlock_keep=settings.unlock_keep,
+                                weight_decay=settings.weight_decay, resume="auto", log=log, device=settings.device)
+        except PolicyTrainingError as exc:
+            raise StageError(str(exc)) from None
+
+    rounds: list[dict] = []
+    labelled: list = []
+    if settings.dagger_rounds:
+        from goalcraft.evaluation.agent_success import world_seeds
+        from goalcraft.training.policy import load_best_policy
+
+        bank = _goal_bank(paths)
+        dagger_dir = paths.policy_dir / DAGGER_DIR
+        say(f"policy: behaviour cloning first (DAgger round 0 of {settings.dagger_rounds})")
+        previous = fit(episodes, dagger_dir / "round_0").best_dir
+        for r in range(1, settings.dagger_rounds + 1):
+            worlds = world_seeds(settings.dagger_episodes, settings.seed * 1000 + r, seeds, stream=DAGGER_WORLD_STREAM)
+            round_eps, figures = _dagger_round(load_best_policy(previous.parent), bank, worlds, settings, r,
+                                               dagger_dir / f"round_{r}.npz", say)
+            labelled += round_eps
+            seeds |= set(worlds)
+            rounds.append({"round": r, **figures})
+            if r < settings.dagger_rounds:
+                say(f"policy: DAgger round {r}: training on {len(episodes)} trajectories + {len(labelled)} labelled")
+                previous = fit(episodes + labelled, dagger_dir / f"round_{r}").best_dir
+        say(f"policy: training on {len(episodes)} trajectories + {len(labelled)} labelled episodes")
+    write_json_atomic(sorted(seeds), paths.policy_dir / TRAINING_SEEDS_FILE)
+    result = fit(episodes + labelled, paths.policy_dir)
     last = result.history[-1] if result.history else {}
-    return StageResult({
+    meta = {
         "trajectories": len(episodes),
         "reused_from_cache": reused,
         "by_kind": kinds,
@@ -233,7 +265,68 @@ def train_goal_policy(paths: StoragePaths, corpus_root: Path, settings: PolicySe
         "training_world_seeds": len(seeds),
         "seconds": round(time.perf_counter() - started, 1),
         "policy": paths.policy_dir / "best",
-    }, [f"trajectory {q.source_id} left out ({q.reason}): {q.detail}" for q in quarantined])
+    }
+    if rounds:
+        meta["dagger_labelled_episodes"] = len(labelled)
+        meta["dagger_rounds"] = history_markdown(rounds, ["round", "episodes", "steps", "success_rate", "agreement",
+                                                          "died", "dropped", "reused"])
+    return StageResult(meta, [f"trajectory {q.source_id} left out ({q.reason}): {q.detail}" for q in quarantined])
+
+
+def _goal_bank(paths: StoragePaths) -> dict[str, np.ndarray]:
+    """DAgger's goals: the training split's goal embeddings of each task a scripted player pursues."""
+    import pyarrow.parquet as pq
+
+    from goalcraft.crafter.agent import scripted_targets
+    from goalcraft.data.embeddings import embedding_matrix
+    from goalcraft.data.splits import split_indices
+
+    if not paths.goal_embeddings_table.is_file():
+        raise StageError("[policy] dagger_rounds needs the goal embeddings (materialize goal_embeddings)")
+    table = pq.read_table(paths.goal_embeddings_table)
+    train = split_indices(table)["train"]
+    matrix, labels = embedding_matrix(table)[train], np.asarray(table.column("task").to_pylist())[train]
+    bank = {str(t): matrix[labels == t] for t in sorted(set(labels.tolist()) & scripted_targets())}
+    if not bank:
+        raise StageError("DAgger: no training goal clip of a task a scripted player pursues")
+    return bank
+
+
+def _dagger_round(policy, bank: dict[str, np.ndarray], worlds: list[int], settings: PolicySettings, r: int,
+                  path: Path, say: Say) -> tuple[list, dict]:
+    """Round ``r``'s labelled episodes: read back from ``path`` when it was written for this policy and
+    these requests (its key), else played, labelled and written."""
+    from goalcraft.training.dagger import dagger_requests, read_labelled, run_dagger_round, write_labelled
+
+    requests = dagger_requests(bank, worlds, max_steps=settings.dagger_max_steps, guidance=settings.dagger_guidance,
+                               seed=settings.seed + r)
+    h = hashlib.sha256()
+    for name, tensor in sorted(policy.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().numpy().tobytes())
+    for q in requests:
+        h.update(repr((q.world_seed, q.target, q.max_steps, q.guidance, q.seed)).encode())
+        h.update(q.goal.tobytes())
+    key = h.hexdigest()
+    stored = read_labelled(path, key)
+    if stored is not None:
+        episodes, figures = stored
+        say(f"policy: DAgger round {r}: {len(episodes)} labelled episodes reused ({path.name})")
+        return episodes, {**figures, "reused": True}
+    started = time.perf_counter()
+
+    def progress(done: int, total: int) -> None:
+        if done % max(1, total // 10) == 0 or done == total:
+            say(f"policy: DAgger round {r}: {done}/{total} episodes played and labelled "
+                f"({time.perf_counter() - started:.0f} s)")
+
+    with _policy_threads(settings.workers):
+        played = run_dagger_round(policy, requests, f"dagger{r}", workers=settings.workers, slots=64,
+                                  progress=progress)
+    figures = {"episodes": len(played.episodes), "steps": played.steps, "success_rate": round(played.success_rate, 4),
+               "agreement": round(played.agreement, 4), "died": round(played.died, 4), "dropped": played.dropped}
+    write_labelled(path, list(played.episodes), key, figures)
+    return list(played.episodes), {**figures, "reused": False}
 
 
 # -- agent success ---------------------------------------------------------------------------------
