@@ -80,3 +80,15 @@ def test_rejects_bad_inputs(tmp_path):
         reinforce_goal_head([], fake_rollout, tmp_path / "rl", iterations=1, **KW)
     with pytest.raises(PredictorRLError):
         reinforce_goal_head(tasks(), fake_rollout, tmp_path / "rl", iterations=1, **{**KW, "sigma": 0.0})
+
+
+def test_a_head_tuned_against_one_policy_is_not_resumed_against_another(tmp_path):
+    done = reinforce_goal_head(tasks(), fake_rollout, tmp_path / "rl", iterations=2, player="policy-a", **KW)
+    again = reinforce_goal_head(tasks(), fake_rollout, tmp_path / "rl", iterations=2, player="policy-a",
+                                resume="auto", **KW)
+    assert again.resumed_from == 2 and again.history == done.history  # the same policy: nothing to redo
+    with pytest.raises(PredictorRLError):
+        reinforce_goal_head(tasks(), fake_rollout, tmp_path / "rl", iterations=2, player="policy-b", **KW)
+    fresh = reinforce_goal_head(tasks(), fake_rollout, tmp_path / "rl", iterations=2, player="policy-b",
+                                resume="auto", **KW)
+    assert fresh.resumed_from == 0 and fresh.iterations_completed == 2

@@ -228,7 +228,6 @@ def train_goal_policy(paths: StoragePaths, corpus_root: Path, settings: PolicySe
     labelled: list = []
     if settings.dagger_rounds:
         from goalcraft.evaluation.agent_success import world_seeds
-        from goalcraft.training.policy import load_best_policy
 
         bank = _goal_bank(paths)
         dagger_dir = paths.policy_dir / DAGGER_DIR
@@ -236,8 +235,7 @@ def train_goal_policy(paths: StoragePaths, corpus_root: Path, settings: PolicySe
         previous = fit(episodes, dagger_dir / "round_0").best_dir
         for r in range(1, settings.dagger_rounds + 1):
             worlds = world_seeds(settings.dagger_episodes, settings.seed * 1000 + r, seeds, stream=DAGGER_WORLD_STREAM)
-            round_eps, figures = _dagger_round(load_best_policy(previous.parent), bank, worlds, settings, r,
-                                               dagger_dir / f"round_{r}.npz", say)
+            round_eps, figures = _dagger_round(previous, bank, worlds, settings, r, dagger_dir / f"round_{r}.npz", say)
             labelled += round_eps
             seeds |= set(worlds)
             rounds.append({"round": r, **figures})
@@ -292,18 +290,17 @@ def _goal_bank(paths: StoragePaths) -> dict[str, np.ndarray]:
     return bank
 
 
-def _dagger_round(policy, bank: dict[str, np.ndarray], worlds: list[int], settings: PolicySettings, r: int,
+def _dagger_round(policy_dir: Path, bank: dict[str, np.ndarray], worlds: list[int], settings: PolicySettings, r: int,
                   path: Path, say: Say) -> tuple[list, dict]:
-    """Round ``r``'s labelled episodes: read back from ``path`` when it was written for this policy and
-    these requests (its key), else played, labelled and written."""
+    """Round ``r``'s labelled episodes, played by the policy in ``policy_dir``: read back from ``path``
+    when it was written for these weights and requests (its key), else played, labelled and written."""
+    from goalcraft.evaluation.run import file_digest
+    from goalcraft.models.policy import load_policy
     from goalcraft.training.dagger import dagger_requests, read_labelled, run_dagger_round, write_labelled
 
     requests = dagger_requests(bank, worlds, max_steps=settings.dagger_max_steps, guidance=settings.dagger_guidance,
                                seed=settings.seed + r)
-    h = hashlib.sha256()
-    for name, tensor in sorted(policy.state_dict().items()):
-        h.update(name.encode())
-        h.update(tensor.detach().cpu().numpy().tobytes())
+    h = hashlib.sha256(file_digest(policy_dir).encode())
     for q in requests:
         h.update(repr((q.world_seed, q.target, q.max_steps, q.guidance, q.seed)).encode())
         h.update(q.goal.tobytes())
@@ -321,7 +318,7 @@ def _dagger_round(policy, bank: dict[str, np.ndarray], worlds: list[int], settin
                 f"({time.perf_counter() - started:.0f} s)")
 
     with _policy_threads(settings.workers):
-        played = run_dagger_round(policy, requests, f"dagger{r}", workers=settings.workers, slots=64,
+        played = run_dagger_round(load_policy(policy_dir), requests, f"dagger{r}", workers=settings.workers, slots=64,
                                   progress=progress)
     figures = {"episodes": len(played.episodes), "steps": played.steps, "success_rate": round(played.success_rate, 4),
                "agreement": round(played.agreement, 4), "died": round(played.died, 4), "dropped": played.dropped}
@@ -585,6 +582,7 @@ def finetune_goal_predictor_rl(paths: StoragePaths, corpus_root: Path, rl: Predi
     training trajectory's, none agent success plays). ``models/goal_predictor_rl``: best/, last/."""
     from goalcraft.evaluation.agent_success import world_seeds
     from goalcraft.evaluation.rollouts import CrafterGoalEnv, PolicyAgent, RolloutPool
+    from goalcraft.evaluation.run import file_digest
     from goalcraft.models.policy import load_policy
     from goalcraft.training.predictor_rl import PredictorRLError, RLTask, reinforce_goal_head
 
@@ -617,7 +615,7 @@ def finetune_goal_predictor_rl(paths: StoragePaths, corpus_root: Path, rl: Predi
                 paths.goal_predictor_rl_dir, iterations=rl.iterations, episodes_per_task=rl.episodes_per_task,
                 world_seeds=pool_seeds, max_steps=rl.max_steps, guidance=rl.guidance, sigma=rl.sigma, lr=rl.lr,
                 seed=rl.seed, baseline_momentum=rl.baseline_momentum, off_target_penalty=rl.off_target_penalty,
-                resume="auto", log=log)
+                player=file_digest(paths.policy_dir / "best"), resume="auto", log=log)
     except PredictorRLError as exc:
         raise StageError(str(exc)) from None
     history = list(result.history)

@@ -84,10 +84,13 @@ def reinforce_goal_head(
     seed: int = 0,
     baseline_momentum: float = 0.9,
     off_target_penalty: float = 0.0,
+    player: str = "",
     resume: bool | str = True,
     log: Callable[[dict[str, Any]], None] | None = None,
 ) -> RLTrainResult:
-    """Fine-tune a residual goal head by REINFORCE (module docstring) for ``iterations`` iterations in total."""
+    """Fine-tune a residual goal head by REINFORCE (module docstring) for ``iterations`` iterations in total.
+    ``player``: what ``rollout`` plays (the frozen policy's weights digest): part of the run's
+    fingerprint, so a head tuned against one policy is never resumed against another."""
     if not tasks or len({t.task for t in tasks}) != len(tasks):
         raise PredictorRLError("need at least one task, each once")
     goals = np.stack([np.asarray(t.goal, np.float32) for t in tasks])
@@ -104,6 +107,8 @@ def reinforce_goal_head(
              "max_steps": max_steps, "guidance": float(guidance), "sigma": float(sigma), "lr": float(lr),
              "seed": int(seed), "baseline_momentum": float(baseline_momentum),
              "off_target_penalty": float(off_target_penalty), "tasks_sha256": _fingerprint(tasks)}
+    if player:
+        hyper["player_sha256"] = str(player)
     folder = RunFolder(Path(out_dir), {"config": {"goal_dim": config.goal_dim}, **hyper}, resume=resume,
                        state_file=STATE_FILE, tensorboard=False, error=PredictorRLError)
     head = ResidualGoalHead(config)
