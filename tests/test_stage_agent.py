@@ -310,4 +310,11 @@ def test_dagger_rounds_label_the_policys_own_episodes_and_train_on_them(trained,
     # A re-run reuses the labelled round and the trained runs.
     again = train_goal_policy(mine, crafter_corpus, settings, clips, say=lines.append).metadata
     assert "| True |" in again["dagger_rounds"] and again["best_val_loss"] == result["best_val_loss"]
+    # A damaged round file is played again (the same episodes: the round is seeded), not a crash.
+    stored.write_bytes(b"damaged")
+    lines.clear()
+    third = train_goal_policy(mine, crafter_corpus, settings, clips, say=lines.append).metadata
+    assert any("not a labelled-episodes file" in line and "playing it again" in line for line in lines)
+    assert third["best_val_loss"] == result["best_val_loss"]
+    assert read_labelled(stored, str(np.load(stored)["key"]))[0][0].actions.tolist() == episodes[0].actions.tolist()
 

@@ -305,7 +305,11 @@ def _dagger_round(policy_dir: Path, bank: dict[str, np.ndarray], worlds: list[in
         h.update(repr((q.world_seed, q.target, q.max_steps, q.guidance, q.seed)).encode())
         h.update(q.goal.tobytes())
     key = h.hexdigest()
-    stored = read_labelled(path, key)
+    try:
+        stored = read_labelled(path, key)
+    except ValueError as exc:  # our own file, damaged: play the round again (it is rewritten atomically)
+        say(f"policy: DAgger round {r}: {exc}; playing it again")
+        stored = None
     if stored is not None:
         episodes, figures = stored
         say(f"policy: DAgger round {r}: {len(episodes)} labelled episodes reused ({path.name})")
