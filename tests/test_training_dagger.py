@@ -95,7 +95,7 @@ def test_labelled_episodes_are_written_and_read_back_for_their_key_only(tmp_path
         assert np.array_equal(a.frames, b.frames) and np.array_equal(a.actions, b.actions)
         assert np.array_equal(a.goals, b.goals)
     assert read_labelled(path, "another key") is None  # played for another policy or requests
-    assert not list(tmp_path.glob(".*tmp"))  # written atomically, nothing left behind
+    assert [p.name for p in tmp_path.iterdir()] == ["round_2.npz"]  # written atomically, nothing left behind
 
 
 def test_a_labelled_file_that_does_not_hold_together_or_holds_a_pickle_is_refused(tmp_path):

@@ -271,20 +271,27 @@ def train_goal_policy(paths: StoragePaths, corpus_root: Path, settings: PolicySe
     return StageResult(meta, [f"trajectory {q.source_id} left out ({q.reason}): {q.detail}" for q in quarantined])
 
 
-def _goal_bank(paths: StoragePaths) -> dict[str, np.ndarray]:
-    """DAgger's goals: the training split's goal embeddings of each task a scripted player pursues."""
+def _task_embeddings(paths: StoragePaths, split: str) -> dict[str, np.ndarray]:
+    """The goal embeddings ``[n, D]`` of one split's goal clips, by task (the oracle's held-out ones,
+    DAgger's training ones)."""
     import pyarrow.parquet as pq
 
-    from goalcraft.crafter.agent import scripted_targets
     from goalcraft.data.embeddings import embedding_matrix
     from goalcraft.data.splits import split_indices
 
+    table = pq.read_table(paths.goal_embeddings_table)
+    rows = split_indices(table)[split]
+    matrix, labels = embedding_matrix(table)[rows], np.asarray(table.column("task").to_pylist())[rows]
+    return {str(t): matrix[labels == t] for t in dict.fromkeys(labels.tolist())}
+
+
+def _goal_bank(paths: StoragePaths) -> dict[str, np.ndarray]:
+    """DAgger's goals: the training split's goal embeddings of each task a scripted player pursues."""
+    from goalcraft.crafter.agent import scripted_targets
+
     if not paths.goal_embeddings_table.is_file():
         raise StageError("[policy] dagger_rounds needs the goal embeddings (materialize goal_embeddings)")
-    table = pq.read_table(paths.goal_embeddings_table)
-    train = split_indices(table)["train"]
-    matrix, labels = embedding_matrix(table)[train], np.asarray(table.column("task").to_pylist())[train]
-    bank = {str(t): matrix[labels == t] for t in sorted(set(labels.tolist()) & scripted_targets())}
+    bank = {t: m for t, m in sorted(_task_embeddings(paths, "train").items()) if t in scripted_targets()}
     if not bank:
         raise StageError("DAgger: no training goal clip of a task a scripted player pursues")
     return bank
@@ -358,16 +365,9 @@ def _sources(paths: StoragePaths, settings: AgentSettings, tasks: list[tuple[str
     sources, notes = [], []
     wanted = settings.sources
     if A.ORACLE in wanted:
-        import pyarrow.parquet as pq
-
-        from goalcraft.data.embeddings import embedding_matrix
-        from goalcraft.data.splits import split_indices
-
         if paths.goal_embeddings_table.is_file():
-            table = pq.read_table(paths.goal_embeddings_table)
-            test = split_indices(table)["test"]
-            matrix, labels = embedding_matrix(table)[test], np.asarray(table.column("task").to_pylist())[test]
-            means = {t: matrix[labels == t].mean(0) for t, _ in tasks if (labels == t).any()}
+            held_out = _task_embeddings(paths, "test")
+            means = {t: held_out[t].mean(0) for t, _ in tasks if t in held_out}
             missing = [t for t, _ in tasks if t not in means]
             if missing:
                 notes.append(f"oracle_visual: no held-out goal clips for {', '.join(missing)}; those tasks are skipped")

@@ -21,7 +21,6 @@ its goal, so any relabelling gives it that goal; ``train_policy`` trains on it l
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +30,7 @@ import numpy as np
 
 from goalcraft.evaluation.rollouts import CrafterGoalEnv, PolicyAgent, RolloutPool, RolloutRequest, RolloutResult
 from goalcraft.formats import CLIP_FRAMES
+from goalcraft.storage import atomic_path
 from goalcraft.training.policy import PolicyEpisode
 
 __all__ = ["DaggerRound", "dagger_episodes", "dagger_requests", "read_labelled", "run_dagger_round", "write_labelled"]
@@ -126,11 +126,8 @@ def write_labelled(path: Path, episodes: Sequence[PolicyEpisode], key: str, figu
         "actions": np.concatenate([e.actions for e in episodes]) if episodes else np.zeros(0, np.int64),
         "goals": np.stack([e.goals[0] for e in episodes]) if episodes else np.zeros((0, 1), np.float32),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
+    with atomic_path(Path(path)) as tmp, open(tmp, "wb") as f:  # a file object: numpy adds no suffix
         np.savez_compressed(f, **arrays)
-    os.replace(tmp, path)
 
 
 def read_labelled(path: Path, key: str) -> tuple[list[PolicyEpisode], dict[str, Any]] | None:
