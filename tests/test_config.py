@@ -134,3 +134,11 @@ def test_the_study_preset_loads_under_a_users_file(tmp_path):
     layered = load_config(mine, preset="study")
     assert layered.goals.transcript_lag_s == 0.25 and layered.demo.videos == 8 and layered.demo.trials == 960
     assert load_config(mine).demo.videos == 6  # no preset: the demo's defaults
+
+
+def test_reinforce_pairs_need_an_even_episode_count(tmp_path):
+    from goalcraft.config import PredictorRLSettings
+
+    assert PredictorRLSettings(episodes_per_task=6).episodes_per_task == 6
+    with pytest.raises(ValueError, match="even"):
+        PredictorRLSettings(episodes_per_task=5)

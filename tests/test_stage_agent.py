@@ -171,13 +171,15 @@ def test_goal_predictor_rl_then_agent_success_before_and_after(trained, crafter_
     (paths.goal_predictor_dir / "best").mkdir(parents=True, exist_ok=True)
     monkeypatch.setattr(stage, "_predictor_goals", lambda _paths, instructions: np.random.default_rng(0).normal(
         size=(len(instructions), 512)).astype(np.float32))
-    agent = AgentSettings(tasks=["collect_wood"], episodes=2, max_steps=15, guidance=[1.0], workers=0, slots=4,
+    agent = AgentSettings(tasks=["collect_wood"], episodes=2, max_steps=15, guidance=[2.0, 1.0], workers=0, slots=4,
                           sources=["goal_predictor", "goal_predictor_rl"], n_boot=50)
     lines = []
     result = finetune_goal_predictor_rl(paths, crafter_corpus, PredictorRLSettings(iterations=2, episodes_per_task=2,
-                                                                                  worlds=3, max_steps=15), agent,
+                                                                                  worlds=3), agent,
                                         say=lines.append)
     assert result.metadata["iterations"] == 2 and result.metadata["tasks"] == ["collect_wood"]
+    # unset, T and λ are agent success's: its T, its largest λ
+    assert (result.metadata["max_steps"], result.metadata["guidance"]) == (15, 2.0)
     assert [line.split(" success")[0] for line in lines] == ["goal predictor rl: iteration 1/2",
                                                              "goal predictor rl: iteration 2/2"]
     rl_seeds = set(json.loads((paths.goal_predictor_rl_dir / "rl_world_seeds.json").read_text()))

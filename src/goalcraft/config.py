@@ -469,15 +469,23 @@ class PredictorRLSettings(Settings):
     # iterations of 8+ episodes per task.
     tasks: list[str] = []  # empty: [agent] tasks
     iterations: PositiveInt = 4
-    episodes_per_task: PositiveInt = 4  # goals drawn per task and iteration
+    episodes_per_task: PositiveInt = 4  # goals drawn per task and iteration: mirrored pairs, so even
     worlds: PositiveInt = 8  # its own world seeds: none a training trajectory's or agent success's
-    max_steps: PositiveInt = 100
-    guidance: float = Field(3.0, ge=0)
+    # The head is judged by agent success, so by default it plays as agent success does: [agent]
+    # max_steps, and the largest of [agent] guidance.
+    max_steps: PositiveInt | None = None
+    guidance: float | None = Field(None, ge=0)
     sigma: PositiveFloat = 0.5  # the Gaussian's std, relative to the goals' RMS coordinate
-    lr: PositiveFloat = 1e-3
+    lr: PositiveFloat = 1.0  # natural-gradient step: a goal moves by lr·σ·(reward-weighted noise)
     baseline_momentum: float = Field(0.9, ge=0, lt=1)
     off_target_penalty: float = Field(0.0, ge=0)  # reward = success - penalty x off-target achievements
     seed: int = 0
+
+    @model_validator(mode="after")
+    def _check_pairs(self) -> PredictorRLSettings:
+        if self.episodes_per_task % 2:
+            raise ValueError(f"episodes_per_task must be even (mirrored pairs), got {self.episodes_per_task}")
+        return self
 
 
 DEFAULT_RETRAIN_CRON = "0 3 * * 0"  # Sundays 03:00

@@ -604,11 +604,15 @@ def finetune_goal_predictor_rl(paths: StoragePaths, corpus_root: Path, rl: Predi
     write_json_atomic(pool_seeds, paths.goal_predictor_rl_dir / RL_SEEDS_FILE)
     policy = load_policy(paths.policy_dir / "best")
     frame_size = (policy.config.frame_width, policy.config.frame_height)
+    # Played as agent success plays, by default: it is what the head is judged by.
+    max_steps = rl.max_steps or agent.max_steps
+    guidance = rl.guidance if rl.guidance is not None else max(agent.guidance)
 
     def log(record: dict) -> None:
         if record["event"] == "eval":
             say(f"goal predictor rl: iteration {record['iteration']}/{record['of']} success {record['success']:.3f} "
-                f"reward_ema {record['reward_ema']:.3f} mu_shift {record['mu_shift']:.3g} {record['seconds']:.0f}s")
+                f"reward_ema {record['reward_ema']:.3f} informative pairs {record['informative_pairs']:.2f} "
+                f"mu_shift {record['mu_shift']:.3g} {record['seconds']:.0f}s")
 
     try:
         with _policy_threads(agent.workers), \
@@ -617,7 +621,7 @@ def finetune_goal_predictor_rl(paths: StoragePaths, corpus_root: Path, rl: Predi
             result = reinforce_goal_head(
                 [RLTask(t, i, z) for (t, i), z in zip(tasks, z0)], lambda requests: pool.run(player, requests),
                 paths.goal_predictor_rl_dir, iterations=rl.iterations, episodes_per_task=rl.episodes_per_task,
-                world_seeds=pool_seeds, max_steps=rl.max_steps, guidance=rl.guidance, sigma=rl.sigma, lr=rl.lr,
+                world_seeds=pool_seeds, max_steps=max_steps, guidance=guidance, sigma=rl.sigma, lr=rl.lr,
                 seed=rl.seed, baseline_momentum=rl.baseline_momentum, off_target_penalty=rl.off_target_penalty,
                 player=file_digest(paths.policy_dir / "best"), resume="auto", log=log)
     except PredictorRLError as exc:
@@ -630,8 +634,10 @@ def finetune_goal_predictor_rl(paths: StoragePaths, corpus_root: Path, rl: Predi
         "best_reward_ema": result.best_reward,
         "success_first_iteration": history[0]["success"] if history else None,
         "success_last_iteration": history[-1]["success"] if history else None,
-        "history": history_markdown(history, ["iteration", "success", "reward", "reward_ema", "mu_shift", "train_loss"]),
+        "history": history_markdown(history, ["iteration", "success", "reward", "reward_ema", "informative_pairs", "mu_shift"]),
         "rl_worlds": len(pool_seeds),
+        "max_steps": max_steps,
+        "guidance": guidance,
         "seconds": round(time.perf_counter() - started, 1),
         "head": paths.goal_predictor_rl_dir / "best",
     })

@@ -2,17 +2,25 @@
 
 The frozen goal predictor gives each task's instruction a goal ``z0``; a residual head
 (:class:`~goalcraft.models.goal_head.ResidualGoalHead`, the identity at the start) maps it to the mean
-``μ = head(z0)`` of a Gaussian over goals, ``N(μ, σ²I)``. Each iteration draws ``episodes_per_task``
-goals per task, lets the frozen policy play them (``rollout``: requests in, results out), and scores
-each episode ``R = success − off_target_penalty · (off-target achievements)``. The head follows the
-score-function gradient ``E[(R − b_task) ∇ log N(z; μ, σ²I)]`` with a per-task moving-average
-baseline ``b_task`` (momentum ``baseline_momentum``), Adam.
+``μ = head(z0)`` of a Gaussian over goals, ``N(μ, σ²I)``. Each iteration draws ``episodes_per_task / 2``
+noise vectors ``ε`` per task and lets the frozen policy play both ``μ + σε`` and ``μ − σε`` on the
+same world with the same action-sampling seed (mirrored sampling on common random numbers: the pair's
+difference in reward is the goal's doing, not the world's). Each episode scores ``R = success −
+off_target_penalty · (off-target achievements)``; the pair's mean is its baseline, so the
+score-function estimate of ``∇_μ E[R]`` is ``mean((R₊ − R₋)/2 · ε) / σ``.
+
+The step is the natural gradient of the Gaussian's mean (Fisher ``I/σ²``): every task's goal moves by
+``lr · σ · mean((R₊ − R₋)/2 · ε)``, realised as the minimum-norm change of the head's weights that
+moves each task's goal by exactly its own step. Why not Adam on the head, as first built: Adam's
+per-weight normalisation turned noisy gradients into full steps of every weight, so one iteration moved
+a goal by about its own exploration noise in a direction the noise chose, and the shared weights
+carried one task's step into every other task's goal (docs/results.md, seventh session).
 
 ``σ`` is ``sigma`` times the root-mean-square coordinate of the tasks' ``z0`` (a relative scale: goal
 spaces differ in norm). Seeded and resumable like the other trainers (RunFolder/train_loop, unit
-``iteration``): iteration ``i``'s goal noise, world seeds and action-sampling seeds come from
-``(seed, i)``; ``last/`` stores the optimizer and the baselines, ``best/`` the head with the best
-moving-average reward (``val_loss`` = −mean baseline).
+``iteration``): iteration ``i``'s noise, world seeds and action-sampling seeds come from ``(seed, i)``;
+``last/`` stores the head and the per-task moving-average rewards (momentum ``baseline_momentum``),
+``best/`` the head with the best moving-average reward (``val_loss`` = −its mean).
 """
 
 from __future__ import annotations
@@ -80,7 +88,7 @@ def reinforce_goal_head(
     max_steps: int,
     guidance: float = 3.0,
     sigma: float = 0.5,
-    lr: float = 1e-3,
+    lr: float = 1.0,
     seed: int = 0,
     baseline_momentum: float = 0.9,
     off_target_penalty: float = 0.0,
@@ -89,8 +97,10 @@ def reinforce_goal_head(
     log: Callable[[dict[str, Any]], None] | None = None,
 ) -> RLTrainResult:
     """Fine-tune a residual goal head by REINFORCE (module docstring) for ``iterations`` iterations in total.
-    ``player``: what ``rollout`` plays (the frozen policy's weights digest): part of the run's
-    fingerprint, so a head tuned against one policy is never resumed against another."""
+    ``episodes_per_task``: even (mirrored pairs). ``lr``: the natural-gradient step (a goal moves by
+    ``lr · σ`` times the reward-weighted noise). ``player``: what ``rollout`` plays (the frozen policy's
+    weights digest): part of the run's fingerprint, so a head tuned against one policy is never resumed
+    against another."""
     if not tasks or len({t.task for t in tasks}) != len(tasks):
         raise PredictorRLError("need at least one task, each once")
     goals = np.stack([np.asarray(t.goal, np.float32) for t in tasks])
@@ -98,59 +108,68 @@ def reinforce_goal_head(
         raise PredictorRLError("every task needs a finite goal of the same width")
     if iterations < 1 or episodes_per_task < 1 or not world_seeds or max_steps < 1:
         raise PredictorRLError("iterations, episodes_per_task, world_seeds and max_steps must be positive / non-empty")
+    if episodes_per_task % 2:
+        raise PredictorRLError(f"episodes_per_task must be even (mirrored pairs), got {episodes_per_task}")
     if not (sigma > 0 and lr > 0 and 0 <= baseline_momentum < 1 and off_target_penalty >= 0):
         raise PredictorRLError("need sigma > 0, lr > 0, 0 <= baseline_momentum < 1, off_target_penalty >= 0")
-    config = ResidualGoalHeadConfig(goal_dim=int(goals.shape[1]))
+    n_tasks, dim = goals.shape
+    pairs = episodes_per_task // 2
+    config = ResidualGoalHeadConfig(goal_dim=int(dim))
     scale = float(np.sqrt(np.mean(goals.astype(np.float64) ** 2))) or 1.0
     std = sigma * scale
-    hyper = {"episodes_per_task": episodes_per_task, "world_seeds": [int(s) for s in world_seeds],
-             "max_steps": max_steps, "guidance": float(guidance), "sigma": float(sigma), "lr": float(lr),
-             "seed": int(seed), "baseline_momentum": float(baseline_momentum),
+    hyper = {"estimator": "mirrored pairs, natural-gradient step", "episodes_per_task": episodes_per_task,
+             "world_seeds": [int(s) for s in world_seeds], "max_steps": max_steps, "guidance": float(guidance),
+             "sigma": float(sigma), "lr": float(lr), "seed": int(seed), "baseline_momentum": float(baseline_momentum),
              "off_target_penalty": float(off_target_penalty), "tasks_sha256": _fingerprint(tasks)}
     if player:
         hyper["player_sha256"] = str(player)
     folder = RunFolder(Path(out_dir), {"config": {"goal_dim": config.goal_dim}, **hyper}, resume=resume,
                        state_file=STATE_FILE, tensorboard=False, error=PredictorRLError)
     head = ResidualGoalHead(config)
-    optimizer = torch.optim.Adam(head.parameters(), lr=lr)
-    baselines = np.full(len(tasks), np.nan)
+    baselines = np.full(n_tasks, np.nan)
     best: dict[str, Any] = {"state": {k: v.clone() for k, v in head.state_dict().items()}}
     state = folder.state
     if state is not None:
         weights = folder.last_dir / WEIGHTS_FILE
         strict_load(head, load_state_dict_file(weights), source=str(weights))
-        optimizer.load_state_dict(state["optimizer"])
         baselines = np.asarray(state["baselines"], np.float64)
         best["state"] = {k: v.clone() for k, v in state["best_model"].items()}
         folder.save_best(weights_writer(best["state"], ResidualGoalHead.uninitialized, config, save_goal_head))
     progress = Progress.from_state(state, "iteration")
     resumed_from = progress.position
     z0 = torch.from_numpy(goals)
+    # The head's input rows [z0, 1]: a weight change (dW, db) moves goal t by inputs[t] @ [dW^T; db].
+    inputs = np.concatenate([goals.astype(np.float64), np.ones((n_tasks, 1))], 1)
 
     def one_iteration(i: int) -> dict[str, float]:
         rng = np.random.default_rng([int(seed), i])
-        mu = head(z0)  # [T, D]
-        noise = rng.standard_normal((len(tasks), episodes_per_task, goals.shape[1])).astype(np.float32)
-        z = mu.detach().numpy()[:, None, :] + std * noise
-        worlds = rng.choice(np.asarray(world_seeds), size=(len(tasks), episodes_per_task))
-        sample_seeds = rng.integers(0, 2**31 - 1, size=(len(tasks), episodes_per_task))
-        requests = [RolloutRequest(int(worlds[t, e]), task.task, max_steps, z[t, e], guidance, int(sample_seeds[t, e]))
-                    for t, task in enumerate(tasks) for e in range(episodes_per_task)]
+        with torch.no_grad():
+            mu = head(z0).double().numpy()  # [T, D]
+        eps = rng.standard_normal((n_tasks, pairs, dim))
+        z = (mu[:, None, None, :] + std * np.array([1.0, -1.0])[None, None, :, None] * eps[:, :, None, :])
+        z = z.astype(np.float32)  # [T, P, 2, D]
+        worlds = rng.choice(np.asarray(world_seeds), size=(n_tasks, pairs))
+        sample_seeds = rng.integers(0, 2**31 - 1, size=(n_tasks, pairs))
+        requests = [RolloutRequest(int(worlds[t, p]), task.task, max_steps, z[t, p, s], guidance, int(sample_seeds[t, p]))
+                    for t, task in enumerate(tasks) for p in range(pairs) for s in range(2)]
         results = rollout(requests)
         rewards = np.array([float(r.success) - off_target_penalty * len(r.off_target) for r in results],
-                           np.float64).reshape(len(tasks), episodes_per_task)
-        batch_mean = rewards.mean(1)
+                           np.float64).reshape(n_tasks, pairs, 2)
+        half_diff = (rewards[..., 0] - rewards[..., 1]) / 2  # [T, P]
+        shift = lr * std * (half_diff[..., None] * eps).mean(1)  # [T, D]: each goal's natural-gradient step
+        delta = np.linalg.lstsq(inputs, shift, rcond=None)[0]  # [D + 1, D], the minimum-norm change
+        with torch.no_grad():
+            head.linear.weight += torch.from_numpy(delta[:dim].T).to(head.linear.weight.dtype)
+            head.linear.bias += torch.from_numpy(delta[dim]).to(head.linear.bias.dtype)
+        batch_mean = rewards.reshape(n_tasks, -1).mean(1)
         base = np.where(np.isnan(baselines), batch_mean, baselines)
-        advantage = torch.from_numpy((rewards - base[:, None]).astype(np.float32))
-        log_prob = -((torch.from_numpy(z) - mu[:, None, :]) ** 2).sum(-1) / (2 * std ** 2)
-        loss = -(advantage * log_prob).mean()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
         baselines[:] = baseline_momentum * base + (1 - baseline_momentum) * batch_mean
         successes = np.array([r.success for r in results], float)
-        return {"train_loss": float(loss.detach()), "success": float(successes.mean()),
-                "reward": float(rewards.mean()), "mu_shift": float((mu.detach() - z0).norm(dim=1).mean() / scale)}
+        with torch.no_grad():
+            mu_shift = float((head(z0) - z0).norm(dim=1).mean() / scale)
+        return {"train_loss": -float(rewards.mean()), "success": float(successes.mean()),
+                "reward": float(rewards.mean()), "informative_pairs": float((half_diff != 0).mean()),
+                "mu_shift": mu_shift}
 
     def train(start: int, stop: int, tick: Tick) -> dict[str, float]:
         records = []
@@ -169,11 +188,9 @@ def reinforce_goal_head(
 
     try:
         train_loop(folder, progress, end=iterations, name="goal predictor rl", train=train, evaluate=evaluate,
-                   fields=("success", "reward", "reward_ema", "mu_shift"), write_model=lambda d: save_goal_head(head, d),
-                   on_best=on_best, trainer_state=lambda: {"optimizer": optimizer.state_dict(),
-                                                           "baselines": baselines.tolist(),
-                                                           "best_model": best["state"]},
-                   log=log)
+                   fields=("success", "reward", "reward_ema", "informative_pairs", "mu_shift"),
+                   write_model=lambda d: save_goal_head(head, d), on_best=on_best,
+                   trainer_state=lambda: {"baselines": baselines.tolist(), "best_model": best["state"]}, log=log)
     finally:
         folder.close()
     return RLTrainResult(tuple(progress.history), progress.best_position, -progress.best_val_loss
