@@ -69,7 +69,7 @@ def test_every_artefact_an_asset_reads_is_an_upstream_asset(tmp_path, make_confi
     assert upstream("evaluation_report") == {"goal_model_evaluation", "goal_embeddings", "goal_clips"}
     # The policy's DAgger rounds ([policy] dagger_rounds) take their goals from the goal embeddings.
     assert upstream("goal_policy") == {"goal_space_model", "goal_embeddings", "corpus_manifest", "agent_trials"}
-    assert upstream("goal_predictor_rl") == {"goal_policy", "goal_aligner", "task_vocabulary"}
+    assert upstream("goal_predictor_rl") == {"goal_policy", "goal_aligner", "task_vocabulary", "goal_embeddings"}
     assert upstream("agent_success") == {"goal_policy", "goal_predictor_rl", "goal_embeddings", "steve1_prior",
                                          "goal_aligner", "task_vocabulary"}
     # Each stage module is its own Definitions; the key constants name real assets, each once.

@@ -159,3 +159,30 @@ def test_rewards_blind_to_the_goal_leave_the_goals_near_the_predictors(tmp_path)
     cos = torch.nn.functional.cosine_similarity(load_goal_head(result.last_dir)(z0).detach(), z0)
     assert result.history[-1]["informative_pairs"] > 0  # the noise did move the head
     assert float(cos.min()) > 1 / np.sqrt(1 + 0.5**2)
+
+
+def test_noise_in_a_subspace_moves_the_goals_within_it_and_finds_the_direction_sooner(tmp_path):
+    """A basis holding the tasks' hidden directions: every sampled goal and every step stays in its
+    span (plus the start), the noise keeps the full space's expected norm, and success rises faster."""
+    basis = np.linalg.qr(np.stack(list(DIRECTIONS.values()), 1))[0]  # [8, 2]
+    seen = []
+
+    def record(requests):
+        seen.extend(requests)
+        return fake_rollout(requests)
+
+    ts = tasks()
+    sub = reinforce_goal_head(ts, record, tmp_path / "sub", iterations=10, basis=basis, **KW)
+    full = reinforce_goal_head(ts, fake_rollout, tmp_path / "full", iterations=10, **KW)
+    goals = np.stack([t.goal for t in ts])
+    outside = np.eye(DIM) - basis @ basis.T
+    moved = load_goal_head(sub.last_dir)(torch.from_numpy(goals)).detach().numpy() - goals
+    np.testing.assert_allclose(moved @ outside, 0, atol=1e-5)
+    first = {t.task: t.goal for t in ts}
+    noise = np.stack([r.goal - first[r.target] for r in seen[:2 * KW["episodes_per_task"]]])
+    np.testing.assert_allclose(noise @ outside, 0, atol=1e-5)
+    std = KW["sigma"] * np.sqrt(np.mean(goals.astype(np.float64) ** 2))
+    assert 0.5 < np.mean(np.sum(noise**2, 1)) / (DIM * std**2) < 2  # the same expected norm (E = 1)
+    assert np.mean([h["success"] for h in sub.history]) > np.mean([h["success"] for h in full.history])
+    with pytest.raises(PredictorRLError, match="orthonormal"):
+        reinforce_goal_head(ts, fake_rollout, tmp_path / "bad", iterations=1, basis=2 * basis, **KW)

@@ -191,6 +191,15 @@ def test_goal_predictor_rl_then_agent_success_before_and_after(trained, crafter_
     worlds = {r["world_seed"] for r in rows}
     assert len(worlds) == 2 and not worlds & rl_seeds and not worlds & trained_on
     assert evaluated.metadata["predictor_rl_minus_predictor_pooled"][0]["pairs"] == 2
+    assert (result.metadata["explore"], result.metadata["explore_directions"]) == ("full", 512)
+
+    # explore = "goals": the noise lives in the span of the training split's task means (one here)
+    _goal_table(paths)
+    result = finetune_goal_predictor_rl(paths, crafter_corpus, PredictorRLSettings(
+        iterations=1, episodes_per_task=2, worlds=3, explore="goals"), agent)
+    assert (result.metadata["explore"], result.metadata["explore_directions"]) == ("goals", 1)
+    with pytest.raises(StageError, match="goal embeddings"):
+        stage._goal_basis(StoragePaths(paths.data_root / "nothing_here"))
 
 
 @pytest.mark.slow

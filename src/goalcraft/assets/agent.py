@@ -46,13 +46,15 @@ def build_agent_assets() -> list[dg.AssetsDefinition]:
     @dg.asset(
         group_name="agent",
         kinds={"pytorch", "safetensors"},
-        deps=[goal_policy, GOAL_ALIGNER, TASK_VOCABULARY],
+        deps=[goal_policy, GOAL_ALIGNER, TASK_VOCABULARY, GOAL_EMBEDDINGS],
         description=(
             "REINFORCE fine-tuning of the goal predictor by agent success (the design's option B): its goal is "
             "the mean of a Gaussian over z_goal through a residual head (the identity at the start, the "
-            "predictor frozen); goals are sampled, the frozen policy plays them on worlds of its own, reward = "
-            "the target unlocked (minus an optional off-target penalty), a moving-average baseline per task. "
-            "Seeded and resumable; agent_success plays it beside the predictor it started from."
+            "predictor frozen); goals are sampled in mirrored pairs, each pair played on one world with one "
+            "action seed by the frozen policy on worlds of its own (reward = the target unlocked, minus an "
+            "optional off-target penalty), and each task's goal takes a natural-gradient step. With [predictor_rl] "
+            "explore = \"goals\", the noise lives in the span of the training goal clips' task means "
+            "(goal_embeddings). Seeded and resumable; agent_success plays it beside the predictor it started from."
         ),
     )
     def goal_predictor_rl(context: dg.AssetExecutionContext, storage: StorageResource, corpus: CorpusResource,

@@ -607,6 +607,7 @@ def finetune_goal_predictor_rl(paths: StoragePaths, corpus_root: Path, rl: Predi
     # Played as agent success plays, by default: it is what the head is judged by.
     max_steps = rl.max_steps or agent.max_steps
     guidance = rl.guidance if rl.guidance is not None else max(agent.guidance)
+    basis = _goal_basis(paths) if rl.explore == "goals" else None
 
     def log(record: dict) -> None:
         if record["event"] == "eval":
@@ -623,7 +624,7 @@ def finetune_goal_predictor_rl(paths: StoragePaths, corpus_root: Path, rl: Predi
                 paths.goal_predictor_rl_dir, iterations=rl.iterations, episodes_per_task=rl.episodes_per_task,
                 world_seeds=pool_seeds, max_steps=max_steps, guidance=guidance, sigma=rl.sigma, lr=rl.lr,
                 seed=rl.seed, baseline_momentum=rl.baseline_momentum, off_target_penalty=rl.off_target_penalty,
-                player=file_digest(paths.policy_dir / "best"), resume="auto", log=log)
+                player=file_digest(paths.policy_dir / "best"), basis=basis, resume="auto", log=log)
     except PredictorRLError as exc:
         raise StageError(str(exc)) from None
     history = list(result.history)
@@ -638,9 +639,22 @@ def finetune_goal_predictor_rl(paths: StoragePaths, corpus_root: Path, rl: Predi
         "rl_worlds": len(pool_seeds),
         "max_steps": max_steps,
         "guidance": guidance,
+        "explore": rl.explore,
+        "explore_directions": int(basis.shape[1]) if basis is not None else len(z0[0]),
         "seconds": round(time.perf_counter() - started, 1),
         "head": paths.goal_predictor_rl_dir / "best",
     })
+
+
+def _goal_basis(paths: StoragePaths) -> np.ndarray:
+    """``[D, k]``: an orthonormal basis of the training split's mean goal embedding of each task."""
+    if not paths.goal_embeddings_table.is_file():
+        raise StageError('[predictor_rl] explore = "goals" needs the goal embeddings (materialize goal_embeddings)')
+    means = [m.mean(0) for _, m in sorted(_task_embeddings(paths, "train").items()) if len(m)]
+    if not means:
+        raise StageError('[predictor_rl] explore = "goals": the training split has no goal clip')
+    q, r = np.linalg.qr(np.stack(means, 1).astype(np.float64))
+    return q[:, np.abs(np.diag(r)) > 1e-8 * np.abs(r).max()]
 
 
 def _rl_seeds(paths: StoragePaths) -> set[int]:

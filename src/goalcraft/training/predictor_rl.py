@@ -93,6 +93,7 @@ def reinforce_goal_head(
     baseline_momentum: float = 0.9,
     off_target_penalty: float = 0.0,
     player: str = "",
+    basis: np.ndarray | None = None,
     resume: bool | str = True,
     log: Callable[[dict[str, Any]], None] | None = None,
 ) -> RLTrainResult:
@@ -100,7 +101,8 @@ def reinforce_goal_head(
     ``episodes_per_task``: even (mirrored pairs). ``lr``: the natural-gradient step (a goal moves by
     ``lr · σ`` times the reward-weighted noise). ``player``: what ``rollout`` plays (the frozen policy's
     weights digest): part of the run's fingerprint, so a head tuned against one policy is never resumed
-    against another."""
+    against another. ``basis``: ``[D, k]`` orthonormal columns; the noise lives in their span (default:
+    all of goal space), with the same expected norm as full-space noise."""
     if not tasks or len({t.task for t in tasks}) != len(tasks):
         raise PredictorRLError("need at least one task, each once")
     goals = np.stack([np.asarray(t.goal, np.float32) for t in tasks])
@@ -116,13 +118,21 @@ def reinforce_goal_head(
     pairs = episodes_per_task // 2
     config = ResidualGoalHeadConfig(goal_dim=int(dim))
     scale = float(np.sqrt(np.mean(goals.astype(np.float64) ** 2))) or 1.0
-    std = sigma * scale
+    if basis is not None:
+        basis = np.asarray(basis, np.float64)
+        if basis.ndim != 2 or basis.shape[0] != dim or not 1 <= basis.shape[1] <= dim \
+                or not np.allclose(basis.T @ basis, np.eye(basis.shape[1]), atol=1e-6):
+            raise PredictorRLError(f"basis must be [{dim}, k] with orthonormal columns")
+    width = dim if basis is None else basis.shape[1]
+    std = sigma * scale * math.sqrt(dim / width)  # the noise's expected norm does not depend on its width
     hyper = {"estimator": "mirrored pairs, natural-gradient step", "episodes_per_task": episodes_per_task,
              "world_seeds": [int(s) for s in world_seeds], "max_steps": max_steps, "guidance": float(guidance),
              "sigma": float(sigma), "lr": float(lr), "seed": int(seed), "baseline_momentum": float(baseline_momentum),
              "off_target_penalty": float(off_target_penalty), "tasks_sha256": _fingerprint(tasks)}
     if player:
         hyper["player_sha256"] = str(player)
+    if basis is not None:
+        hyper["basis_sha256"] = hashlib.sha256(np.ascontiguousarray(basis).tobytes()).hexdigest()
     folder = RunFolder(Path(out_dir), {"config": {"goal_dim": config.goal_dim}, **hyper}, resume=resume,
                        state_file=STATE_FILE, tensorboard=False, error=PredictorRLError)
     head = ResidualGoalHead(config)
@@ -145,7 +155,9 @@ def reinforce_goal_head(
         rng = np.random.default_rng([int(seed), i])
         with torch.no_grad():
             mu = head(z0).double().numpy()  # [T, D]
-        eps = rng.standard_normal((n_tasks, pairs, dim))
+        eps = rng.standard_normal((n_tasks, pairs, width))
+        if basis is not None:
+            eps = eps @ basis.T  # [T, P, D], unit variance along each basis direction
         z = (mu[:, None, None, :] + std * np.array([1.0, -1.0])[None, None, :, None] * eps[:, :, None, :])
         z = z.astype(np.float32)  # [T, P, 2, D]
         worlds = rng.choice(np.asarray(world_seeds), size=(n_tasks, pairs))
