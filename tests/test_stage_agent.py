@@ -329,3 +329,27 @@ def test_dagger_rounds_label_the_policys_own_episodes_and_train_on_them(trained,
     assert third["best_val_loss"] == result["best_val_loss"]
     assert read_labelled(stored, str(np.load(stored)["key"]))[0][0].actions.tolist() == episodes[0].actions.tolist()
 
+
+
+def test_the_exploration_basis_spans_the_training_task_means_once(tmp_path):
+    """Three training task means, one a multiple of another: two orthonormal directions that span all
+    three; the test split's clips (the oracle's) play no part."""
+    from goalcraft.stages.agent import _goal_basis
+
+    rng = np.random.default_rng(0)
+    a, b, held_out = rng.normal(size=(3, 512))
+    rows = [("collect_wood", a, "train"), ("collect_wood", a, "train"), ("place_table", b, "train"),
+            ("collect_drink", -2 * a, "train"), ("wake_up", held_out, "test")]
+    paths = StoragePaths(tmp_path)
+    flat = np.concatenate([v for _, v, _ in rows]).astype(np.float32)
+    table = pa.table({"key": [f"k{i}" for i in range(len(rows))], "task": [t for t, _, _ in rows],
+                      "embedding": pa.FixedSizeListArray.from_arrays(pa.array(flat), 512),
+                      "split": [sp for _, _, sp in rows]})
+    paths.goal_embeddings_table.parent.mkdir(parents=True)
+    pq.write_table(table, paths.goal_embeddings_table)
+    basis = _goal_basis(paths)
+    assert basis.shape == (512, 2)
+    np.testing.assert_allclose(basis.T @ basis, np.eye(2), atol=1e-10)
+    for v in (a, b):
+        np.testing.assert_allclose(basis @ (basis.T @ v), v, atol=1e-5)
+    assert np.linalg.norm(basis.T @ held_out) < 0.5 * np.linalg.norm(held_out)

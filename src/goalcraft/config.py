@@ -477,7 +477,7 @@ class PredictorRLSettings(Settings):
     guidance: float | None = Field(None, ge=0)
     sigma: PositiveFloat = 0.5  # the Gaussian's std, relative to the goals' RMS coordinate
     # Where the noise lives: "full" goal space, or "goals": the span of the training split's mean goal
-    # embedding of each task (the directions the policy's goals differ along), at the same expected norm.
+    # embedding of each task (the directions the policy's goals differ along), at the same expected squared norm.
     explore: Literal["full", "goals"] = "full"
     lr: PositiveFloat = 1.0  # natural-gradient step: a goal moves by lr·σ·(reward-weighted noise)
     baseline_momentum: float = Field(0.9, ge=0, lt=1)

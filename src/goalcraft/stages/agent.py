@@ -606,6 +606,8 @@ def finetune_goal_predictor_rl(paths: StoragePaths, corpus_root: Path, rl: Predi
     frame_size = (policy.config.frame_width, policy.config.frame_height)
     # Played as agent success plays, by default: it is what the head is judged by.
     max_steps = rl.max_steps or agent.max_steps
+    if rl.guidance is None and not agent.guidance:
+        raise StageError("set [predictor_rl] guidance: [agent] guidance is empty")
     guidance = rl.guidance if rl.guidance is not None else max(agent.guidance)
     basis = _goal_basis(paths) if rl.explore == "goals" else None
 
@@ -653,8 +655,9 @@ def _goal_basis(paths: StoragePaths) -> np.ndarray:
     means = [m.mean(0) for _, m in sorted(_task_embeddings(paths, "train").items()) if len(m)]
     if not means:
         raise StageError('[predictor_rl] explore = "goals": the training split has no goal clip')
-    q, r = np.linalg.qr(np.stack(means, 1).astype(np.float64))
-    return q[:, np.abs(np.diag(r)) > 1e-8 * np.abs(r).max()]
+    # SVD, not QR: a task mean that others span (duplicates, collinear means) must not add a direction.
+    u, s, _ = np.linalg.svd(np.stack(means, 1).astype(np.float64), full_matrices=False)
+    return u[:, s > 1e-8 * s[0]]
 
 
 def _rl_seeds(paths: StoragePaths) -> set[int]:

@@ -102,7 +102,7 @@ def reinforce_goal_head(
     ``lr · σ`` times the reward-weighted noise). ``player``: what ``rollout`` plays (the frozen policy's
     weights digest): part of the run's fingerprint, so a head tuned against one policy is never resumed
     against another. ``basis``: ``[D, k]`` orthonormal columns; the noise lives in their span (default:
-    all of goal space), with the same expected norm as full-space noise."""
+    all of goal space), with the same expected squared norm as full-space noise."""
     if not tasks or len({t.task for t in tasks}) != len(tasks):
         raise PredictorRLError("need at least one task, each once")
     goals = np.stack([np.asarray(t.goal, np.float32) for t in tasks])
@@ -124,7 +124,7 @@ def reinforce_goal_head(
                 or not np.allclose(basis.T @ basis, np.eye(basis.shape[1]), atol=1e-6):
             raise PredictorRLError(f"basis must be [{dim}, k] with orthonormal columns")
     width = dim if basis is None else basis.shape[1]
-    std = sigma * scale * math.sqrt(dim / width)  # the noise's expected norm does not depend on its width
+    std = sigma * scale * math.sqrt(dim / width)  # E|noise|² does not depend on its width
     hyper = {"estimator": "mirrored pairs, natural-gradient step", "episodes_per_task": episodes_per_task,
              "world_seeds": [int(s) for s in world_seeds], "max_steps": max_steps, "guidance": float(guidance),
              "sigma": float(sigma), "lr": float(lr), "seed": int(seed), "baseline_momentum": float(baseline_momentum),
