@@ -132,6 +132,9 @@ def test_each_task_moves_by_its_own_step_and_no_other(tmp_path):
     np.testing.assert_allclose(moved[0], expected, atol=1e-5)
     np.testing.assert_allclose(moved[1], 0, atol=1e-5)
     assert result.history[0]["informative_pairs"] == 0.5
+    # best/ is the head those rollouts measured (the identity), not the one the step made
+    best = load_goal_head(result.best_dir)(torch.from_numpy(goals)).detach().numpy()
+    np.testing.assert_allclose(best, goals, atol=1e-6)
 
 
 def test_an_odd_number_of_episodes_is_refused(tmp_path):

@@ -20,7 +20,8 @@ carried one task's step into every other task's goal (docs/results.md, seventh s
 spaces differ in norm). Seeded and resumable like the other trainers (RunFolder/train_loop, unit
 ``iteration``): iteration ``i``'s noise, world seeds and action-sampling seeds come from ``(seed, i)``;
 ``last/`` stores the head and the per-task moving-average rewards (momentum ``baseline_momentum``),
-``best/`` the head with the best moving-average reward (``val_loss`` = −its mean).
+``best/`` the head with the best moving-average reward (``val_loss`` = −its mean): the head the
+iteration's rollouts played, before that iteration's step.
 """
 
 from __future__ import annotations
@@ -148,11 +149,13 @@ def reinforce_goal_head(
     progress = Progress.from_state(state, "iteration")
     resumed_from = progress.position
     z0 = torch.from_numpy(goals)
+    played: dict[str, Any] = {}
     # The head's input rows [z0, 1]: a weight change (dW, db) moves goal t by inputs[t] @ [dW^T; db].
     inputs = np.concatenate([goals.astype(np.float64), np.ones((n_tasks, 1))], 1)
 
     def one_iteration(i: int) -> dict[str, float]:
         rng = np.random.default_rng([int(seed), i])
+        played["state"] = {k: v.detach().clone() for k, v in head.state_dict().items()}
         with torch.no_grad():
             mu = head(z0).double().numpy()  # [T, D]
         eps = rng.standard_normal((n_tasks, pairs, width))
@@ -195,7 +198,8 @@ def reinforce_goal_head(
         return {"val_loss": -reward_ema, "reward_ema": reward_ema}
 
     def on_best(_record: dict[str, Any]) -> Callable[[Path], None]:
-        best["state"] = {k: v.detach().clone() for k, v in head.state_dict().items()}
+        # the head this iteration's rollouts measured, not the one its step then made
+        best["state"] = played["state"]
         return weights_writer(best["state"], ResidualGoalHead.uninitialized, config, save_goal_head)
 
     try:
