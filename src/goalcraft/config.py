@@ -465,8 +465,8 @@ class PredictorRLSettings(Settings):
     success with the frozen policy (docs/closed-loop.md §5; goalcraft.training.predictor_rl). The
     environment processes and slots are ``[agent]``'s."""
 
-    # The defaults are the demo's reduced loop (about 30 s on 2 cores); a real run wants tens of
-    # iterations of 8+ episodes per task.
+    # The defaults are the demo's reduced loop (4 iterations of 4 episodes per task); a real run wants
+    # tens of iterations of 8+ episodes per task.
     tasks: list[str] = []  # empty: [agent] tasks
     iterations: PositiveInt = 4
     episodes_per_task: PositiveInt = 4  # goals drawn per task and iteration: mirrored pairs, so even
@@ -477,7 +477,8 @@ class PredictorRLSettings(Settings):
     guidance: float | None = Field(None, ge=0)
     sigma: PositiveFloat = 0.5  # the Gaussian's std, relative to the goals' RMS coordinate
     # Where the noise lives: "full" goal space, or "goals": the span of the training split's mean goal
-    # embedding of each task (the directions the policy's goals differ along), at the same expected squared norm.
+    # embedding of each task (the directions the policy's goals differ along), at the same expected
+    # squared norm.
     explore: Literal["full", "goals"] = "full"
     lr: PositiveFloat = 1.0  # natural-gradient step: a goal moves by lr·σ·(reward-weighted noise)
     baseline_momentum: float = Field(0.9, ge=0, lt=1)
