@@ -69,6 +69,33 @@ def test_new_assets_are_planned_and_run_in_dependency_order(tmp_path):
                                                 "right: materialized", "alpha: materialized"]
 
 
+
+def test_a_stages_own_log_lines_reach_the_terminal_and_engine_events_do_not(tmp_path, capsys):
+    """A step that logs (epochs, rounds) is not silent under `goalcraft run`: its info and warning lines
+    print as they happen, before the step's summary line; Dagster's engine events stay in the instance."""
+    from goalcraft.pipelines.progress import LOGGERS
+
+    @dg.asset
+    def slow(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+        context.log.info("epoch 1/2")
+        context.log.debug("not shown: below the level")
+        context.log.warning("loss rose")
+        print("between the lines", flush=True)
+        context.log.info("epoch 2/2")
+        return dg.MaterializeResult(metadata={"rows": 2})
+
+    defs, lines = dg.Definitions(assets=[slow], loggers=LOGGERS), []
+    with dg.DagsterInstance.ephemeral() as instance:
+        run_steps(defs, instance, plan_steps(defs), lambda line: (lines.append(line), print(line)))
+        (record,) = instance.get_run_records()
+        events = [e.event_log_entry for e in instance.get_records_for_run(record.dagster_run.run_id).records]
+    assert capsys.readouterr().out.splitlines() == [
+        "  slow: epoch 1/2", "  slow: warning: loss rose", "between the lines", "  slow: epoch 2/2",
+        "slow: rows=2, no check, " + lines[0].rsplit(", ", 1)[1]]
+    # the same lines are in the run's event log, where the UI shows them
+    assert [e.user_message for e in events if e.dagster_event is None] == ["epoch 1/2", "not shown: below the level",
+                                                                           "loss rose", "epoch 2/2"]
+
 @pytest.fixture
 def configured(make_config, crafter_corpus, tmp_path, monkeypatch):
     """GOALCRAFT_CONFIG pointing at the session corpus, a fresh data root and no DAGSTER_HOME."""

@@ -9,6 +9,7 @@ from goalcraft.assets import agent, clips, embeddings, evaluation, goals, ingest
 from goalcraft.config import GoalcraftConfig, load_config
 from goalcraft.pipelines.gpu import location_executor
 from goalcraft.pipelines.jobs import build_jobs
+from goalcraft.pipelines.progress import LOGGERS
 from goalcraft.pipelines.schedules import build_retraining_schedule
 from goalcraft.pipelines.sensors import build_new_inputs_sensor
 from goalcraft.resources import (
@@ -49,7 +50,7 @@ def build_definitions(config: GoalcraftConfig) -> dg.Definitions:
     return dg.Definitions.merge(
         *(stage.definitions(config) for stage in STAGES),
         dg.Definitions(jobs=jobs, schedules=schedules, sensors=sensors, resources=build_resources(config),
-                       executor=location_executor(config.gpu)),
+                       executor=location_executor(config.gpu), loggers=LOGGERS),
     )
 
 

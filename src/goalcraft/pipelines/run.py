@@ -15,9 +15,14 @@ from typing import Any, Callable, Mapping, Sequence
 
 import dagster as dg
 
+from goalcraft.pipelines.progress import PROGRESS_LOGGER
+
 # Dagster's console logger prints every engine event at DEBUG, and a failed step's stack at ERROR;
-# `run` prints its own progress and the failure's one line. The events stay in the instance (UI).
-QUIET_RUN_CONFIG: dict[str, Any] = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+# `run` prints its own line per step, the stages' own log lines (goalcraft.pipelines.progress) and a
+# failure's one line. The events stay in the instance (UI).
+QUIET_RUN_CONFIG: dict[str, Any] = {"loggers": {PROGRESS_LOGGER: {"config": {"log_level": "INFO"}}}}
+# For Definitions without goalcraft's loggers (a graph built in a test or a notebook): nothing printed.
+_SILENT_RUN_CONFIG: dict[str, Any] = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 RUN_TAGS = {"goalcraft/trigger": "cli"}
 
 
@@ -215,8 +220,9 @@ def execute_step(defs: dg.Definitions, instance: dg.DagsterInstance, step: Step,
     if remote:
         result = _execute_remote(job.name, instance, step)
     else:
+        run_config = QUIET_RUN_CONFIG if PROGRESS_LOGGER in job.loggers else _SILENT_RUN_CONFIG
         result = job.execute_in_process(instance=instance, partition_key=step.partition,
-                                        asset_selection=list(step.keys), run_config=QUIET_RUN_CONFIG, tags=RUN_TAGS,
+                                        asset_selection=list(step.keys), run_config=run_config, tags=RUN_TAGS,
                                         raise_on_error=False)
     seconds = time.perf_counter() - started
     failures = result.get_step_failure_events()
