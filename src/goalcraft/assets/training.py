@@ -35,8 +35,10 @@ def build_training_assets() -> list[dg.AssetsDefinition]:
     )
     def goal_space_model(context: dg.AssetExecutionContext, storage: StorageResource,
                          training: TrainingResource) -> dg.MaterializeResult:
+        # Every training record, as JSON, in the run's log (the UI); at debug level, so the terminal of
+        # `goalcraft run` does not get one line per evaluation (goalcraft.pipelines.progress).
         return materialize(context, lambda: train_goal_space_model(
-            storage.paths, training.goal_space, training.splits, log=lambda r: context.log.info(json.dumps(r))))
+            storage.paths, training.goal_space, training.splits, log=lambda r: context.log.debug(json.dumps(r))))
 
     @dg.asset(
         group_name="training",
@@ -56,6 +58,6 @@ def build_training_assets() -> list[dg.AssetsDefinition]:
                      training: TrainingResource) -> dg.MaterializeResult:
         return materialize(context, lambda: train_steve1_prior(
             storage.paths, training.prior, training.evaluation.replicates,
-            log=lambda r: context.log.info(json.dumps(r))))
+            log=lambda r: context.log.debug(json.dumps(r))))
 
     return [goal_space_model, steve1_prior]
