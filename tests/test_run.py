@@ -69,7 +69,6 @@ def test_new_assets_are_planned_and_run_in_dependency_order(tmp_path):
                                                 "right: materialized", "alpha: materialized"]
 
 
-
 def test_a_stages_own_log_lines_reach_the_terminal_and_engine_events_do_not(tmp_path, capsys):
     """A step that logs (epochs, rounds) is not silent under `goalcraft run`: its info and warning lines
     print as they happen, before the step's summary line; Dagster's engine events stay in the instance."""
@@ -95,6 +94,7 @@ def test_a_stages_own_log_lines_reach_the_terminal_and_engine_events_do_not(tmp_
     # the same lines are in the run's event log, where the UI shows them
     assert [e.user_message for e in events if e.dagster_event is None] == ["epoch 1/2", "not shown: below the level",
                                                                            "loss rose", "epoch 2/2"]
+
 
 @pytest.fixture
 def configured(make_config, crafter_corpus, tmp_path, monkeypatch):
