@@ -12,8 +12,15 @@ from typing import Any, Iterator
 
 import crafter
 from crafter import engine as crafter_engine
+from opensimplex import internals as _opensimplex
 
-__all__ = ["DEFAULT_SIZE", "TILE", "OrderedSet", "make_env"]
+__all__ = ["COMPILED_NOISE", "DEFAULT_SIZE", "TILE", "OrderedSet", "make_env"]
+
+#: Whether Crafter's world generator runs on compiled noise: opensimplex jit-compiles its noise
+#: functions with numba when numba is importable (a goalcraft dependency). A world then takes ~0.17 s
+#: instead of ~1.2 s, about two thirds of a study trial's time (docs/benchmarks.md); the worlds are the
+#: same bit for bit either way (tests/test_crafter_env.py), so this changes speed only.
+COMPILED_NOISE: bool = hasattr(_opensimplex._noise3, "py_func")  # a numba dispatcher keeps the Python function
 
 # Frame size. Crafter renders ``size // view`` pixels per tile and ``size`` is (width, height): the
 # canvas is built as (x, y) and transposed to (height, width) at the end of ``Env.render``. Crafter's
