@@ -149,6 +149,38 @@ def test_comparison_is_on_test_sources_neither_model_trained_on(demo_run):
 
 
 @pytest.mark.slow
+def test_demo_prints_a_few_lines_of_each_trainer_as_it_trains(demo_run):
+    """The goal space, the prior's replicates and both predictor stages each print their evaluations
+    under their step (the first, about every sixth of the run, the last), as their histories have them."""
+    data, output = demo_run
+    models = data / "models"
+
+    def runs(step: str, trainer: str, unit: str) -> list[list[tuple[int, int]]]:
+        found: list[list[tuple[int, int]]] = []
+        for line in output.splitlines():
+            if line.startswith(f"  {step}: {trainer}: {unit} "):
+                at, of = (int(x) for x in line.split(f"{trainer}: {unit} ")[1].split()[0].split("/"))
+                if not found or at < found[-1][-1][0]:
+                    found.append([])
+                found[-1].append((at, of))
+        return found
+
+    (space,) = runs("goal_space_model", "goal space", "step")
+    history = json.loads((models / "goal_space" / "history.json").read_text())["history"]
+    steps = [h["step"] for h in history]
+    assert [at for at, _ in space][0] == steps[0] and space[-1] == (steps[-1], steps[-1])
+    assert set(at for at, _ in space) <= set(steps) and 4 <= len(space) <= 7
+    priors = runs("steve1_prior", "prior", "epoch")
+    folders = sorted(models.glob("prior*/history.json"))
+    assert len(priors) == len(folders) >= 1
+    for run, folder in zip(priors, folders):
+        epochs = [h["epoch"] for h in json.loads(folder.read_text())["history"]]
+        assert run[0][0] == 1 and run[-1] == (epochs[-1], epochs[-1]) and len(run) <= 7 < len(epochs)
+    for step, trainer in (("goal_predictor", "predictor stage 1"), ("goal_aligner", "predictor stage 2")):
+        assert runs(step, trainer, "epoch"), (step, output[-3000:])
+
+
+@pytest.mark.slow
 def test_demo_evaluates_both_models_and_writes_the_report(demo_run):
     """The demo's evaluation: tables per run, the named DuckDB comparison agreeing with the parquet, and
     the HTML report with its heatmaps and frames."""

@@ -16,6 +16,7 @@ from goalcraft.training.run_folder import (
     Progress,
     RunFolder,
     format_record,
+    record_logger,
     restore_rng_state,
     rng_state,
     train_loop,
@@ -249,3 +250,35 @@ def test_progress_records_during_a_long_round_and_printed_lines(tmp_path, capsys
         "printed: epoch 1/2 train_loss 0.25 val_loss 1 (best)",
         "printed: epoch 2/2 train_loss 0.25 val_loss 0.5 (best)",
     ]
+
+
+def test_a_pipeline_steps_log_shows_a_few_evaluation_lines_and_keeps_every_record():
+    info, debug = [], []
+    log = record_logger(info.append, debug.append, lines=6)
+    for replicate in range(2):  # two runs of 30 epochs through one log, as the prior's replicates
+        for epoch in range(1, 31):
+            log({"event": "progress", "unit": "epoch", "epoch": epoch, "of": 30, "line": f"tick {epoch}"})
+            log({"event": "eval", "unit": "epoch", "epoch": epoch, "of": 30, "val_loss": 1 / epoch,
+                 "line": f"r{replicate} epoch {epoch}"})
+    shown = [1, 5, 10, 15, 20, 25, 30]  # the first, then each sixth of the run; the last always
+    assert info == [f"r{r} epoch {e}" for r in range(2) for e in shown]
+    records = [json.loads(m) for m in debug]
+    assert len(records) == 120 and all("line" not in r for r in records)
+    assert [r["epoch"] for r in records if r["event"] == "eval"] == list(range(1, 31)) * 2
+
+    # evaluations every 40 steps from step 0 to 300 (the goal space): none of the last run is lost
+    info.clear()
+    log = record_logger(info.append, debug.append, lines=6)
+    for step in [*range(0, 300, 40), 300]:
+        log({"event": "eval", "unit": "step", "step": step, "of": 300, "line": str(step)})
+    assert info == ["0", "80", "120", "160", "200", "280", "300"]
+
+
+def test_every_record_of_the_loop_carries_its_line(tmp_path):
+    records = []
+    train_loop(RunFolder(tmp_path, {}, tensorboard=False), Progress(), end=2,
+               train=lambda s, e, tick: {"train_loss": 0.25}, evaluate=lambda e: {"val_loss": 1.0 / e},
+               write_model=write_text("m"), trainer_state=dict, name="lined", fields=("val_loss",), log=records.append)
+    assert [r["line"] for r in records] == [format_record("lined", {k: v for k, v in r.items() if k != "line"},
+                                                          ("val_loss",)) for r in records]
+    assert records[1]["line"].startswith("lined: epoch 2/2 val_loss 0.5 (best)")

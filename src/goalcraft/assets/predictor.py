@@ -20,6 +20,7 @@ from goalcraft.resources import StorageResource, TrainingResource
 from goalcraft.stages import StageResult
 from goalcraft.stages.predictor import aligner_norm_ratio, stage_result, stage_spec, train_predictor_stage
 from goalcraft.storage import StoragePaths
+from goalcraft.training.run_folder import record_logger
 from goalcraft.training.launch import SPEC_ENV_VAR
 
 
@@ -35,7 +36,7 @@ def _train_one(context: dg.AssetExecutionContext, paths: StoragePaths, settings:
                gpu: GpuSettings, replicate: int) -> StageResult:
     """Train in this process, or through torchrun workers under Dagster Pipes (rank 0 reports)."""
     if settings.launcher == "inprocess":
-        return train_predictor_stage(paths, settings, stage, log=lambda m: context.log.debug(str(m)),
+        return train_predictor_stage(paths, settings, stage, log=record_logger(context.log.info, context.log.debug),
                                      replicate=replicate)
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
                f"--nproc_per_node={gpu.nproc_per_node}", "-m", "goalcraft.training.launch"]

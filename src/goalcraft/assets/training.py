@@ -3,8 +3,6 @@
 goal clips stay unseen: this prior is the baseline the evaluation compares the goal predictor with).
 Bodies: goalcraft.stages.training; the loops live in goalcraft.training."""
 
-import json
-
 import dagster as dg
 
 from goalcraft.assets.keys import GOAL_CLIPS, GOAL_EMBEDDINGS, TASK_VOCABULARY, VIDEO_CLIPS
@@ -12,6 +10,7 @@ from goalcraft.assets.materialize import materialize
 from goalcraft.config import GoalcraftConfig
 from goalcraft.resources import StorageResource, TrainingResource
 from goalcraft.stages.training import train_goal_space_model, train_steve1_prior
+from goalcraft.training.run_folder import record_logger
 
 
 def definitions(config: GoalcraftConfig) -> dg.Definitions:
@@ -35,10 +34,8 @@ def build_training_assets() -> list[dg.AssetsDefinition]:
     )
     def goal_space_model(context: dg.AssetExecutionContext, storage: StorageResource,
                          training: TrainingResource) -> dg.MaterializeResult:
-        # Every training record, as JSON, in the run's log (the UI); at debug level, so the terminal of
-        # `goalcraft run` does not get one line per evaluation (goalcraft.pipelines.progress).
         return materialize(context, lambda: train_goal_space_model(
-            storage.paths, training.goal_space, training.splits, log=lambda r: context.log.debug(json.dumps(r))))
+            storage.paths, training.goal_space, training.splits, log=record_logger(context.log.info, context.log.debug)))
 
     @dg.asset(
         group_name="training",
@@ -58,6 +55,6 @@ def build_training_assets() -> list[dg.AssetsDefinition]:
                      training: TrainingResource) -> dg.MaterializeResult:
         return materialize(context, lambda: train_steve1_prior(
             storage.paths, training.prior, training.evaluation.replicates,
-            log=lambda r: context.log.debug(json.dumps(r))))
+            log=record_logger(context.log.info, context.log.debug)))
 
     return [goal_space_model, steve1_prior]

@@ -117,9 +117,11 @@ def main(argv: list[str] | None = None) -> int:
         if rank == 0 and os.environ.get("DAGSTER_PIPES_CONTEXT"):
             from dagster_pipes import open_dagster_pipes
 
+            from goalcraft.training.run_folder import record_logger
+
             with open_dagster_pipes() as pipes:
                 pipes.log.info(f"stage {spec.stage}: {int(os.environ.get('WORLD_SIZE', '1'))} worker(s)")
-                summary = run_stage(spec, log=lambda m: pipes.log.info(json.dumps(m)))
+                summary = run_stage(spec, log=record_logger(pipes.log.info, pipes.log.debug))
                 pipes.report_asset_materialization(metadata=pipes_metadata(summary))
         else:
             run_stage(spec)

@@ -18,11 +18,13 @@ afresh (what an asset re-materialized after its inputs changed wants).
 :func:`train_loop` runs rounds (an epoch, or ``every`` optimizer steps) until ``end``: train, evaluate,
 keep the best, checkpoint, write the history, log. Each round ends with a record to ``log``
 (``event: "eval"``); while a round runs, a ``event: "progress"`` record at most every
-``progress_every_s`` seconds. Without ``log`` both are printed as one-line summaries.
+``progress_every_s`` seconds. Every record carries its one-line summary (``line``,
+:func:`format_record`); without ``log`` those lines are printed.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import shutil
@@ -46,6 +48,7 @@ __all__ = [
     "dist_info",
     "format_record",
     "printer",
+    "record_logger",
     "restore_rng_state",
     "rng_state",
     "to_cpu",
@@ -270,7 +273,31 @@ def printer(name: str, fields: Sequence[str]) -> Callable[[dict[str, Any]], None
 
     def log(record: dict[str, Any]) -> None:
         if dist_info()[0] == 0:
-            print(format_record(name, record, fields), flush=True)
+            print(record.get("line") or format_record(name, record, fields), flush=True)
+
+    return log
+
+
+def record_logger(info: Callable[[str], None], debug: Callable[[str], None], *,
+                  lines: int = 6) -> Callable[[dict[str, Any]], None]:
+    """A ``log`` for a trainer run by a pipeline step: every record to ``debug`` as JSON (the run's
+    log keeps them all) and evaluations' one-line summaries to ``info`` (what a terminal shows), about
+    ``lines`` of them per training run, the last one always. A prior trains replicates of 30–60
+    epochs each: one line an epoch would bury the rest of the run's lines."""
+    shown = {"bucket": -1, "position": -1}
+
+    def log(record: dict[str, Any]) -> None:
+        debug(json.dumps({k: v for k, v in record.items() if k != "line"}))
+        if record.get("event") != "eval":
+            return
+        position, end = record[record["unit"]], record["of"]
+        if position < shown["position"]:  # the next run (replicate) through the same log
+            shown["bucket"] = -1
+        shown["position"] = position
+        bucket = position * lines // max(end, 1)
+        if bucket > shown["bucket"] or position >= end:
+            shown["bucket"] = bucket
+            info(record["line"])
 
     return log
 
@@ -343,7 +370,8 @@ def train_loop(
 
     def emit(record: dict[str, Any]) -> None:
         last_line[0] = time.monotonic()
-        log({"seconds": round(time.perf_counter() - started, 3), **record})
+        record = {"seconds": round(time.perf_counter() - started, 3), **record}
+        log({**record, "line": format_record(name, record, fields)})  # the line a terminal shows
 
     def save_history() -> None:
         folder.save_history({"history": progress.history, f"best_{unit}": progress.best_position,
