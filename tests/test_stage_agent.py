@@ -193,6 +193,25 @@ def test_goal_predictor_rl_then_agent_success_before_and_after(trained, crafter_
     assert evaluated.metadata["predictor_rl_minus_predictor_pooled"][0]["pairs"] == 2
     assert (result.metadata["explore"], result.metadata["explore_directions"]) == ("full", 512)
 
+    # agent success plays the last head, not best/ (picked by a moving average of sampled goals' rewards)
+    import torch
+
+    from goalcraft.models.goal_head import ResidualGoalHead, ResidualGoalHeadConfig, load_goal_head, save_goal_head
+
+    head_dir = paths.goal_predictor_rl_dir
+    assert result.metadata["head"] == head_dir / "last"
+    other = ResidualGoalHead(ResidualGoalHeadConfig(goal_dim=512))
+    with torch.no_grad():
+        other.linear.bias += 1.0  # any head but the last one
+    save_goal_head(other, head_dir / "best")
+    z = stage._predictor_goals(paths, ["chop a tree"])
+    (rl,) = [s for s in stage._sources(paths, agent, [("collect_wood", "chop a tree")], 512)[0]
+             if s.name == "goal_predictor_rl"]
+    with torch.no_grad():
+        last, best = (load_goal_head(head_dir / d)(torch.from_numpy(z)).numpy()[0] for d in ("last", "best"))
+    np.testing.assert_array_equal(rl.goal("collect_wood", "chop a tree", 0), last)
+    assert not np.allclose(last, best)
+
     # explore = "goals": the noise lives in the span of the training split's task means (one here)
     _goal_table(paths)
     result = finetune_goal_predictor_rl(paths, crafter_corpus, PredictorRLSettings(

@@ -31,6 +31,11 @@ RL_SEEDS_FILE = "rl_world_seeds.json"
 RL_WORLD_STREAM = 0xA11
 #: DAgger's rounds (models/policy/dagger/): round_0 is behaviour cloning alone, round_k.npz the
 #: episodes round k-1's policy played and the scripted player labelled; their worlds come from this stream.
+#: The REINFORCE head agent success plays: the last iteration's (``last/``). ``best/`` is picked by a
+#: moving average (momentum 0.9, so weighted to the first iterations) of rewards of *sampled* goals on
+#: the head's few training worlds: a selection on noise, and not the head bench/rl_step_synthetic.py
+#: measured (docs/closed-loop.md §5).
+RL_HEAD = "last"
 DAGGER_DIR = "dagger"
 DAGGER_WORLD_STREAM = 0xDA66E2
 EPISODE_CACHE = "episodes"
@@ -396,13 +401,13 @@ def _sources(paths: StoragePaths, settings: AgentSettings, tasks: list[tuple[str
             fixed = {task: z[i] for i, (task, _) in enumerate(tasks)}
             if A.PREDICTOR in wanted:
                 sources.append(A.GoalSource(A.PREDICTOR, lambda task, _i, _e, f=fixed: f[task]))
-            if A.PREDICTOR_RL in wanted and (paths.goal_predictor_rl_dir / "best").is_dir():
+            if A.PREDICTOR_RL in wanted and (paths.goal_predictor_rl_dir / RL_HEAD).is_dir():
                 import torch
 
                 from goalcraft.models.goal_head import load_goal_head
 
                 with torch.no_grad():
-                    tuned = load_goal_head(paths.goal_predictor_rl_dir / "best")(torch.from_numpy(z)).numpy()
+                    tuned = load_goal_head(paths.goal_predictor_rl_dir / RL_HEAD)(torch.from_numpy(z)).numpy()
                 fixed_rl = {task: tuned[i] for i, (task, _) in enumerate(tasks)}
                 sources.append(A.GoalSource(A.PREDICTOR_RL, lambda task, _i, _e, f=fixed_rl: f[task]))
             elif A.PREDICTOR_RL in wanted:
@@ -583,7 +588,8 @@ def finetune_goal_predictor_rl(paths: StoragePaths, corpus_root: Path, rl: Predi
                                *, trials_dir: str = "trials", say: Say | None = None) -> StageResult:
     """A residual head on the goal predictor fine-tuned by REINFORCE on agent success with the frozen
     policy (goalcraft.training.predictor_rl), on worlds of its own (``rl_world_seeds.json``: none a
-    training trajectory's, none agent success plays). ``models/goal_predictor_rl``: best/, last/."""
+    training trajectory's, none agent success plays). ``models/goal_predictor_rl``: best/, last/ (the
+    head agent success plays, :data:`RL_HEAD`)."""
     from goalcraft.evaluation.agent_success import world_seeds
     from goalcraft.evaluation.rollouts import CrafterGoalEnv, PolicyAgent, RolloutPool
     from goalcraft.evaluation.run import file_digest
@@ -644,7 +650,7 @@ def finetune_goal_predictor_rl(paths: StoragePaths, corpus_root: Path, rl: Predi
         "explore": rl.explore,
         "explore_directions": int(basis.shape[1]) if basis is not None else len(z0[0]),
         "seconds": round(time.perf_counter() - started, 1),
-        "head": paths.goal_predictor_rl_dir / "best",
+        "head": paths.goal_predictor_rl_dir / RL_HEAD,  # what agent success plays
     })
 
 

@@ -21,7 +21,8 @@ spaces differ in norm). Seeded and resumable like the other trainers (RunFolder/
 ``iteration``): iteration ``i``'s noise, world seeds and action-sampling seeds come from ``(seed, i)``;
 ``last/`` stores the head and the per-task moving-average rewards (momentum ``baseline_momentum``),
 ``best/`` the head with the best moving-average reward (``val_loss`` = −its mean): the head the
-iteration's rollouts played, before that iteration's step.
+iteration's rollouts played, before that iteration's step. Agent success plays ``last/``
+(goalcraft.stages.agent.RL_HEAD says why).
 """
 
 from __future__ import annotations
