@@ -207,3 +207,19 @@ def test_expert_labels_are_what_the_scripted_player_would_do_while_the_env_takes
     plain = CrafterGoalEnv((TINY.frame_width, TINY.frame_height))
     plain.reset(seed, target)
     assert len(plain.step(0)) == 3
+
+
+def test_an_env_process_whose_parent_goes_away_ends_quietly(capfd):
+    """The parent stopped (Ctrl-C, SIGTERM) and its pipes closed while its env processes waited for a
+    command or were sending an answer: they end with status 0 and print no traceback."""
+    from goalcraft.evaluation.rollouts import _Envs
+
+    for pending in (False, True):
+        envs = _Envs(CountingEnv, slots=2, workers=1)
+        if pending:  # the worker answers into a pipe nobody reads any more
+            envs.conns[0].send([("reset", 0, (5, "t")), ("step", 0, 1)])
+        envs.conns[0].close()
+        (proc,) = envs.procs
+        proc.join(timeout=60)
+        assert proc.exitcode == 0
+    assert "Traceback" not in capfd.readouterr().err

@@ -30,6 +30,7 @@ from __future__ import annotations
 import collections
 import multiprocessing
 import pickle
+import signal
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -258,17 +259,25 @@ def _handle(envs: dict[int, Any], command: tuple) -> Any:
 
 
 def _worker(conn: Any, env_factory: Callable[[], Any], slots: list[int]) -> None:
+    # Ctrl-C reaches the whole process group: the parent stops the run and closes the pipes; a worker
+    # whose parent is gone (pipe closed, or the parent killed) just ends, with no traceback of its own.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch.set_num_threads(1)
-    envs = {s: env_factory() for s in slots}
-    while True:
-        commands = conn.recv()
-        if commands is None:
-            break
-        try:
-            conn.send([_handle(envs, c) for c in commands])
-        except Exception as exc:  # reported in the parent, which stops
-            conn.send(exc)
-    conn.close()
+    try:
+        envs = {s: env_factory() for s in slots}
+        while True:
+            commands = conn.recv()
+            if commands is None:
+                break
+            try:
+                answer = [_handle(envs, c) for c in commands]
+            except Exception as exc:  # reported in the parent, which stops
+                answer = exc
+            conn.send(answer)
+    except (EOFError, OSError):  # BrokenPipeError and ConnectionResetError are OSErrors
+        pass
+    finally:
+        conn.close()
 
 
 class _Envs:
