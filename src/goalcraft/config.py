@@ -387,6 +387,10 @@ class EvaluationSettings(Settings):
     success_visuals: list[str] = []
 
 
+#: How the policy's hindsight goal frames are drawn (goalcraft.training.policy.RELABEL_MODES).
+RelabelMode = Literal["segments", "unlocks"]
+
+
 class PolicySettings(Settings):
     """``[policy]``: the goal-conditioned Crafter policy trained by hindsight relabelling on the
     corpus's trajectories (docs/closed-loop.md; goalcraft.training.policy)."""
@@ -406,7 +410,7 @@ class PolicySettings(Settings):
     # "unlocks": hindsight segments end at the episode's unlocks, each kept as an end with probability
     # unlock_keep (STEVE-1's segments after the last one); "segments": STEVE-1's segments throughout.
     # On the study, unlocks did better under the oracle goal than segments (docs/results.md, fifth session).
-    relabel: Literal["segments", "unlocks"] = "unlocks"
+    relabel: RelabelMode = "unlocks"
     unlock_keep: float = Field(0.3, gt=0, le=1)
     # DAgger (goalcraft.training.dagger): after behaviour cloning, this many rounds of the policy
     # playing dagger_episodes episodes (targets the scripted players pursue, a training goal clip of

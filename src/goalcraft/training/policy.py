@@ -35,12 +35,13 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, get_args
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from goalcraft.config import RelabelMode
 from goalcraft.formats import CLIP_FRAMES
 from goalcraft.models.checkpoints import WEIGHTS_FILE, load_state_dict_file, strict_load
 from goalcraft.models.policy import GoalConditionedPolicy, PolicyConfig, load_policy, save_policy, stack_indices
@@ -78,7 +79,7 @@ HINDSIGHT_GAP = (15, 45)
 P_UNCOND = 0.1
 #: How goal frames are drawn: STEVE-1's random segments, or segments that end at unlocks
 #: (:func:`unlock_goal_frames`; docs/closed-loop.md).
-RELABEL_MODES = ("segments", "unlocks")
+RELABEL_MODES: tuple[str, ...] = get_args(RelabelMode)
 UNLOCK_KEEP = 0.3
 
 # Offsets of the random streams drawn from ``seed``.
