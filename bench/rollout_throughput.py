@@ -14,8 +14,9 @@ episode runs its full budget unless the player dies):
 
 World generation (~0.13 s a world with compiled noise, ~1.3 s without: bench/worldgen.py) is done
 before the clocks start: every process builds its worlds in a warm-up pass and the timed passes
-restore them from its cache. The policy-in-the-loop ratio is reported against both raw figures. Then policy training samples/s (behaviour cloning on
-synthetic 64x40 episodes with 512-d goals, one epoch, goalcraft.training.policy.train_policy).
+restore them from its cache. The policy-in-the-loop ratio is reported against both raw figures. Then
+policy training samples/s (behaviour cloning on synthetic 64x40 episodes with 512-d goals, one epoch,
+goalcraft.training.policy.train_policy).
 """
 
 from __future__ import annotations

@@ -25,7 +25,6 @@ import hashlib, json, sys, time
 mode, worlds, trials, out = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 if mode == "python":
     sys.modules["numba"] = None
-t0 = time.perf_counter()
 from goalcraft.crafter.deterministic_env import COMPILED_NOISE, make_env
 from goalcraft.crafter import corpus
 from goalcraft.crafter.tasks import STUDY_TRIAL_TARGETS, TRIAL_TARGETS

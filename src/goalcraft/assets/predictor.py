@@ -20,8 +20,8 @@ from goalcraft.resources import StorageResource, TrainingResource
 from goalcraft.stages import StageResult
 from goalcraft.stages.predictor import aligner_norm_ratio, stage_result, stage_spec, train_predictor_stage
 from goalcraft.storage import StoragePaths
-from goalcraft.training.run_folder import record_logger
 from goalcraft.training.launch import SPEC_ENV_VAR
+from goalcraft.training.run_folder import record_logger
 
 
 def _train(context: dg.AssetExecutionContext, paths: StoragePaths, settings: PredictorSettings, stage: int,

@@ -17,8 +17,8 @@ from opensimplex import internals as _opensimplex
 __all__ = ["COMPILED_NOISE", "DEFAULT_SIZE", "TILE", "OrderedSet", "make_env"]
 
 #: Whether Crafter's world generator runs on compiled noise: opensimplex jit-compiles its noise
-#: functions with numba when numba is importable (a goalcraft dependency). A world then takes ~0.17 s
-#: instead of ~1.2 s, about two thirds of a study trial's time (docs/benchmarks.md); the worlds are the
+#: functions with numba when numba is importable (a goalcraft dependency). A world then takes ~0.13 s
+#: instead of ~1.3 s, a study trial 0.8 s instead of 2.0 s (bench/worldgen.py, docs/benchmarks.md); the worlds are the
 #: same bit for bit either way (tests/test_crafter_env.py), so this changes speed only.
 COMPILED_NOISE: bool = hasattr(_opensimplex._noise3, "py_func")  # a numba dispatcher keeps the Python function
 

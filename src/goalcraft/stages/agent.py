@@ -29,13 +29,13 @@ RL_SEEDS_FILE = "rl_world_seeds.json"
 #: The stream agent success's world seeds are drawn from is goalcraft.evaluation.agent_success's
 #: default; REINFORCE draws its worlds from this one.
 RL_WORLD_STREAM = 0xA11
-#: DAgger's rounds (models/policy/dagger/): round_0 is behaviour cloning alone, round_k.npz the
-#: episodes round k-1's policy played and the scripted player labelled; their worlds come from this stream.
 #: The REINFORCE head agent success plays: the last iteration's (``last/``). ``best/`` is picked by a
 #: moving average (momentum 0.9, so weighted to the first iterations) of rewards of *sampled* goals on
 #: the head's few training worlds: a selection on noise, and not the head bench/rl_step_synthetic.py
 #: measured (docs/closed-loop.md §5).
 RL_HEAD = "last"
+#: DAgger's rounds (models/policy/dagger/): round_0 is behaviour cloning alone, round_k.npz the
+#: episodes round k-1's policy played and the scripted player labelled; their worlds come from this stream.
 DAGGER_DIR = "dagger"
 DAGGER_WORLD_STREAM = 0xDA66E2
 EPISODE_CACHE = "episodes"
