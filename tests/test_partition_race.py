@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import textwrap
@@ -102,6 +103,50 @@ def test_a_killed_writer_leaves_no_stale_lock(tmp_path):
     holder.wait(timeout=30)
     with partition_lock(root, "p0000", "video_clips[p0000]"):
         assert (root / "p0000.lock").is_file()
+
+
+# Takes the lock the way partition_lock does, but writes its record only after `delay` seconds: the
+# window in which a loser finds the lock held and its record not yet written.
+LATE_HOLDER = textwrap.dedent("""
+    import fcntl, json, os, socket, sys, time
+    from pathlib import Path
+    lock, ready, delay = Path(sys.argv[1]), Path(sys.argv[2]), float(sys.argv[3])
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    ready.touch()
+    time.sleep(delay)
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}).encode(), 0)
+    time.sleep(5)
+""")
+
+
+@pytest.mark.parametrize("stale", [False, True], ids=["empty record", "dead holder's record"])
+def test_the_loser_names_a_holder_that_writes_its_record_late(tmp_path, stale):
+    root = tmp_path / "locks"
+    root.mkdir()
+    lock = root / "p0001.lock"
+    if stale:  # an earlier holder on this host that was killed before it could clear its record
+        dead = subprocess.Popen([sys.executable, "-c", "pass"])
+        dead.wait()
+        lock.write_text(f'{{"pid": {dead.pid}, "host": "{socket.gethostname()}", "since": 0}}')
+    holder = subprocess.Popen([sys.executable, "-c", LATE_HOLDER, str(lock), str(tmp_path / "ready"), "0.2"])
+    try:
+        _wait_for(tmp_path / "ready", holder)
+        with pytest.raises(PartitionBusy) as busy:
+            with partition_lock(root, "p0001", "video_clips[p0001]"):
+                pytest.fail("the lock was taken twice")
+        assert str(busy.value).startswith(f"video_clips[p0001] is being written by another run (pid {holder.pid} on ")
+    finally:
+        holder.kill()
+        holder.wait(timeout=30)
+
+
+def test_a_finished_holder_leaves_no_record_behind(tmp_path):
+    root = tmp_path / "locks"
+    with partition_lock(root, "p0002", "video_clips[p0002]"):
+        assert f'"pid": {os.getpid()}' in (root / "p0002.lock").read_text()
+    assert (root / "p0002.lock").read_text() == ""
 
 
 def _config_file(path: Path, data: Path, corpus: Path) -> Path:

@@ -242,13 +242,35 @@ class PartitionBusy(RuntimeError):
     """Another process holds the partition's write lock: this writer stepped back, writing nothing."""
 
 
-def _lock_holder(fd: int) -> str:
+def _pid_alive(pid: int) -> bool:
     try:
-        holder = json.loads(os.pread(fd, 4096, 0) or b"{}")
-        since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(holder["since"])))
-        return f"pid {holder['pid']} on {holder['host']} since {since}"
-    except (ValueError, KeyError, TypeError, OSError):  # the holder is still writing its record
-        return "another process"
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
+
+
+def _lock_holder(fd: int, patience: float = 0.5) -> str:
+    """Who holds the lock, from the record its holder writes just after taking it.
+
+    The holder takes the lock first and writes its record next, so a loser can read an empty or half
+    written record, or, on this host, a dead earlier holder's: it reads again for up to ``patience``
+    seconds before naming no one."""
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            holder = json.loads(os.pread(fd, 4096, 0) or b"{}")
+            pid = int(holder["pid"])
+            if holder["host"] == socket.gethostname() and not _pid_alive(pid):
+                raise ValueError("a dead holder's record")
+            since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(holder["since"])))
+            return f"pid {pid} on {holder['host']} since {since}"
+        except (ValueError, KeyError, TypeError, OSError):
+            if time.monotonic() >= deadline:
+                return "another process"
+            time.sleep(0.01)
 
 
 @contextmanager
@@ -273,6 +295,9 @@ def partition_lock(lock_root: Path, name: str, what: str) -> Iterator[None]:
         record = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}).encode()
         os.ftruncate(fd, 0)
         os.pwrite(fd, record, 0)
-        yield
+        try:
+            yield
+        finally:
+            os.ftruncate(fd, 0)  # a finished holder leaves no record to be mistaken for the next one's
     finally:
         os.close(fd)  # releases the lock
