@@ -189,3 +189,33 @@ def test_noise_in_a_subspace_moves_the_goals_within_it_and_finds_the_direction_s
     assert np.mean([h["success"] for h in sub.history]) > np.mean([h["success"] for h in full.history])
     with pytest.raises(PredictorRLError, match="orthonormal"):
         reinforce_goal_head(ts, fake_rollout, tmp_path / "bad", iterations=1, basis=2 * basis, **KW)
+
+
+def test_per_task_counts_tell_which_tasks_the_step_can_learn_from(tmp_path):
+    """collect_wood always wins, place_table never, make_wood_pickaxe wins iff its goal lies on the
+    positive side of the first axis, so exactly one goal of each mirrored pair wins (when the noise moves
+    the first coordinate, which the full-space noise always does)."""
+    def rollout(requests):
+        return [RolloutResult(r, win, 5, (), False) for r in requests
+                for win in [{"collect_wood": True, "place_table": False}.get(r.target, bool(r.goal[0] > 0))]]
+
+    three = [RLTask(t, f"do {t}", np.zeros(DIM, np.float32)) for t in ("collect_wood", "place_table", "make_wood_pickaxe")]
+    kw = dict(KW, episodes_per_task=6)
+    result = reinforce_goal_head(three, rollout, tmp_path / "rl", iterations=1, **kw)
+    rows = {r["task"]: r for r in result.per_task}
+    assert rows["collect_wood"] == {"task": "collect_wood", "episodes": 6, "successes": 6, "pairs": 3,
+                                    "informative_pairs": 0, "last_success": 1.0}
+    assert rows["place_table"] == {"task": "place_table", "episodes": 6, "successes": 0, "pairs": 3,
+                                   "informative_pairs": 0, "last_success": 0.0}
+    assert rows["make_wood_pickaxe"]["informative_pairs"] == 3 and rows["make_wood_pickaxe"]["successes"] == 3
+    # Kept across a resume: the counts cover both calls' iterations.
+    resumed = reinforce_goal_head(three, rollout, tmp_path / "rl", iterations=3, **kw)
+    assert resumed.resumed_from == 1
+    rows = {r["task"]: r for r in resumed.per_task}
+    assert {t: (r["episodes"], r["successes"], r["pairs"]) for t, r in rows.items() if t != "make_wood_pickaxe"} == {
+        "collect_wood": (18, 18, 9), "place_table": (18, 0, 9)}
+    # The first step moved the pickaxe's goal to the winning side, so later pairs may both win: every
+    # pair won once or twice, and the pairs that won twice are the uninformative ones.
+    pickaxe = rows["make_wood_pickaxe"]
+    assert pickaxe["episodes"] == 18 and pickaxe["informative_pairs"] >= 3
+    assert pickaxe["successes"] == 9 + (9 - pickaxe["informative_pairs"])

@@ -180,8 +180,12 @@ def test_goal_predictor_rl_then_agent_success_before_and_after(trained, crafter_
     assert result.metadata["iterations"] == 2 and result.metadata["tasks"] == ["collect_wood"]
     # unset, T and λ are agent success's: its T, its largest λ
     assert (result.metadata["max_steps"], result.metadata["guidance"]) == (15, 2.0)
-    assert [line.split(" success")[0] for line in lines] == ["goal predictor rl: iteration 1/2",
-                                                             "goal predictor rl: iteration 2/2"]
+    assert [line.split(" success")[0] for line in lines[:2]] == ["goal predictor rl: iteration 1/2",
+                                                                 "goal predictor rl: iteration 2/2"]
+    informative = result.metadata["tasks_with_informative_pairs"]
+    assert lines[2].startswith(f"goal predictor rl: informative pairs on {informative} of 1 tasks") and len(lines) == 3
+    # 2 iterations of 2 episodes (1 mirrored pair) each on the one task
+    assert "| collect_wood | 4 | " in result.metadata["per_task"] and " | 2 | " in result.metadata["per_task"]
     rl_seeds = set(json.loads((paths.goal_predictor_rl_dir / "rl_world_seeds.json").read_text()))
     trained_on = set(json.loads((paths.policy_dir / "training_seeds.json").read_text()))
     assert len(rl_seeds) == 3 and not rl_seeds & trained_on

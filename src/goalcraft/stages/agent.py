@@ -636,6 +636,9 @@ def finetune_goal_predictor_rl(paths: StoragePaths, corpus_root: Path, rl: Predi
     except PredictorRLError as exc:
         raise StageError(str(exc)) from None
     history = list(result.history)
+    learnable = [r["task"] for r in result.per_task if r["informative_pairs"]]
+    say(f"goal predictor rl: informative pairs on {len(learnable)} of {len(tasks)} tasks "
+        "([predictor_rl] tasks narrows the episodes to them; per_task in its metadata)")
     return StageResult({
         "tasks": [t for t, _ in tasks],
         "iterations": result.iterations_completed,
@@ -644,6 +647,10 @@ def finetune_goal_predictor_rl(paths: StoragePaths, corpus_root: Path, rl: Predi
         "success_first_iteration": history[0]["success"] if history else None,
         "success_last_iteration": history[-1]["success"] if history else None,
         "history": history_markdown(history, ["iteration", "success", "reward", "reward_ema", "informative_pairs", "mu_shift"]),
+        # Which tasks the step could learn from: those whose mirrored pairs' rewards ever differed.
+        "per_task": history_markdown(list(result.per_task), ["task", "episodes", "successes", "pairs",
+                                                             "informative_pairs", "last_success"]),
+        "tasks_with_informative_pairs": len(learnable),
         "rl_worlds": len(pool_seeds),
         "max_steps": max_steps,
         "guidance": guidance,

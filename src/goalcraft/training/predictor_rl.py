@@ -69,6 +69,10 @@ class RLTrainResult:
     last_dir: Path
     iterations_completed: int
     resumed_from: int
+    #: One row a task, over every iteration played (resumes included): ``task``, ``episodes``,
+    #: ``successes``, ``pairs``, ``informative_pairs`` (pairs whose two rewards differed: the only
+    #: ones a step learns from), ``last_success`` (the last iteration's success rate).
+    per_task: tuple[dict[str, Any], ...] = ()
 
 
 def _fingerprint(tasks: Sequence[RLTask]) -> str:
@@ -139,12 +143,16 @@ def reinforce_goal_head(
                        state_file=STATE_FILE, tensorboard=False, error=PredictorRLError)
     head = ResidualGoalHead(config)
     baselines = np.full(n_tasks, np.nan)
+    # Per task: episodes, successes, pairs, informative pairs, the last iteration's successes.
+    counts = np.zeros((n_tasks, 5), np.int64)
     best: dict[str, Any] = {"state": {k: v.clone() for k, v in head.state_dict().items()}}
     state = folder.state
     if state is not None:
         weights = folder.last_dir / WEIGHTS_FILE
         strict_load(head, load_state_dict_file(weights), source=str(weights))
         baselines = np.asarray(state["baselines"], np.float64)
+        if "task_counts" in state:  # runs saved before the counts were kept start them here
+            counts[:] = np.asarray(state["task_counts"], np.int64)
         best["state"] = {k: v.clone() for k, v in state["best_model"].items()}
         folder.save_best(weights_writer(best["state"], ResidualGoalHead.uninitialized, config, save_goal_head))
     progress = Progress.from_state(state, "iteration")
@@ -181,6 +189,10 @@ def reinforce_goal_head(
         base = np.where(np.isnan(baselines), batch_mean, baselines)
         baselines[:] = baseline_momentum * base + (1 - baseline_momentum) * batch_mean
         successes = np.array([r.success for r in results], float)
+        won = successes.reshape(n_tasks, -1).sum(1).astype(np.int64)
+        counts[:, :4] += np.stack([np.full(n_tasks, 2 * pairs), won, np.full(n_tasks, pairs),
+                                   (half_diff != 0).sum(1)], 1)
+        counts[:, 4] = won
         with torch.no_grad():
             mu_shift = float((head(z0) - z0).norm(dim=1).mean() / scale)
         return {"train_loss": -float(rewards.mean()), "success": float(successes.mean()),
@@ -207,9 +219,13 @@ def reinforce_goal_head(
         train_loop(folder, progress, end=iterations, name="goal predictor rl", train=train, evaluate=evaluate,
                    fields=("success", "reward", "reward_ema", "informative_pairs", "mu_shift"),
                    write_model=lambda d: save_goal_head(head, d), on_best=on_best,
-                   trainer_state=lambda: {"baselines": baselines.tolist(), "best_model": best["state"]}, log=log)
+                   trainer_state=lambda: {"baselines": baselines.tolist(), "best_model": best["state"],
+                                                 "task_counts": counts.tolist()}, log=log)
     finally:
         folder.close()
     return RLTrainResult(tuple(progress.history), progress.best_position, -progress.best_val_loss
                          if math.isfinite(progress.best_val_loss) else math.nan, folder.best_dir, folder.last_dir,
-                         len(progress.history), resumed_from)
+                         len(progress.history), resumed_from,
+                         tuple({"task": t.task, "episodes": int(c[0]), "successes": int(c[1]), "pairs": int(c[2]),
+                                "informative_pairs": int(c[3]), "last_success": float(c[4] / (2 * pairs))}
+                               for t, c in zip(tasks, counts)))
