@@ -11,7 +11,6 @@ import subprocess
 import sys
 import time
 import urllib.request
-from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -348,3 +347,28 @@ def test_a_bad_demo_flag_is_one_line(tmp_path, monkeypatch, capsys):
     assert main(["demo", "--seed", "-1"]) == 1
     assert capsys.readouterr().err == "goalcraft: --seed: Input should be greater than or equal to 0\n"
     assert not (tmp_path / "goalcraft_data").exists()
+
+
+@pytest.mark.slow
+def test_ctrl_c_while_the_corpus_plays_is_one_line_and_leaves_no_corpus(tmp_path):
+    """Ctrl-C reaches the whole process group: the corpus's worker processes must leave it to the CLI
+    (no traceback of theirs), which prints one line and exits 130; the corpus is committed whole or not
+    at all."""
+    env = {k: v for k, v in os.environ.items() if k not in ("GOALCRAFT_CONFIG", "DAGSTER_HOME")}
+    proc = subprocess.Popen([sys.executable, "-m", "goalcraft.cli", "demo", "--videos", "4", "--trials", "60"],
+                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        seen = []
+        while not any(line.startswith("video crafter-") for line in seen):  # the workers are playing
+            line = proc.stdout.readline()
+            assert line, (seen, proc.stderr.read())
+            seen.append(line)
+        os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert (proc.returncode, err) == (130, "goalcraft: interrupted; what finished is kept, and a re-run goes on "
+                                           "from there\n")
+    assert not (tmp_path / "goalcraft_data" / "demo_corpus" / "manifest.jsonl").exists()

@@ -96,6 +96,31 @@ def test_a_stages_own_log_lines_reach_the_terminal_and_engine_events_do_not(tmp_
                                                                            "loss rose", "epoch 2/2"]
 
 
+def test_ctrl_c_inside_a_step_stops_the_run_as_an_interrupt_not_a_failed_step(tmp_path):
+    """Dagster turns Ctrl-C inside a step into the step's failure; the run stops as interrupted (the
+    CLI prints one line for it) and the next step never runs."""
+    import os
+    import signal
+    import time
+
+    ran = []
+
+    @dg.asset
+    def first() -> None:
+        os.kill(os.getpid(), signal.SIGINT)  # what Ctrl-C sends
+        time.sleep(5)
+        ran.append("first finished")
+
+    @dg.asset(deps=[first])
+    def second() -> None:
+        ran.append("second")
+
+    defs = dg.Definitions(assets=[first, second])
+    with dg.DagsterInstance.ephemeral() as instance, pytest.raises(KeyboardInterrupt):
+        run_steps(defs, instance, plan_steps(defs), lambda line: None)
+    assert ran == []
+
+
 @pytest.fixture
 def configured(make_config, crafter_corpus, tmp_path, monkeypatch):
     """GOALCRAFT_CONFIG pointing at the session corpus, a fresh data root and no DAGSTER_HOME."""

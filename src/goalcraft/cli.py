@@ -644,6 +644,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = 2 if isinstance(exc, ConfigError) else getattr(exc, "exit_code", 1)
         print(f"goalcraft: {exc}", file=sys.stderr, flush=True)
         return code
+    except KeyboardInterrupt:
+        # Every write is atomic and every trainer resumes from last/: re-running picks up from there.
+        print("goalcraft: interrupted; what finished is kept, and a re-run goes on from there", file=sys.stderr,
+              flush=True)
+        return 130
 
 
 if __name__ == "__main__":

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import collections
 import json
-import multiprocessing
 import os
 import shutil
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Literal, Sequence
@@ -29,6 +27,7 @@ from goalcraft.data.trajectories import (
 )
 from goalcraft.data.video_writer import write_video
 from goalcraft.formats import CRAFTER_ACTIONS
+from goalcraft.processes import process_pool
 from goalcraft.storage import commit_directory, new_staging_dir, recover_directory
 
 __all__ = ["TRIAL_TAIL_FRAMES", "VIDEO_AGENTS", "CorpusSummary", "generate_crafter_corpus"]
@@ -131,14 +130,12 @@ def _play_and_write(take: _Take) -> _Played:
 
 
 def _played(takes: list[_Take], workers: int) -> Iterator[_Played]:
-    """The takes' results in order: played here one by one, or by ``workers`` processes (forkserver
-    where the platform has it, else spawn: no forked copies of the caller's threads or state)."""
+    """The takes' results in order: played here one by one, or by ``workers`` processes
+    (goalcraft.processes)."""
     if workers == 1 or len(takes) <= 1:
         yield from map(_play_and_write, takes)
         return
-    methods = multiprocessing.get_all_start_methods()
-    context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
-    pool = ProcessPoolExecutor(max_workers=min(workers, len(takes)), mp_context=context)
+    pool = process_pool(min(workers, len(takes)))
     try:
         futures = [pool.submit(_play_and_write, take) for take in takes]
         for future in futures:

@@ -28,9 +28,7 @@ STEVE-1/MineRL pair is :mod:`goalcraft.evaluation.minerl`.
 from __future__ import annotations
 
 import collections
-import multiprocessing
 import pickle
-import signal
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -41,6 +39,7 @@ import torch
 
 from goalcraft.crafter.deterministic_env import DEFAULT_SIZE, TILE, make_env
 from goalcraft.crafter.tasks import ACHIEVEMENTS
+from goalcraft.processes import ignore_interrupts, process_context
 
 __all__ = [
     "CrafterGoalEnv",
@@ -261,7 +260,7 @@ def _handle(envs: dict[int, Any], command: tuple) -> Any:
 def _worker(conn: Any, env_factory: Callable[[], Any], slots: list[int]) -> None:
     # Ctrl-C reaches the whole process group: the parent stops the run and closes the pipes; a worker
     # whose parent is gone (pipe closed, or the parent killed) just ends, with no traceback of its own.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    ignore_interrupts()
     torch.set_num_threads(1)
     try:
         envs = {s: env_factory() for s in slots}
@@ -292,8 +291,7 @@ class _Envs:
         if workers <= 0:
             self.local = {s: env_factory() for s in range(slots)}
             return
-        methods = multiprocessing.get_all_start_methods()
-        context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+        context = process_context()
         for w in range(workers):
             mine = list(range(w, slots, workers))
             if not mine:

@@ -34,7 +34,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from goalcraft.models.backbones import (
@@ -48,7 +47,6 @@ from goalcraft.models.backbones import (
     resolve_backbone_path,
 )
 from goalcraft.models.checkpoints import (
-    CONFIG_FILE,
     WEIGHTS_FILE,
     CheckpointError,
     load_config_json,

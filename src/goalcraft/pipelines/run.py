@@ -174,6 +174,14 @@ def _verdict(evaluations: Sequence[Any]) -> str:
     return f"check FAILED ({', '.join(failed)})" if failed else "check passed"
 
 
+def _interrupted(error: Any) -> bool:
+    while error is not None:
+        if getattr(error, "cls_name", None) == "DagsterExecutionInterruptedError":
+            return True
+        error = getattr(error, "cause", None)
+    return False
+
+
 def _root_message(error: Any) -> str:
     """The innermost cause's first line: the user's exception, not Dagster's wrapper around it. A
     ``dg.Failure`` (a stage's one-line reason) is shown without its class name."""
@@ -226,6 +234,8 @@ def execute_step(defs: dg.Definitions, instance: dg.DagsterInstance, step: Step,
                                         raise_on_error=False)
     seconds = time.perf_counter() - started
     failures = result.get_step_failure_events()
+    if any(_interrupted(f.step_failure_data.error) for f in failures):
+        raise KeyboardInterrupt  # Ctrl-C inside a step: Dagster reports it as the step's failure
     if failures or not result.success:
         where = ", ".join(_label(step, k) for k in step.keys)
         message = _root_message(failures[0].step_failure_data.error) if failures else "the run failed"

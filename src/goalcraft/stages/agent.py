@@ -110,15 +110,13 @@ def _load_episodes(paths: StoragePaths, corpus_root: Path, trials_dir: str, clip
     ``models/policy/episodes/``, keyed by the goal space, the video, the actions and the settings).
     ``workers`` processes replay the uncached trajectories (Crafter's world generation is most of a
     replay's time) while this one decodes and embeds their videos."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
     from goalcraft.data.decode import get_decoder
     from goalcraft.data.quarantine import InputError
     from goalcraft.data.trajectories import scan_trajectories
     from goalcraft.evaluation.run import file_digest
     from goalcraft.formats import CLIP_FRAMES
     from goalcraft.models.mineclip import load_mineclip
+    from goalcraft.processes import process_pool
     from goalcraft.training.policy import PolicyEpisode, replay_frames
 
     records, quarantined = scan_trajectories(corpus_root, trials_dir=trials_dir)
@@ -152,8 +150,7 @@ def _load_episodes(paths: StoragePaths, corpus_root: Path, trials_dir: str, clip
                     cached[record.id] = PolicyEpisode(record.id, data["frames"], data["actions"], data["goals"],
                                                       record.env_seed, tuple(int(u) for u in unlocks))
     todo = [r for r in usable if r.id not in cached and r.env_seed is not None]
-    pool = (ProcessPoolExecutor(min(workers, len(todo)), mp_context=multiprocessing.get_context("forkserver"))
-            if workers > 0 and len(todo) > 1 else None)
+    pool = process_pool(min(workers, len(todo))) if workers > 0 and len(todo) > 1 else None
     episodes, kinds, done = [], Counter(), 0
     try:
         # Submitted in the order they are consumed: the processes stay ahead of this loop.
