@@ -219,3 +219,41 @@ def test_per_task_counts_tell_which_tasks_the_step_can_learn_from(tmp_path):
     pickaxe = rows["make_wood_pickaxe"]
     assert pickaxe["episodes"] == 18 and pickaxe["informative_pairs"] >= 3
     assert pickaxe["successes"] == 9 + (9 - pickaxe["informative_pairs"])
+
+
+def test_focus_plays_only_the_tasks_with_mixed_outcomes_and_holds_the_others_goals(tmp_path):
+    """collect_wood always wins, place_table never, make_wood_pickaxe wins iff its goal's first coordinate
+    is above its start: after the first iteration only the pickaxe is played, with all 9 pairs."""
+    start = np.random.default_rng(5).normal(size=(3, DIM)).astype(np.float32)
+
+    def rollout(requests):
+        return [RolloutResult(r, win, 5, (), False) for r in requests
+                for win in [{"collect_wood": True, "place_table": False}.get(r.target, bool(r.goal[0] > start[2, 0]))]]
+
+    three = [RLTask(t, f"do {t}", g) for t, g in zip(("collect_wood", "place_table", "make_wood_pickaxe"), start)]
+    kw = dict(KW, episodes_per_task=6)
+    result = reinforce_goal_head(three, rollout, tmp_path / "rl", iterations=3, focus_after=1, **kw)
+    assert [h["tasks"] for h in result.history] == [3, 1, 1]
+    rows = {r["task"]: r for r in result.per_task}
+    assert [(rows[t]["episodes"], rows[t]["pairs"]) for t in ("collect_wood", "place_table", "make_wood_pickaxe")] \
+        == [(6, 3), (6, 3), (6 + 18 + 18, 3 + 9 + 9)]
+    assert rows["make_wood_pickaxe"]["informative_pairs"] >= 3
+    head = load_goal_head(result.last_dir)
+    with torch.no_grad():
+        moved = head(torch.from_numpy(start)).numpy() - start
+    np.testing.assert_allclose(moved[:2], 0, atol=1e-5)  # the tasks with one outcome keep their goals
+    assert moved[2, 0] > 0  # the pickaxe's goal moved to the winning side
+    # Without focus every iteration plays every task, as before.
+    plain = reinforce_goal_head(three, rollout, tmp_path / "plain", iterations=2, **kw)
+    assert [h["tasks"] for h in plain.history] == [3, 3]
+    assert {r["task"]: r["episodes"] for r in plain.per_task} == {t.task: 12 for t in three}
+
+
+def test_a_focused_run_resumes_exactly(tmp_path):
+    kw = dict(KW, episodes_per_task=4, focus_after=1)
+    once = reinforce_goal_head(tasks(), fake_rollout, tmp_path / "once", iterations=4, **kw)
+    reinforce_goal_head(tasks(), fake_rollout, tmp_path / "twice", iterations=2, **kw)
+    twice = reinforce_goal_head(tasks(), fake_rollout, tmp_path / "twice", iterations=4, **kw)
+    assert twice.resumed_from == 2 and twice.per_task == once.per_task
+    a, b = load_goal_head(once.last_dir).state_dict(), load_goal_head(twice.last_dir).state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)

@@ -221,6 +221,7 @@ def test_goal_predictor_rl_then_agent_success_before_and_after(trained, crafter_
     result = finetune_goal_predictor_rl(paths, crafter_corpus, PredictorRLSettings(
         iterations=1, episodes_per_task=2, worlds=3, explore="goals"), agent)
     assert (result.metadata["explore"], result.metadata["explore_directions"]) == ("goals", 1)
+    assert result.metadata["focus_after"] == 0 and "| iteration | tasks |" in result.metadata["history"]
     with pytest.raises(StageError, match="goal embeddings"):
         stage._goal_basis(StoragePaths(paths.data_root / "nothing_here"))
 

@@ -487,6 +487,9 @@ class PredictorRLSettings(Settings):
     lr: PositiveFloat = 1.0  # natural-gradient step: a goal moves by lr·σ·(reward-weighted noise)
     baseline_momentum: float = Field(0.9, ge=0, lt=1)
     off_target_penalty: float = Field(0.0, ge=0)  # reward = success - penalty x off-target achievements
+    # From this iteration on, play only the tasks whose episodes so far held both a success and a failure
+    # (the others give no informative pair), sharing the iteration's episodes among them; 0: never.
+    focus_after: int = Field(0, ge=0)
     seed: int = 0
 
     @model_validator(mode="after")

@@ -618,7 +618,7 @@ def finetune_goal_predictor_rl(paths: StoragePaths, corpus_root: Path, rl: Predi
         if record["event"] == "eval":
             say(f"goal predictor rl: iteration {record['iteration']}/{record['of']} success {record['success']:.3f} "
                 f"reward_ema {record['reward_ema']:.3f} informative pairs {record['informative_pairs']:.2f} "
-                f"mu_shift {record['mu_shift']:.3g} {record['seconds']:.0f}s")
+                f"mu_shift {record['mu_shift']:.3g} tasks {record['tasks']:.0f} {record['seconds']:.0f}s")
 
     try:
         with _policy_threads(agent.workers), \
@@ -629,7 +629,8 @@ def finetune_goal_predictor_rl(paths: StoragePaths, corpus_root: Path, rl: Predi
                 paths.goal_predictor_rl_dir, iterations=rl.iterations, episodes_per_task=rl.episodes_per_task,
                 world_seeds=pool_seeds, max_steps=max_steps, guidance=guidance, sigma=rl.sigma, lr=rl.lr,
                 seed=rl.seed, baseline_momentum=rl.baseline_momentum, off_target_penalty=rl.off_target_penalty,
-                player=file_digest(paths.policy_dir / "best"), basis=basis, resume="auto", log=log)
+                player=file_digest(paths.policy_dir / "best"), basis=basis, focus_after=rl.focus_after,
+                resume="auto", log=log)
     except PredictorRLError as exc:
         raise StageError(str(exc)) from None
     history = list(result.history)
@@ -643,7 +644,9 @@ def finetune_goal_predictor_rl(paths: StoragePaths, corpus_root: Path, rl: Predi
         "best_reward_ema": result.best_reward,
         "success_first_iteration": history[0]["success"] if history else None,
         "success_last_iteration": history[-1]["success"] if history else None,
-        "history": history_markdown(history, ["iteration", "success", "reward", "reward_ema", "informative_pairs", "mu_shift"]),
+        "history": history_markdown(history, ["iteration", "tasks", "success", "reward", "reward_ema", "informative_pairs",
+                                               "mu_shift"]),
+        "focus_after": rl.focus_after,
         # Which tasks the step could learn from: those whose mirrored pairs' rewards ever differed.
         "per_task": history_markdown(list(result.per_task), ["task", "episodes", "successes", "pairs",
                                                              "informative_pairs", "last_success"]),

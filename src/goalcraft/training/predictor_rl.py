@@ -23,6 +23,12 @@ spaces differ in norm). Seeded and resumable like the other trainers (RunFolder/
 ``best/`` the head with the best moving-average reward (``val_loss`` = −its mean): the head the
 iteration's rollouts played, before that iteration's step. Agent success plays ``last/``
 (goalcraft.stages.agent.RL_HEAD says why).
+
+``focus_after = k``: from iteration ``k`` on, only the tasks whose episodes so far held both a success
+and a failure are played, with the iteration's pairs shared among them (the same episodes an
+iteration). A task the policy never or always completes gives no pair whose rewards differ, so its
+episodes teach the step nothing; the goals of the tasks left out are held where they are (their step
+is zero in the least squares).
 """
 
 from __future__ import annotations
@@ -100,6 +106,7 @@ def reinforce_goal_head(
     off_target_penalty: float = 0.0,
     player: str = "",
     basis: np.ndarray | None = None,
+    focus_after: int = 0,
     resume: bool | str = True,
     log: Callable[[dict[str, Any]], None] | None = None,
 ) -> RLTrainResult:
@@ -108,14 +115,16 @@ def reinforce_goal_head(
     ``lr · σ`` times the reward-weighted noise). ``player``: what ``rollout`` plays (the frozen policy's
     weights digest): part of the run's fingerprint, so a head tuned against one policy is never resumed
     against another. ``basis``: ``[D, k]`` orthonormal columns; the noise lives in their span (default:
-    all of goal space), with the same expected squared norm as full-space noise."""
+    all of goal space), with the same expected squared norm as full-space noise. ``focus_after``: the
+    iteration from which only the tasks with mixed outcomes so far are played (module docstring; 0: never)."""
     if not tasks or len({t.task for t in tasks}) != len(tasks):
         raise PredictorRLError("need at least one task, each once")
     goals = np.stack([np.asarray(t.goal, np.float32) for t in tasks])
     if goals.ndim != 2 or not np.isfinite(goals).all():
         raise PredictorRLError("every task needs a finite goal of the same width")
-    if iterations < 1 or episodes_per_task < 1 or not world_seeds or max_steps < 1:
-        raise PredictorRLError("iterations, episodes_per_task, world_seeds and max_steps must be positive / non-empty")
+    if iterations < 1 or episodes_per_task < 1 or not world_seeds or max_steps < 1 or focus_after < 0:
+        raise PredictorRLError("iterations, episodes_per_task, world_seeds and max_steps must be positive / non-empty, "
+                               "focus_after >= 0")
     if episodes_per_task % 2:
         raise PredictorRLError(f"episodes_per_task must be even (mirrored pairs), got {episodes_per_task}")
     if not (sigma > 0 and lr > 0 and 0 <= baseline_momentum < 1 and off_target_penalty >= 0):
@@ -137,14 +146,17 @@ def reinforce_goal_head(
              "off_target_penalty": float(off_target_penalty), "tasks_sha256": _fingerprint(tasks)}
     if player:
         hyper["player_sha256"] = str(player)
+    if focus_after:
+        hyper["focus_after"] = int(focus_after)
     if basis is not None:
         hyper["basis_sha256"] = hashlib.sha256(np.ascontiguousarray(basis).tobytes()).hexdigest()
     folder = RunFolder(Path(out_dir), {"config": {"goal_dim": config.goal_dim}, **hyper}, resume=resume,
                        state_file=STATE_FILE, tensorboard=False, error=PredictorRLError)
     head = ResidualGoalHead(config)
     baselines = np.full(n_tasks, np.nan)
-    # Per task: episodes, successes, pairs, informative pairs, the last iteration's successes.
-    counts = np.zeros((n_tasks, 5), np.int64)
+    # Per task: episodes, successes, pairs, informative pairs, the last iteration it played: its
+    # successes and its episodes.
+    counts = np.zeros((n_tasks, 6), np.int64)
     best: dict[str, Any] = {"state": {k: v.clone() for k, v in head.state_dict().items()}}
     state = folder.state
     if state is not None:
@@ -162,42 +174,54 @@ def reinforce_goal_head(
     # The head's input rows [z0, 1]: a weight change (dW, db) moves goal t by inputs[t] @ [dW^T; db].
     inputs = np.concatenate([goals.astype(np.float64), np.ones((n_tasks, 1))], 1)
 
+    def active_tasks(i: int) -> np.ndarray:
+        if focus_after and i >= focus_after:
+            mixed = np.flatnonzero((counts[:, 1] > 0) & (counts[:, 1] < counts[:, 0]))
+            if len(mixed):
+                return mixed
+        return np.arange(n_tasks)
+
     def one_iteration(i: int) -> dict[str, float]:
         rng = np.random.default_rng([int(seed), i])
         played["state"] = {k: v.detach().clone() for k, v in head.state_dict().items()}
+        active = active_tasks(i)
+        n_active = len(active)
+        n_pairs = max(1, n_tasks * pairs // n_active)  # the iteration's pairs, shared among the active tasks
         with torch.no_grad():
-            mu = head(z0).double().numpy()  # [T, D]
-        eps = rng.standard_normal((n_tasks, pairs, width))
+            mu = head(z0).double().numpy()[active]  # [A, D]
+        eps = rng.standard_normal((n_active, n_pairs, width))
         if basis is not None:
-            eps = eps @ basis.T  # [T, P, D], unit variance along each basis direction
+            eps = eps @ basis.T  # [A, P, D], unit variance along each basis direction
         z = (mu[:, None, None, :] + std * np.array([1.0, -1.0])[None, None, :, None] * eps[:, :, None, :])
-        z = z.astype(np.float32)  # [T, P, 2, D]
-        worlds = rng.choice(np.asarray(world_seeds), size=(n_tasks, pairs))
-        sample_seeds = rng.integers(0, 2**31 - 1, size=(n_tasks, pairs))
-        requests = [RolloutRequest(int(worlds[t, p]), task.task, max_steps, z[t, p, s], guidance, int(sample_seeds[t, p]))
-                    for t, task in enumerate(tasks) for p in range(pairs) for s in range(2)]
+        z = z.astype(np.float32)  # [A, P, 2, D]
+        worlds = rng.choice(np.asarray(world_seeds), size=(n_active, n_pairs))
+        sample_seeds = rng.integers(0, 2**31 - 1, size=(n_active, n_pairs))
+        requests = [RolloutRequest(int(worlds[a, p]), tasks[t].task, max_steps, z[a, p, s], guidance,
+                                   int(sample_seeds[a, p]))
+                    for a, t in enumerate(active) for p in range(n_pairs) for s in range(2)]
         results = rollout(requests)
         rewards = np.array([float(r.success) - off_target_penalty * len(r.off_target) for r in results],
-                           np.float64).reshape(n_tasks, pairs, 2)
-        half_diff = (rewards[..., 0] - rewards[..., 1]) / 2  # [T, P]
-        shift = lr * std * (half_diff[..., None] * eps).mean(1)  # [T, D]: each goal's natural-gradient step
+                           np.float64).reshape(n_active, n_pairs, 2)
+        half_diff = (rewards[..., 0] - rewards[..., 1]) / 2  # [A, P]
+        shift = np.zeros((n_tasks, dim))  # [T, D]: each goal's natural-gradient step; none for tasks left out
+        shift[active] = lr * std * (half_diff[..., None] * eps).mean(1)
         delta = np.linalg.lstsq(inputs, shift, rcond=None)[0]  # [D + 1, D], the minimum-norm change
         with torch.no_grad():
             head.linear.weight += torch.from_numpy(delta[:dim].T).to(head.linear.weight.dtype)
             head.linear.bias += torch.from_numpy(delta[dim]).to(head.linear.bias.dtype)
-        batch_mean = rewards.reshape(n_tasks, -1).mean(1)
-        base = np.where(np.isnan(baselines), batch_mean, baselines)
-        baselines[:] = baseline_momentum * base + (1 - baseline_momentum) * batch_mean
+        batch_mean = rewards.reshape(n_active, -1).mean(1)
+        base = np.where(np.isnan(baselines[active]), batch_mean, baselines[active])
+        baselines[active] = baseline_momentum * base + (1 - baseline_momentum) * batch_mean
         successes = np.array([r.success for r in results], float)
-        won = successes.reshape(n_tasks, -1).sum(1).astype(np.int64)
-        counts[:, :4] += np.stack([np.full(n_tasks, 2 * pairs), won, np.full(n_tasks, pairs),
-                                   (half_diff != 0).sum(1)], 1)
-        counts[:, 4] = won
+        won = successes.reshape(n_active, -1).sum(1).astype(np.int64)
+        counts[active, :4] += np.stack([np.full(n_active, 2 * n_pairs), won, np.full(n_active, n_pairs),
+                                        (half_diff != 0).sum(1)], 1)
+        counts[active, 4:] = np.stack([won, np.full(n_active, 2 * n_pairs)], 1)
         with torch.no_grad():
             mu_shift = float((head(z0) - z0).norm(dim=1).mean() / scale)
         return {"train_loss": -float(rewards.mean()), "success": float(successes.mean()),
                 "reward": float(rewards.mean()), "informative_pairs": float((half_diff != 0).mean()),
-                "mu_shift": mu_shift}
+                "mu_shift": mu_shift, "tasks": float(n_active)}
 
     def train(start: int, stop: int, tick: Tick) -> dict[str, float]:
         records = []
@@ -217,7 +241,7 @@ def reinforce_goal_head(
 
     try:
         train_loop(folder, progress, end=iterations, name="goal predictor rl", train=train, evaluate=evaluate,
-                   fields=("success", "reward", "reward_ema", "informative_pairs", "mu_shift"),
+                   fields=("success", "reward", "reward_ema", "informative_pairs", "mu_shift", "tasks"),
                    write_model=lambda d: save_goal_head(head, d), on_best=on_best,
                    trainer_state=lambda: {"baselines": baselines.tolist(), "best_model": best["state"],
                                                  "task_counts": counts.tolist()}, log=log)
@@ -227,5 +251,6 @@ def reinforce_goal_head(
                          if math.isfinite(progress.best_val_loss) else math.nan, folder.best_dir, folder.last_dir,
                          len(progress.history), resumed_from,
                          tuple({"task": t.task, "episodes": int(c[0]), "successes": int(c[1]), "pairs": int(c[2]),
-                                "informative_pairs": int(c[3]), "last_success": float(c[4] / (2 * pairs))}
+                                "informative_pairs": int(c[3]),
+                                "last_success": float(c[4] / c[5]) if c[5] else math.nan}
                                for t, c in zip(tasks, counts)))
