@@ -34,7 +34,7 @@ from typing import Any
 import dagster as dg
 import yaml
 
-from goalcraft.config import CONFIG_ENV_VAR, GpuSettings, parse_quantity
+from goalcraft.config import CONFIG_ENV_VAR, GpuSettings, Toleration, parse_quantity  # noqa: F401  (Toleration: re-exported)
 
 # Tag keys read by the executors (verified against dagster-k8s 0.29.27 and dagster-ray 0.4.8).
 K8S_CONFIG_TAG = "dagster-k8s/config"
