@@ -34,7 +34,8 @@ from typing import Any
 import dagster as dg
 import yaml
 
-from goalcraft.config import CONFIG_ENV_VAR, GpuSettings, Toleration, parse_quantity  # noqa: F401  (Toleration: re-exported)
+# Toleration is re-exported: callers and tests import it from here.
+from goalcraft.config import CONFIG_ENV_VAR, GpuSettings, Toleration, parse_quantity  # noqa: F401
 
 # Tag keys read by the executors (verified against dagster-k8s 0.29.27 and dagster-ray 0.4.8).
 K8S_CONFIG_TAG = "dagster-k8s/config"

@@ -636,7 +636,7 @@ def finetune_goal_predictor_rl(paths: StoragePaths, corpus_root: Path, rl: Predi
     history = list(result.history)
     learnable = [r["task"] for r in result.per_task if r["informative_pairs"]]
     say(f"goal predictor rl: informative pairs on {len(learnable)} of {len(tasks)} tasks "
-        "([predictor_rl] tasks narrows the episodes to them; per_task in its metadata)")
+        "([predictor_rl] focus_after or tasks narrows the episodes to them; per_task in its metadata)")
     return StageResult({
         "tasks": [t for t, _ in tasks],
         "iterations": result.iterations_completed,
@@ -644,8 +644,8 @@ def finetune_goal_predictor_rl(paths: StoragePaths, corpus_root: Path, rl: Predi
         "best_reward_ema": result.best_reward,
         "success_first_iteration": history[0]["success"] if history else None,
         "success_last_iteration": history[-1]["success"] if history else None,
-        "history": history_markdown(history, ["iteration", "tasks", "success", "reward", "reward_ema", "informative_pairs",
-                                               "mu_shift"]),
+        "history": history_markdown(history, ["iteration", "tasks", "success", "reward", "reward_ema",
+                                              "informative_pairs", "mu_shift"]),
         "focus_after": rl.focus_after,
         # Which tasks the step could learn from: those whose mirrored pairs' rewards ever differed.
         "per_task": history_markdown(list(result.per_task), ["task", "episodes", "successes", "pairs",

@@ -244,7 +244,7 @@ def reinforce_goal_head(
                    fields=("success", "reward", "reward_ema", "informative_pairs", "mu_shift", "tasks"),
                    write_model=lambda d: save_goal_head(head, d), on_best=on_best,
                    trainer_state=lambda: {"baselines": baselines.tolist(), "best_model": best["state"],
-                                                 "task_counts": counts.tolist()}, log=log)
+                                          "task_counts": counts.tolist()}, log=log)
     finally:
         folder.close()
     return RLTrainResult(tuple(progress.history), progress.best_position, -progress.best_val_loss
