@@ -110,7 +110,7 @@ def cmd_import(args: argparse.Namespace) -> None:
 
     from goalcraft.evaluation import agent_success as A
     from goalcraft.evaluation.agent_report import Animation
-    from goalcraft.stages.agent import pooled_markdown, record_agent_run
+    from goalcraft.stages.agent import paired_markdown, pooled_markdown, record_agent_run
 
     _config, paths, _corpus = _paths(args.config)
     plan, results, animations, policies = [], [], [], set()
@@ -132,15 +132,7 @@ def cmd_import(args: argparse.Namespace) -> None:
     print(f"run {run.run_id}: {len(results)} episodes → {run.table_path}; report {run.report_path}")
     print(pooled_markdown(summary))
     print("oracle above unconditional:", json.dumps(A.oracle_beats_floor(summary)))
-    lams = sorted({p.guidance for p in plan if p.guidance is not None})
-    for a, b in ((A.PREDICTOR, A.PRIOR_SAMPLED), (A.PREDICTOR, A.PRIOR_DETERMINISTIC), (A.PREDICTOR_RL, A.PREDICTOR),
-                 (A.ORACLE, A.UNCONDITIONAL)):
-        for lam in lams:
-            b_lam = 0.0 if b == A.UNCONDITIONAL else lam
-            for d in A.paired_difference(table, (a, lam), (b, b_lam), seed=0):
-                if d["task"] == "(all)":
-                    print(f"{d['a']} − {d['b']}: {d['difference']:+.3f} [{d['ci_low']:+.3f}, {d['ci_high']:+.3f}] "
-                          f"over {d['pairs']} pairs")
+    print(paired_markdown(run.differences))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -16,6 +16,7 @@ from goalcraft.evaluation.agent_success import (
     animated_episodes,
     oracle_beats_floor,
     paired_difference,
+    paired_differences,
     rollout_plan,
     summarize,
     wilson,
@@ -118,6 +119,35 @@ def test_paired_difference():
     pooled = next(d for d in diffs if d["task"] == "(all)")
     assert pooled["pairs"] == 20 and pooled["ci_low"] > 0 and pooled["ci_low"] <= pooled["difference"] <= pooled["ci_high"]
     assert {d["task"] for d in diffs} == {"(all)", "collect_wood", "place_table"}
+
+
+def test_paired_differences_of_the_reported_comparisons_with_known_outcomes():
+    # Two tasks x 4 worlds, λ 1 and 3. The oracle wins everything; the predictor task a only; the
+    # sampled prior world 0 of each task only; the zero goal (λ 0) world 0 of task a only.
+    sources = [GoalSource("oracle_visual", lambda t, i, e: np.ones(4)),
+               GoalSource("goal_predictor", lambda t, i, e: np.ones(4)),
+               GoalSource("mineclip_prior_sampled", lambda t, i, e: np.ones(4)),
+               GoalSource("unconditional", lambda t, i, e: np.zeros(4), guided=False)]
+    plan = rollout_plan([("a", "do a"), ("b", "do b")], sources, [10, 11, 12, 13], guidance=[1.0, 3.0], max_steps=9)
+    wins = {"oracle_visual": lambda p: True, "goal_predictor": lambda p: p.task == "a",
+            "mineclip_prior_sampled": lambda p: p.episode == 0,
+            "unconditional": lambda p: p.task == "a" and p.episode == 0}
+    results = [RolloutResult(p.request, wins[p.model](p), 5, (), False) for p in plan]
+    diffs = paired_differences(agent_success_table(plan, results, run_id="r", policy="v"), n_boot=200)
+    pooled = {(d["a"], d["b"]): d for d in diffs if d["task"] == "(all)"}
+    # Pairs absent from the run (the deterministic prior, the REINFORCE head) give no rows; the floor
+    # is compared at its λ 0 for every λ of the oracle.
+    assert sorted(pooled) == sorted([
+        ("goal_predictor@1.0", "mineclip_prior_sampled@1.0"), ("goal_predictor@3.0", "mineclip_prior_sampled@3.0"),
+        ("oracle_visual@1.0", "unconditional@0.0"), ("oracle_visual@3.0", "unconditional@0.0"),
+        ("oracle_visual@1.0", "goal_predictor@1.0"), ("oracle_visual@3.0", "goal_predictor@3.0")])
+    expected = {("goal_predictor", "mineclip_prior_sampled"): (4 - 2) / 8, ("oracle_visual", "unconditional"): (8 - 1) / 8,
+                ("oracle_visual", "goal_predictor"): (8 - 4) / 8}
+    for (a, b), d in pooled.items():
+        assert d["pairs"] == 8 and d["difference"] == pytest.approx(expected[(a.split("@")[0], b.split("@")[0])])
+    per_task = {d["task"]: d for d in diffs if (d["a"], d["b"]) == ("oracle_visual@3.0", "goal_predictor@3.0")}
+    assert (per_task["a"]["difference"], per_task["b"]["difference"]) == (0.0, 1.0)
+    assert per_task["b"]["ci_low"] == per_task["b"]["ci_high"] == 1.0  # every pair the same: no spread
 
 
 def test_duckdb_view_and_named_query_match_python(tmp_path):

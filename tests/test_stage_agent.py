@@ -156,6 +156,16 @@ def test_agent_success(trained, crafter_corpus):
             assert image.size == (32, 20) and 2 <= image.n_frames <= 1 + r["steps"] // 2 + r["steps"] % 2
 
 
+    # The paired oracle − zero goal difference at each λ of the oracle (the floor at its λ 0), in the
+    # metadata and the report, computed from the table's episodes.
+    won = {(r["model"], r["guidance"], r["world_seed"]): r["success"] for r in rows}
+    for lam in (0.0, 2.0):
+        expected = np.mean([won[("oracle_visual", lam, w)] - won[("unconditional", 0.0, w)]
+                            for w in {r["world_seed"] for r in rows}])
+        assert f"| oracle_visual@{lam} − unconditional@0.0 | 2 | {expected:+.3f} [" in meta["paired_pooled"]
+        assert f"data-a='oracle_visual@{lam}' data-b='unconditional@0.0'" in page
+
+
 def test_agent_success_needs_a_policy(tmp_path, crafter_corpus):
     with pytest.raises(StageError, match="materialize goal_policy"):
         evaluate_agent_success(StoragePaths(tmp_path), crafter_corpus, AgentSettings())

@@ -74,7 +74,8 @@ def build_agent_assets() -> list[dg.AssetsDefinition]:
             "predictor before and after REINFORCE, the zero goal as the floor) at each guidance scale, and the "
             "scripted agent as the "
             "ceiling. Success = the target unlocked within T steps; steps to success, off-target "
-            "achievements, Wilson 95% CIs, paired predictor − prior differences. One parquet file per run "
+            "achievements, Wilson 95% CIs, paired differences (predictor − prior, REINFORCE head − predictor, "
+            "oracle − zero goal, and oracle − predictor: the room a goal model has). One parquet file per run "
             "(`goalcraft sql agent_success`) and an HTML report (`agent_success/report.html`: a success-rate "
             "chart and a rollout animation per source and task)."
         ),

@@ -6,8 +6,9 @@ style of the goal-model report (goalcraft.evaluation.report: plain HTML, inline 
   pooled rate is highlighted only where its interval lies wholly above the unconditional floor's;
 - a success-rate chart: per task a bar per (model, λ) with its Wilson whisker; a colour per goal
   source (lighter for smaller λ), the scripted ceiling black, the unconditional floor grey;
-- the paired differences (goal predictor − sampled prior, REINFORCE head − predictor) per λ, pooled
-  and per task, with their bootstrap intervals (:func:`~goalcraft.evaluation.agent_success.paired_difference`);
+- the paired differences (:data:`~goalcraft.evaluation.agent_success.COMPARISONS`: goal predictor −
+  prior, REINFORCE head − predictor, oracle − zero goal, oracle − predictor) per λ, pooled and per
+  task, with their bootstrap intervals (:func:`~goalcraft.evaluation.agent_success.paired_difference`);
 - a short rollout animation per model and task: an animated GIF of the policy's observations
   (every ``stride``-th step and the last, at most :data:`GIF_FRAMES` frames), shown
   :data:`GIF_SCALE` x larger with sharp pixels.

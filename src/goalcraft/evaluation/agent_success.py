@@ -16,7 +16,8 @@ the way). Goal sources (:class:`GoalSource`):
 * ``scripted``: the corpus's scripted agent pursuing the target (the ceiling; no goal, no λ).
 
 Rates come with Wilson 95% intervals (:func:`wilson`); paired differences between two sources with a
-bootstrap interval over the (task, world seed) pairs (:func:`paired_difference`).
+bootstrap interval over the (task, world seed) pairs (:func:`paired_difference`; a run reports those
+of :data:`COMPARISONS`, :func:`paired_differences`).
 """
 
 from __future__ import annotations
@@ -37,12 +38,14 @@ from goalcraft.evaluation.rollouts import RolloutRequest, RolloutResult
 
 __all__ = [
     "AGENT_SUCCESS_SCHEMA",
+    "COMPARISONS",
     "GUIDANCE_SWEEP",
     "GoalSource",
     "agent_success_table",
     "animated_episodes",
     "oracle_beats_floor",
     "paired_difference",
+    "paired_differences",
     "play_plan",
     "rollout_plan",
     "summarize",
@@ -53,6 +56,18 @@ __all__ = [
 #: λ of classifier-free guidance swept by default (STEVE-1 acts at 6.0 for text goals, 7.0 for visual).
 GUIDANCE_SWEEP = (0.0, 1.0, 3.0, 6.0)
 ORACLE, PRIOR_SAMPLED, PRIOR_DETERMINISTIC, PREDICTOR, UNCONDITIONAL, SCRIPTED, PREDICTOR_RL = AGENT_GOAL_SOURCES
+
+#: The paired differences a run reports, ``(a, b)``: success of ``a`` − ``b`` on the same (task, world)
+#: pairs, at each λ ``a`` plays (the unconditional floor plays at λ 0 only, so it is compared there).
+COMPARISONS = (
+    (PREDICTOR, PRIOR_SAMPLED),  # the goal model against MineCLIP text + prior, as STEVE-1 samples it
+    (PREDICTOR, PRIOR_DETERMINISTIC),
+    (PREDICTOR_RL, PREDICTOR),  # what REINFORCE added
+    (ORACLE, UNCONDITIONAL),  # does the policy follow goals at all
+    # The room a goal model has: what the visual prompt wins beyond the predictor's goal. A small one
+    # bounds what any text-side gain (REINFORCE's included) can show with this policy.
+    (ORACLE, PREDICTOR),
+)
 
 AGENT_SUCCESS_SCHEMA = pa.schema([
     ("run_id", pa.string()), ("timestamp", pa.string()), ("model", pa.string()), ("task", pa.string()),
@@ -234,6 +249,20 @@ def paired_difference(table: pa.Table, a: tuple[str, float | None], b: tuple[str
         out.append({"a": f"{a[0]}@{a[1]}", "b": f"{b[0]}@{b[1]}", "task": task or "(all)", "pairs": len(d),
                     "difference": float(d.mean()), "ci_low": float(np.percentile(boots, 2.5)),
                     "ci_high": float(np.percentile(boots, 97.5))})
+    return out
+
+
+def paired_differences(table: pa.Table, comparisons: Sequence[tuple[str, str]] = COMPARISONS, *,
+                       n_boot: int = 2000, seed: int = 0) -> list[dict[str, Any]]:
+    """:func:`paired_difference` rows of each comparison ``(a, b)`` at each λ ``a`` plays (``b`` at the
+    same λ, the unconditional floor at λ 0), for the pairs of sources both in ``table``."""
+    played = {(m, g) for m, g in zip(table.column("model").to_pylist(), table.column("guidance").to_pylist())}
+    out: list[dict[str, Any]] = []
+    for a, b in comparisons:
+        for lam in sorted(g for m, g in played if m == a and g is not None):
+            b_lam = 0.0 if b == UNCONDITIONAL else lam
+            if (b, b_lam) in played:
+                out += paired_difference(table, (a, lam), (b, b_lam), n_boot=n_boot, seed=seed)
     return out
 
 

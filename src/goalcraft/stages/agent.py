@@ -463,16 +463,28 @@ def pooled_markdown(summary: list[dict]) -> Markdown:
                                    "mean_steps_to_success", "mean_off_target"])
 
 
+def paired_markdown(differences: list[dict]) -> Markdown:
+    """The pooled rows of :func:`~goalcraft.evaluation.agent_success.paired_differences` as a table."""
+    rows = [{"a − b": f"{d['a']} − {d['b']}", "pairs": d["pairs"],
+             "difference [95% CI]": f"{d['difference']:+.3f} [{d['ci_low']:+.3f}, {d['ci_high']:+.3f}]"}
+            for d in differences if d["task"] == "(all)"]
+    return history_markdown(rows, ["a − b", "pairs", "difference [95% CI]"])
+
+
 class AgentRun(NamedTuple):
-    """An agent-success run as written: its id, table and report, and the paired predictor − prior
-    and predictor_rl − predictor differences at each λ of the run."""
+    """An agent-success run as written: its id, table and report, and the paired differences of
+    :data:`~goalcraft.evaluation.agent_success.COMPARISONS` at each λ of the run."""
 
     run_id: str
     table_path: Path
     report_path: Path
     report_bytes: int
     differences: list[dict]
-    rl_differences: list[dict]
+
+    def pooled(self, a: str, b: str) -> list[dict]:
+        """The pooled ``a`` − ``b`` rows (one per λ)."""
+        return [d for d in self.differences if d["task"] == "(all)" and d["a"].split("@")[0] == a
+                and d["b"].split("@")[0] == b]
 
 
 class AgentPlan(NamedTuple):
@@ -518,17 +530,12 @@ def record_agent_run(paths: StoragePaths, table, animations, *, n_boot: int = 20
     run_id = table.column("run_id")[0].as_py()
     out = paths.agent_success_dir / f"{run_id}.parquet"
     write_parquet_atomic(table, out)
-    differences, rl_differences = [], []
-    for lam in sorted({g for g in table.column("guidance").to_pylist() if g is not None}):
-        differences += A.paired_difference(table, (A.PREDICTOR, lam), (A.PRIOR_SAMPLED, lam), n_boot=n_boot,
-                                           seed=seed)
-        rl_differences += A.paired_difference(table, (A.PREDICTOR_RL, lam), (A.PREDICTOR, lam), n_boot=n_boot,
-                                              seed=seed)
-    html_text = render_agent_report(table, animations, differences + rl_differences)
+    differences = A.paired_differences(table, n_boot=n_boot, seed=seed)
+    html_text = render_agent_report(table, animations, differences)
     report = paths.agent_success_dir / "report.html"
     for path in (paths.agent_success_dir / "reports" / f"{run_id}.html", report):
         write_text_atomic(html_text, path)
-    return AgentRun(run_id, out, report, len(html_text.encode()), differences, rl_differences)
+    return AgentRun(run_id, out, report, len(html_text.encode()), differences)
 
 
 def evaluate_agent_success(paths: StoragePaths, corpus_root: Path, settings: AgentSettings, *,
@@ -566,8 +573,9 @@ def evaluate_agent_success(paths: StoragePaths, corpus_root: Path, settings: Age
         "sources": [s.name for s in sources],
         "success": pooled_markdown(summary),
         "oracle_above_unconditional": A.oracle_beats_floor(summary),
-        "predictor_minus_prior_pooled": [d for d in run.differences if d["task"] == "(all)"],
-        "predictor_rl_minus_predictor_pooled": [d for d in run.rl_differences if d["task"] == "(all)"],
+        "predictor_minus_prior_pooled": run.pooled(A.PREDICTOR, A.PRIOR_SAMPLED),
+        "predictor_rl_minus_predictor_pooled": run.pooled(A.PREDICTOR_RL, A.PREDICTOR),
+        "paired_pooled": paired_markdown(run.differences),
         "env_steps": env_steps,
         "env_steps_per_s": round(env_steps / max(seconds, 1e-9), 1),
         "seconds": round(seconds, 1),
