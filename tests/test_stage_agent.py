@@ -362,6 +362,23 @@ def test_dagger_rounds_label_the_policys_own_episodes_and_train_on_them(trained,
     assert any("not a labelled-episodes file" in line and "playing it again" in line for line in lines)
     assert third["best_val_loss"] == result["best_val_loss"]
     assert read_labelled(stored, str(np.load(stored)["key"]))[0][0].actions.tolist() == episodes[0].actions.tolist()
+    # Raising dagger_rounds: round 1's training is the one-round run's policy, reused, not trained again.
+    one_round = (mine.policy_dir / "best" / "model.safetensors").read_bytes()
+    two = settings.model_copy(update={"dagger_rounds": 2})
+    lines.clear()
+    train_goal_policy(mine, crafter_corpus, two, clips, say=lines.append)
+    round_1 = mine.policy_dir / "dagger" / "round_1"
+    assert (round_1 / "best" / "model.safetensors").read_bytes() == one_round
+    assert "policy: DAgger round 1: the last run's policy trained on the same data and settings: reused" in lines
+    assert sum(line.startswith("policy: epoch ") for line in lines) == 1  # the final training's only
+    assert any(line.startswith("policy: DAgger round 2: 3/3 episodes played and labelled") for line in lines)
+    assert not list((mine.policy_dir / "dagger").glob(".*"))
+    # Without round 1's folder and with other settings, the seeded copy is not taken for round 1's run.
+    shutil.rmtree(round_1)
+    lines.clear()
+    train_goal_policy(mine, crafter_corpus, two.model_copy(update={"lr": two.lr * 2}), clips, say=lines.append)
+    assert "policy: DAgger round 1: the last run's policy trained on other data or settings: trained afresh" in lines
+    assert (round_1 / "best" / "model.safetensors").read_bytes() != one_round
 
 
 

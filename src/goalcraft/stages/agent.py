@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -226,6 +227,20 @@ def train_goal_policy(paths: StoragePaths, corpus_root: Path, settings: PolicySe
         except PolicyTrainingError as exc:
             raise StageError(str(exc)) from None
 
+    def fit_round(data: list, r: int, round_dir: Path) -> Path:
+        # Raising dagger_rounds: the last run's policy (models/policy) may be exactly this round's
+        # training. Seed the round's folder with it; the run folder keeps it only if the fingerprint
+        # (config, settings, data digest) matches, else it trains afresh.
+        seeded = _seed_round_from_policy(paths.policy_dir, round_dir)
+        say(f"policy: DAgger round {r}: training on {len(episodes)} trajectories + {len(labelled)} labelled")
+        result = fit(data, round_dir)
+        if seeded:
+            how = ("on the same data and settings: reused" if result.resumed_from_epoch >= settings.epochs
+                   else "on other data or settings: trained afresh" if result.resumed_from_epoch == 0
+                   else f"on the same data and settings: continued from epoch {result.resumed_from_epoch}")
+            say(f"policy: DAgger round {r}: the last run's policy trained {how}")
+        return result.best_dir
+
     rounds: list[dict] = []
     labelled: list = []
     if settings.dagger_rounds:
@@ -242,8 +257,7 @@ def train_goal_policy(paths: StoragePaths, corpus_root: Path, settings: PolicySe
             seeds |= set(worlds)
             rounds.append({"round": r, **figures})
             if r < settings.dagger_rounds:
-                say(f"policy: DAgger round {r}: training on {len(episodes)} trajectories + {len(labelled)} labelled")
-                previous = fit(episodes + labelled, dagger_dir / f"round_{r}").best_dir
+                previous = fit_round(episodes + labelled, r, dagger_dir / f"round_{r}")
         say(f"policy: training on {len(episodes)} trajectories + {len(labelled)} labelled episodes")
     write_json_atomic(sorted(seeds), paths.policy_dir / TRAINING_SEEDS_FILE)
     result = fit(episodes + labelled, paths.policy_dir)
@@ -271,6 +285,30 @@ def train_goal_policy(paths: StoragePaths, corpus_root: Path, settings: PolicySe
         meta["dagger_rounds"] = history_markdown(rounds, ["round", "episodes", "steps", "success_rate", "agreement",
                                                           "died", "dropped", "reused"])
     return StageResult(meta, [f"trajectory {q.source_id} left out ({q.reason}): {q.detail}" for q in quarantined])
+
+
+def _seed_round_from_policy(policy_dir: Path, round_dir: Path) -> bool:
+    """Copy the last run's policy (``best/``, ``last/``, ``history.json`` of ``policy_dir``) into a DAgger
+    round's missing run folder; True if it did. Staged beside the target and moved in with one rename,
+    so a killed copy leaves no half folder that a resume could take for a run."""
+    import shutil
+
+    from goalcraft.training.run_folder import BEST_DIR, HISTORY_FILE, LAST_DIR
+
+    parts = [policy_dir / BEST_DIR, policy_dir / LAST_DIR, policy_dir / HISTORY_FILE]
+    if round_dir.exists() or not all(p.exists() for p in parts):
+        return False
+    round_dir.parent.mkdir(parents=True, exist_ok=True)
+    staged = round_dir.parent / f".{round_dir.name}.seeding"  # one writer per folder, as in RunFolder
+    shutil.rmtree(staged, ignore_errors=True)
+    staged.mkdir()
+    try:
+        for part in parts:
+            (shutil.copytree if part.is_dir() else shutil.copy2)(part, staged / part.name)
+        os.replace(staged, round_dir)
+    finally:
+        shutil.rmtree(staged, ignore_errors=True)
+    return True
 
 
 def _task_embeddings(paths: StoragePaths, split: str) -> dict[str, np.ndarray]:
