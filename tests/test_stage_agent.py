@@ -379,6 +379,15 @@ def test_dagger_rounds_label_the_policys_own_episodes_and_train_on_them(trained,
     train_goal_policy(mine, crafter_corpus, two.model_copy(update={"lr": two.lr * 2}), clips, say=lines.append)
     assert "policy: DAgger round 1: the last run's policy trained on other data or settings: trained afresh" in lines
     assert (round_1 / "best" / "model.safetensors").read_bytes() != one_round
+    # Warm rounds: the policy starts from round 0's and keeps its held-out episodes held out.
+    lines.clear()
+    warm = settings.model_copy(update={"dagger_warm_epochs": 1})
+    train_goal_policy(mine, crafter_corpus, warm, clips, say=lines.append)
+    assert any(line.endswith("labelled episodes, from round 0's policy, 1 epoch(s)") for line in lines)
+    split = [json.loads((d / "history.json").read_text()) for d in (mine.policy_dir / "dagger" / "round_0", mine.policy_dir)]
+    assert set(split[0]["val_episodes"]) <= set(split[1]["val_episodes"])
+    assert set(split[0]["train_episodes"]) <= set(split[1]["train_episodes"])
+    assert "init_sha256" in split[1]["settings"] and "init_sha256" not in split[0]["settings"]
 
 
 

@@ -3,6 +3,7 @@ cloning that learns to follow goals, seeded resumable runs. Tiny configs, synthe
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -176,6 +177,48 @@ def test_resume_refuses_other_data_and_auto_restarts(tmp_path):
         train_policy(goal_following_episodes(4, seed=9), TINY, tmp_path / "run", epochs=2, **kw)
     result = train_policy(goal_following_episodes(4, seed=9), TINY, tmp_path / "run", epochs=1, resume="auto", **kw)
     assert result.resumed_from_epoch == 0
+
+
+def test_a_warm_start_begins_at_the_runs_best_weights_and_keeps_its_split(tmp_path):
+    """Starting from a run: its best weights replace the initialization (with lr ~ 0 they come out
+    unchanged, where a cold start's differ), its validation episodes stay held out, its training
+    episodes are never validated on, and only the new episodes are split."""
+    kw = dict(batch_size=16, seed=2, val_fraction=0.25, log=lambda r: None)
+    first = train_policy(goal_following_episodes(8), TINY, tmp_path / "r0", epochs=2, lr=3e-3, **kw)
+    more = goal_following_episodes(8) + [PolicyEpisode(f"n{e.id}", e.frames, e.actions, e.goals, e.env_seed)
+                                         for e in goal_following_episodes(8, seed=5)]
+    warm = train_policy(more, TINY, tmp_path / "r1", epochs=1, lr=1e-12, init=tmp_path / "r0", **kw)
+    start, after = _weights(tmp_path / "r0" / "best"), _weights(tmp_path / "r1" / "best")
+    assert all(torch.allclose(start[k], after[k], atol=1e-6) for k in start)
+    cold = train_policy(more, TINY, tmp_path / "cold", epochs=1, lr=1e-12, **kw)
+    cold_w = _weights(tmp_path / "cold" / "best")
+    assert not all(torch.allclose(start[k], cold_w[k], atol=1e-3) for k in start)
+    assert set(first.val_episodes) <= set(warm.val_episodes)
+    assert set(first.train_episodes) <= set(warm.train_episodes)
+    new_val = set(warm.val_episodes) - set(first.val_episodes)
+    assert len(new_val) == 2 and all(v.startswith("n") for v in new_val)  # 0.25 of the 8 new ones
+    # The start is part of the run: another start does not resume it.
+    train_policy(goal_following_episodes(8), TINY, tmp_path / "r0b", epochs=1, lr=3e-3, **kw)
+    with pytest.raises(PolicyTrainingError, match="other data or settings"):
+        train_policy(more, TINY, tmp_path / "r1", epochs=1, lr=1e-12, init=tmp_path / "r0b", **kw)
+    assert train_policy(more, TINY, tmp_path / "r1", epochs=1, lr=1e-12, init=tmp_path / "r0", **kw).resumed_from_epoch == 1
+
+
+def test_a_warm_start_from_a_bad_run_is_a_one_line_error(tmp_path):
+    kw = dict(epochs=1, batch_size=16, seed=2, log=lambda r: None)
+    episodes = goal_following_episodes(4)
+    with pytest.raises(PolicyTrainingError, match="not a finished policy run"):
+        train_policy(episodes, TINY, tmp_path / "a", init=tmp_path / "nothing", **kw)
+    train_policy(episodes, TINY, tmp_path / "r0", **kw)
+    other = dataclasses.replace(TINY, hidden_dim=TINY.hidden_dim * 2)
+    with pytest.raises(PolicyTrainingError, match="config differs"):
+        train_policy(episodes, other, tmp_path / "b", init=tmp_path / "r0", **kw)
+    (tmp_path / "r0" / "history.json").write_text("{}")
+    with pytest.raises(PolicyTrainingError, match="lacks the episode split"):
+        train_policy(episodes, TINY, tmp_path / "c", init=tmp_path / "r0", **kw)
+    (tmp_path / "r0" / "best" / "model.safetensors").write_bytes(b"not safetensors")
+    with pytest.raises(PolicyTrainingError, match="cannot start from"):
+        train_policy(episodes, TINY, tmp_path / "d", init=tmp_path / "r0", **kw)
 
 
 def test_same_seed_same_weights(tmp_path):

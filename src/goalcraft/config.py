@@ -420,6 +420,10 @@ class PolicySettings(Settings):
     dagger_episodes: PositiveInt = 340
     dagger_guidance: float = Field(1.0, ge=0)
     dagger_max_steps: PositiveInt = 300
+    # 0: every round trains from scratch for `epochs` (DAgger's aggregate, as Ross et al.); k > 0:
+    # rounds 1 on start from the last round's policy and train k epochs on the aggregate (its split
+    # kept), so a round costs k epochs, not `epochs` (docs/closed-loop.md).
+    dagger_warm_epochs: int = Field(0, ge=0)
     device: str = "cpu"
     # Processes replaying the trajectories (Crafter's world generation, ~0.7 s a world, is most of a
     # replay) while the stage decodes and embeds their videos; 0: in the stage's own process.

@@ -217,9 +217,9 @@ def train_goal_policy(paths: StoragePaths, corpus_root: Path, settings: PolicySe
                 f"val_loss {record['val_loss']:.4g} val_goal_gain {record['val_goal_gain']:.3g} "
                 f"({record['train_samples_per_s']:.0f} samples/s)")
 
-    def fit(data: list, out_dir: Path):
+    def fit(data: list, out_dir: Path, init: Path | None = None):
         try:
-            return train_policy(data, config, out_dir, epochs=settings.epochs, batch_size=settings.batch_size,
+            return train_policy(data, config, out_dir, epochs=epochs_from(init), init=init, batch_size=settings.batch_size,
                                 lr=settings.lr, seed=settings.seed, val_fraction=settings.val_fraction,
                                 gap=(settings.gap_low, settings.gap_high), p_uncond=settings.p_uncond,
                                 relabel=settings.relabel, unlock_keep=settings.unlock_keep,
@@ -227,15 +227,18 @@ def train_goal_policy(paths: StoragePaths, corpus_root: Path, settings: PolicySe
         except PolicyTrainingError as exc:
             raise StageError(str(exc)) from None
 
-    def fit_round(data: list, r: int, round_dir: Path) -> Path:
+    def epochs_from(init: Path | None) -> int:
+        return settings.dagger_warm_epochs if init is not None else settings.epochs
+
+    def fit_round(data: list, r: int, round_dir: Path, init: Path | None) -> Path:
         # Raising dagger_rounds: the last run's policy (models/policy) may be exactly this round's
         # training. Seed the round's folder with it; the run folder keeps it only if the fingerprint
         # (config, settings, data digest) matches, else it trains afresh.
         seeded = _seed_round_from_policy(paths.policy_dir, round_dir)
         say(f"policy: DAgger round {r}: training on {len(episodes)} trajectories + {len(labelled)} labelled")
-        result = fit(data, round_dir)
+        result = fit(data, round_dir, init)
         if seeded:
-            how = ("on the same data and settings: reused" if result.resumed_from_epoch >= settings.epochs
+            how = ("on the same data and settings: reused" if result.resumed_from_epoch >= epochs_from(init)
                    else "on other data or settings: trained afresh" if result.resumed_from_epoch == 0
                    else f"on the same data and settings: continued from epoch {result.resumed_from_epoch}")
             say(f"policy: DAgger round {r}: the last run's policy trained {how}")
@@ -250,6 +253,7 @@ def train_goal_policy(paths: StoragePaths, corpus_root: Path, settings: PolicySe
         dagger_dir = paths.policy_dir / DAGGER_DIR
         say(f"policy: behaviour cloning first (DAgger round 0 of {settings.dagger_rounds})")
         previous = fit(episodes, dagger_dir / "round_0").best_dir
+        warm = settings.dagger_warm_epochs > 0
         for r in range(1, settings.dagger_rounds + 1):
             worlds = world_seeds(settings.dagger_episodes, settings.seed * 1000 + r, seeds, stream=DAGGER_WORLD_STREAM)
             round_eps, figures = _dagger_round(previous, bank, worlds, settings, r, dagger_dir / f"round_{r}.npz", say)
@@ -257,10 +261,15 @@ def train_goal_policy(paths: StoragePaths, corpus_root: Path, settings: PolicySe
             seeds |= set(worlds)
             rounds.append({"round": r, **figures})
             if r < settings.dagger_rounds:
-                previous = fit_round(episodes + labelled, r, dagger_dir / f"round_{r}")
-        say(f"policy: training on {len(episodes)} trajectories + {len(labelled)} labelled episodes")
+                previous = fit_round(episodes + labelled, r, dagger_dir / f"round_{r}",
+                                     previous.parent if warm else None)
+        init = previous.parent if warm else None
+        say(f"policy: training on {len(episodes)} trajectories + {len(labelled)} labelled episodes"
+            + (f", from round {settings.dagger_rounds - 1}'s policy, {settings.dagger_warm_epochs} epoch(s)" if init else ""))
+    else:
+        init = None
     write_json_atomic(sorted(seeds), paths.policy_dir / TRAINING_SEEDS_FILE)
-    result = fit(episodes + labelled, paths.policy_dir)
+    result = fit(episodes + labelled, paths.policy_dir, init)
     last = result.history[-1] if result.history else {}
     meta = {
         "trajectories": len(episodes),

@@ -31,6 +31,7 @@ one step after the goal frame; here a segment ends at its goal frame).
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -47,6 +48,7 @@ from goalcraft.models.checkpoints import WEIGHTS_FILE, load_state_dict_file, str
 from goalcraft.models.policy import GoalConditionedPolicy, PolicyConfig, load_policy, save_policy, stack_indices
 from goalcraft.training.run_folder import (
     BEST_DIR,
+    HISTORY_FILE,
     Progress,
     RunFolder,
     Tick,
@@ -326,6 +328,7 @@ def train_policy(
     resume: bool | str = True,
     log: Callable[[dict[str, Any]], None] | None = None,
     device: str = "cpu",
+    init: Path | None = None,
 ) -> PolicyTrainResult:
     """Behaviour-clone ``episodes`` with hindsight goals until ``epochs`` epochs are complete.
 
@@ -336,6 +339,11 @@ def train_policy(
     fingerprint (config, hyperparameters, data digest) matches (else :class:`PolicyTrainingError`),
     ``False`` start afresh, ``"auto"`` continue when it matches, else start afresh. ``log`` gets each
     epoch's record and progress records (:func:`goalcraft.training.run_folder.train_loop`).
+
+    ``init``: another run's folder to start from (a DAgger round fine-tuning the last round's policy):
+    its ``best/`` weights (same config) replace the seeded initialization and its digest joins the
+    fingerprint. Its split is kept (its validation episodes stay held out, its training episodes
+    are never validated on); only the episodes new since then are split, by the seeded permutation.
     """
     started = time.perf_counter()
     _check(episodes, config)
@@ -350,11 +358,15 @@ def train_policy(
         raise PolicyTrainingError(f"relabel must be one of {RELABEL_MODES} and 0 < unlock_keep <= 1, "
                                   f"got {relabel!r}, {unlock_keep!r}")
 
-    order = _rng(seed, _SPLIT).permutation(len(episodes))
-    n_val = min(len(episodes) - 1, max(1, round(len(episodes) * val_fraction)))
-    val_set = sorted(order[:n_val].tolist())
-    train_eps = [episodes[i] for i in sorted(order[n_val:].tolist())]
-    val_eps = [episodes[i] for i in val_set]
+    start_from = _start_weights(Path(init), config) if init is not None else None
+    if start_from is None:
+        order = _rng(seed, _SPLIT).permutation(len(episodes))
+        n_val = min(len(episodes) - 1, max(1, round(len(episodes) * val_fraction)))
+        val_set = set(order[:n_val].tolist())
+    else:
+        val_set = _kept_split(episodes, Path(init), seed, val_fraction)
+    train_eps = [e for i, e in enumerate(episodes) if i not in val_set]
+    val_eps = [e for i, e in enumerate(episodes) if i in val_set]
     train, val = _Steps(train_eps, config.frame_stack), _Steps(val_eps, config.frame_stack)
     val_goal_rows = val.goal_rows(lambda i: _rng(seed, _VAL, i), gap, relabel, unlock_keep)
 
@@ -364,6 +376,8 @@ def train_policy(
     if relabel == "unlocks":  # (a STEVE-1-segments run keeps the fingerprint it had before this setting)
         hyper.update(relabel=relabel, unlock_keep=float(unlock_keep))
         hyper["unlocks_sha256"] = hashlib.sha256(repr([e.unlock_frames for e in episodes]).encode()).hexdigest()
+    if start_from is not None:  # (a run from the seeded initialization keeps its fingerprint)
+        hyper["init_sha256"] = start_from[1]
     folder = RunFolder(Path(out_dir), {"config": asdict(config), **hyper}, resume=resume, state_file=STATE_FILE,
                        tensorboard=False, error=PolicyTrainingError)
     device_t = torch.device(device)
@@ -372,6 +386,8 @@ def train_policy(
         with torch.random.fork_rng(devices=[]):
             torch.random.default_generator.manual_seed(int(_rng(seed, _INIT).integers(2**62)))
             model = GoalConditionedPolicy(config)
+        if start_from is not None:
+            strict_load(model, start_from[0], source=str(Path(init) / BEST_DIR / WEIGHTS_FILE))
         model.to(device_t)
         optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay, foreach=True)
         best: dict[str, Any] = {"state": None}
@@ -429,6 +445,40 @@ def train_policy(
         epochs_completed=len(progress.history), resumed_from_epoch=start_epoch,
         train_episodes=tuple(e.id for e in train_eps), val_episodes=tuple(e.id for e in val_eps),
         n_train_steps=len(train), n_val_steps=len(val), seconds=round(time.perf_counter() - started, 3))
+
+
+def _start_weights(init: Path, config: PolicyConfig) -> tuple[dict[str, torch.Tensor], str]:
+    """The ``best/`` weights of the run folder ``init`` and their file's digest; one-line errors."""
+    path = init / BEST_DIR / WEIGHTS_FILE
+    if not path.is_file():
+        raise PolicyTrainingError(f"cannot start from {init}: no {BEST_DIR}/{WEIGHTS_FILE} (not a finished policy run)")
+    try:
+        stored = load_policy(init / BEST_DIR).config
+    except Exception as exc:  # noqa: BLE001 - untrusted files: any failure is one line
+        raise PolicyTrainingError(f"cannot start from {init}: {exc}") from None
+    if stored != config:
+        raise PolicyTrainingError(f"cannot start from {init}: its policy config differs from this run's")
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    return load_state_dict_file(path), digest
+
+
+def _kept_split(episodes: Sequence[PolicyEpisode], init: Path, seed: int, val_fraction: float) -> set[int]:
+    """Indices of the validation episodes when starting from ``init``: its validation episodes that
+    are here, plus a ``val_fraction`` share of the episodes it did not see (seeded permutation)."""
+    try:
+        history = json.loads((init / HISTORY_FILE).read_text())
+        seen_val, seen_train = set(history["val_episodes"]), set(history["train_episodes"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise PolicyTrainingError(f"cannot start from {init}: its {HISTORY_FILE} lacks the episode split "
+                                  f"({type(exc).__name__})") from None
+    val = {i for i, e in enumerate(episodes) if e.id in seen_val}
+    new = [i for i, e in enumerate(episodes) if e.id not in seen_val and e.id not in seen_train]
+    order = _rng(seed, _SPLIT).permutation(len(new))
+    val |= {new[j] for j in order[:round(len(new) * val_fraction)].tolist()}
+    if not val or len(val) == len(episodes):
+        raise PolicyTrainingError(f"starting from {init} leaves {len(val)} of {len(episodes)} episodes for validation; "
+                                  "need at least one each side")
+    return val
 
 
 @torch.no_grad()
