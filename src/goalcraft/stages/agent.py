@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -298,25 +297,25 @@ def train_goal_policy(paths: StoragePaths, corpus_root: Path, settings: PolicySe
 
 def _seed_round_from_policy(policy_dir: Path, round_dir: Path) -> bool:
     """Copy the last run's policy (``best/``, ``last/``, ``history.json`` of ``policy_dir``) into a DAgger
-    round's missing run folder; True if it did. Staged beside the target and moved in with one rename,
-    so a killed copy leaves no half folder that a resume could take for a run."""
+    round's missing run folder; True if it did. Staged and committed whole, so a killed copy leaves no
+    half folder that a resume could take for a run."""
     import shutil
 
-    from goalcraft.training.run_folder import BEST_DIR, HISTORY_FILE, LAST_DIR
+    from goalcraft.storage import commit_directory, new_staging_dir, recover_directory
+    from goalcraft.training.run_folder import BEST_DIR, HISTORY_FILE, LAST_DIR, STAGING_DIR
 
     parts = [policy_dir / BEST_DIR, policy_dir / LAST_DIR, policy_dir / HISTORY_FILE]
+    staging = round_dir.parent / STAGING_DIR
+    recover_directory(round_dir, staging)
     if round_dir.exists() or not all(p.exists() for p in parts):
         return False
-    round_dir.parent.mkdir(parents=True, exist_ok=True)
-    staged = round_dir.parent / f".{round_dir.name}.seeding"  # one writer per folder, as in RunFolder
-    shutil.rmtree(staged, ignore_errors=True)
-    staged.mkdir()
+    staged = new_staging_dir(round_dir, staging)
     try:
         for part in parts:
             (shutil.copytree if part.is_dir() else shutil.copy2)(part, staged / part.name)
-        os.replace(staged, round_dir)
+        commit_directory(staged, round_dir)
     finally:
-        shutil.rmtree(staged, ignore_errors=True)
+        shutil.rmtree(staging, ignore_errors=True)
     return True
 
 

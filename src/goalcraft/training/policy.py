@@ -453,13 +453,12 @@ def _start_weights(init: Path, config: PolicyConfig) -> tuple[dict[str, torch.Te
     if not path.is_file():
         raise PolicyTrainingError(f"cannot start from {init}: no {BEST_DIR}/{WEIGHTS_FILE} (not a finished policy run)")
     try:
-        stored = load_policy(init / BEST_DIR).config
+        stored = load_policy(init / BEST_DIR)
     except Exception as exc:  # noqa: BLE001 - untrusted files: any failure is one line
         raise PolicyTrainingError(f"cannot start from {init}: {exc}") from None
-    if stored != config:
+    if stored.config != config:
         raise PolicyTrainingError(f"cannot start from {init}: its policy config differs from this run's")
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    return load_state_dict_file(path), digest
+    return stored.state_dict(), hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _kept_split(episodes: Sequence[PolicyEpisode], init: Path, seed: int, val_fraction: float) -> set[int]:
