@@ -100,6 +100,14 @@ def test_resume_refuses_another_fingerprint_and_auto_starts_afresh(tmp_path):
         RunFolder(tmp_path, fingerprint)
     assert RunFolder(tmp_path, fingerprint, resume=False).state is None and list(tmp_path.iterdir()) == []
 
+    # A damaged or foreign state file (a pickle of anything) is refused in one line; "auto" starts afresh.
+    RunFolder(tmp_path, fingerprint).save_last(write_text("x"), {"epoch": 1})
+    (tmp_path / "last" / "state.pt").write_bytes(b"garbage")
+    with pytest.raises(Refused, match="damaged or not a training state"):
+        RunFolder(tmp_path, fingerprint, error=Refused)
+    assert RunFolder(tmp_path, fingerprint, resume="auto", error=Refused).state is None
+    assert not (tmp_path / "last").exists()
+
 
 def test_rng_state_round_trip():
     torch.manual_seed(5)

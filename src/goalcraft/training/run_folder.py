@@ -185,7 +185,11 @@ class RunFolder:
         path = self.last_dir / self.state_file
         if not path.is_file():
             return None
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - an untrusted file: any failure to read it is one refusal
+            raise self.error(f"{path} is damaged or not a training state ({type(exc).__name__}); "
+                             "pass resume=False or use another out_dir") from None
         if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
             raise self.error(f"{path} is in an older or unknown format; pass resume=False or use another out_dir")
         changed = _differences(state["fingerprint"], self.fingerprint)
