@@ -54,20 +54,16 @@ def dagster_home(paths: StoragePaths) -> Path:
     A home without a ``dagster.yaml`` (or with the one earlier versions wrote) gets goalcraft's:
     telemetry off (no internet) and compute logs mirrored without helper processes
     (goalcraft.pipelines.compute_logs). A ``dagster.yaml`` of your own is left as it is."""
-    from goalcraft.pipelines.compute_logs import instance_yaml
+    from goalcraft.pipelines.compute_logs import TELEMETRY_OFF, instance_yaml
     from goalcraft.storage import atomic_path
 
     home = Path(os.environ.get("DAGSTER_HOME") or paths.dagster_home)
     home.mkdir(parents=True, exist_ok=True)
     settings = home / "dagster.yaml"
-    if not settings.exists() or settings.read_text() == _OLD_INSTANCE_YAML:
+    if not settings.exists() or settings.read_text() == TELEMETRY_OFF:  # an earlier version's
         with atomic_path(settings) as tmp:
             tmp.write_text(instance_yaml(str(home)))
     return home
-
-
-#: The dagster.yaml goalcraft wrote before it configured the compute logs.
-_OLD_INSTANCE_YAML = "telemetry:\n  enabled: false\n"
 
 
 def _instance(paths: StoragePaths):

@@ -25,9 +25,11 @@ from dagster._core.storage.local_compute_log_manager import IO_TYPE_EXTENSION, L
 from dagster._serdes import ConfigurableClassData
 from dagster._utils import ensure_file, touch_file
 
-__all__ = ["InProcessComputeLogManager", "instance_yaml", "mirror_to_file"]
+__all__ = ["TELEMETRY_OFF", "InProcessComputeLogManager", "instance_yaml", "mirror_to_file"]
 
 _POLL_S = 0.05
+#: The whole dagster.yaml goalcraft wrote before it configured the compute logs; the start of the one it writes now.
+TELEMETRY_OFF = "telemetry:\n  enabled: false\n"
 
 
 @contextmanager
@@ -94,6 +96,6 @@ def instance_yaml(home: str) -> str:
     without internet) and :class:`InProcessComputeLogManager` under ``<home>/storage`` (where the
     default manager keeps its files)."""
     storage = os.path.join(os.path.abspath(home), "storage")
-    return ("telemetry:\n  enabled: false\n"
-            "compute_logs:\n  module: goalcraft.pipelines.compute_logs\n  class: InProcessComputeLogManager\n"
+    return (TELEMETRY_OFF
+            + "compute_logs:\n  module: goalcraft.pipelines.compute_logs\n  class: InProcessComputeLogManager\n"
             f"  config:\n    base_dir: {json.dumps(storage)}\n")  # a JSON string is YAML
