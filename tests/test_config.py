@@ -127,7 +127,7 @@ def test_the_study_preset_loads_under_a_users_file(tmp_path):
     assert (study.demo.trials, study.demo.trial_pace_steps, study.goals.exclusive_s) == (960, 24, 1.6)
     assert (study.goal_space.batch_size, study.goal_space.train_on, study.splits.test_fraction) == (64, "goal_clips", 0.4)
     assert (study.evaluation.replicates, study.demo.video_agent) == (3, "varied")
-    assert (study.policy.dagger_rounds, study.policy.dagger_warm_epochs, study.policy.dagger_episodes) == (2, 2, 680)
+    assert (study.policy.dagger_rounds, study.policy.dagger_warm_epochs, study.policy.dagger_episodes) == (3, 2, 680)
     assert (study.predictor_rl.explore, load_config(None).predictor_rl.explore) == ("goals", "full")  # seventh
     assert load_config(None).policy.dagger_rounds == 0  # the demo's policy: behaviour cloning alone
     mine = tmp_path / "goalcraft.toml"

@@ -323,7 +323,7 @@ def test_dagger_rounds_label_the_policys_own_episodes_and_train_on_them(trained,
     import shutil
 
     from goalcraft.config import config_from_dict
-    from goalcraft.training.dagger import read_labelled
+    from goalcraft.training.dagger import read_labelled, write_labelled
 
     paths, first, *_ = trained
     mine = StoragePaths(tmp_path / "data")
@@ -388,6 +388,20 @@ def test_dagger_rounds_label_the_policys_own_episodes_and_train_on_them(trained,
     assert set(split[0]["val_episodes"]) <= set(split[1]["val_episodes"])
     assert set(split[0]["train_episodes"]) <= set(split[1]["train_episodes"])
     assert "init_sha256" in split[1]["settings"] and "init_sha256" not in split[0]["settings"]
+    # Focus: round 1's figures hold each target's success rate, and round 2 allots its episodes by them.
+    episodes, figures = read_labelled(stored, str(np.load(stored)["key"]))
+    assert set(figures["success_by_target"]) == {"collect_wood"}
+    focused = settings.model_copy(update={"dagger_rounds": 2, "dagger_focus": 1.0})
+    lines.clear()
+    train_goal_policy(mine, crafter_corpus, focused, clips, say=lines.append)
+    rate = figures["success_by_target"]["collect_wood"]
+    assert f"policy: DAgger round 2: focus 1.0: most episodes to collect_wood 100% (round 1: {rate:.0%} success)" in lines
+    # A round file from before per-target figures: the next round spreads its targets evenly, and says so.
+    write_labelled(stored, episodes, str(np.load(stored)["key"]),
+                   {k: v for k, v in figures.items() if k != "success_by_target"})
+    lines.clear()
+    train_goal_policy(mine, crafter_corpus, focused, clips, say=lines.append)
+    assert "policy: DAgger round 2: round 1 has no per-target success rates; its targets spread evenly" in lines
 
 
 

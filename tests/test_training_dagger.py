@@ -10,7 +10,7 @@ import torch
 
 from goalcraft.evaluation.rollouts import RolloutRequest, RolloutResult
 from goalcraft.models.policy import POLICY_CONFIGS, GoalConditionedPolicy
-from goalcraft.training.dagger import dagger_episodes, dagger_requests, run_dagger_round
+from goalcraft.training.dagger import dagger_episodes, dagger_requests, focus_weights, run_dagger_round
 
 TINY = POLICY_CONFIGS["tiny"]
 
@@ -34,6 +34,38 @@ def test_requests_cycle_the_tasks_with_goals_from_the_bank_and_are_seeded():
     assert len({float(r.goal[0]) for r in other if r.target == "collect_wood"}) == 2  # both rows drawn
     with pytest.raises(ValueError, match="no task"):
         dagger_requests({"eat_cow": bank["eat_cow"]}, [1], max_steps=5, guidance=0.0, seed=0)
+
+
+def test_focus_weights_send_the_focus_share_to_the_failing_targets():
+    # failure rates 0, 0.5 and 1 (c was not played: failing); half the round even, half by failure
+    weights = focus_weights(["a", "b", "c"], {"a": 1.0, "b": 0.5}, 0.5)
+    assert weights == pytest.approx({"a": 1 / 6, "b": 1 / 6 + 1 / 6, "c": 1 / 6 + 1 / 3})
+    assert focus_weights(["a", "b"], {"a": 0.2, "b": 0.9}, 0.0) == {"a": 0.5, "b": 0.5}
+    assert focus_weights(["a", "b"], {"a": 1.0, "b": 1.0}, 1.0) == {"a": 0.5, "b": 0.5}  # nothing failed
+    assert focus_weights(["a", "b"], {"a": 1.0, "b": 0.0}, 1.0) == {"a": 0.0, "b": 1.0}
+    with pytest.raises(ValueError, match="focus"):
+        focus_weights(["a"], {}, 1.5)
+
+
+def test_weighted_requests_allot_the_episodes_by_largest_remainders_in_a_seeded_order():
+    dim = TINY.goal_dim
+    bank = {t: np.full((2, dim), i, np.float32) for i, t in enumerate(["a", "b", "c"])}
+    worlds = list(range(100, 110))
+    weights = {"a": 1 / 6, "b": 1 / 3, "c": 1 / 2}  # quotas 1.67, 3.33, 5: a takes the odd one
+    requests = dagger_requests(bank, worlds, max_steps=50, guidance=1.0, seed=3, weights=weights)
+    targets = [r.target for r in requests]
+    assert {t: targets.count(t) for t in "abc"} == {"a": 2, "b": 3, "c": 5}
+    assert [r.world_seed for r in requests] == worlds
+    assert all(float(r.goal[0]) == "abc".index(r.target) for r in requests)
+    again = dagger_requests(bank, worlds, max_steps=50, guidance=1.0, seed=3, weights=weights)
+    assert [(r.target, r.seed) for r in again] == [(r.target, r.seed) for r in requests]
+    assert targets != [r.target for r in dagger_requests(bank, worlds, max_steps=50, guidance=1.0, seed=4,
+                                                         weights=weights)]
+    # a task missing from the weights gets none; no positive share at all is an error
+    assert {r.target for r in dagger_requests(bank, worlds, max_steps=5, guidance=0.0, seed=0,
+                                              weights={"b": 1.0})} == {"b"}
+    with pytest.raises(ValueError, match="no task"):
+        dagger_requests(bank, worlds, max_steps=5, guidance=0.0, seed=0, weights={"x": 1.0})
 
 
 def _result(seed, steps, labels=True):
@@ -71,6 +103,8 @@ def test_a_round_in_crafter_labels_every_step_and_its_episodes_train_a_policy(tm
     assert len(result.episodes) + result.dropped == 4
     assert result.steps == sum(len(e.actions) for e in result.episodes) > 0
     assert 0.0 <= result.agreement <= 1.0 and 0.0 <= result.success_rate <= 1.0
+    assert set(result.success_by_target) == {"collect_wood", "place_table"}  # two episodes each
+    assert np.mean(list(result.success_by_target.values())) == pytest.approx(result.success_rate)
     for e in result.episodes:
         assert e.frames.shape[1:] == (TINY.frame_height, TINY.frame_width, 3) and e.frames.dtype == np.uint8
         assert len(e.actions) == len(e.frames) - 1 and e.actions.max() < TINY.n_actions

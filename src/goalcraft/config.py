@@ -424,6 +424,10 @@ class PolicySettings(Settings):
     # rounds 1 on start from the last round's policy and train k epochs on the aggregate (its split
     # kept), so a round costs k epochs, not `epochs` (docs/closed-loop.md).
     dagger_warm_epochs: int = Field(0, ge=0)
+    # Rounds 2 on: this share of a round's episodes goes to targets in proportion to their failure
+    # rate in the last round, the rest evenly (goalcraft.training.dagger.focus_weights); 0: evenly.
+    # On the study, 0.5 did worse than 0 (docs/results.md, thirteenth session): not used there.
+    dagger_focus: float = Field(0.0, ge=0, le=1)
     device: str = "cpu"
     # Processes replaying the trajectories (Crafter's world generation, ~0.7 s a world, is most of a
     # replay) while the stage decodes and embeds their videos; 0: in the stage's own process.

@@ -253,9 +253,13 @@ def train_goal_policy(paths: StoragePaths, corpus_root: Path, settings: PolicySe
         say(f"policy: behaviour cloning first (DAgger round 0 of {settings.dagger_rounds})")
         previous = fit(episodes, dagger_dir / "round_0").best_dir
         warm = settings.dagger_warm_epochs > 0
+        last_success: dict | None = None
         for r in range(1, settings.dagger_rounds + 1):
             worlds = world_seeds(settings.dagger_episodes, settings.seed * 1000 + r, seeds, stream=DAGGER_WORLD_STREAM)
-            round_eps, figures = _dagger_round(previous, bank, worlds, settings, r, dagger_dir / f"round_{r}.npz", say)
+            weights = _focus(bank, last_success, settings.dagger_focus, r, say)
+            round_eps, figures = _dagger_round(previous, bank, worlds, settings, r, dagger_dir / f"round_{r}.npz", say,
+                                               weights)
+            last_success = figures.get("success_by_target")
             labelled += round_eps
             seeds |= set(worlds)
             rounds.append({"round": r, **figures})
@@ -345,16 +349,34 @@ def _goal_bank(paths: StoragePaths) -> dict[str, np.ndarray]:
     return bank
 
 
+def _focus(bank: dict[str, np.ndarray], last_success: dict | None, focus: float, r: int,
+           say: Say) -> dict[str, float] | None:
+    """Round ``r``'s target shares under ``[policy] dagger_focus`` (None: the targets cycle evenly)."""
+    from goalcraft.training.dagger import focus_weights
+
+    if focus == 0 or r == 1:
+        return None
+    if last_success is None:  # a round file written before per-target figures were kept
+        say(f"policy: DAgger round {r}: round {r - 1} has no per-target success rates; its targets spread evenly")
+        return None
+    weights = focus_weights(sorted(bank), last_success, focus)
+    top = sorted(weights, key=lambda t: (-weights[t], t))[:4]
+    say(f"policy: DAgger round {r}: focus {focus}: most episodes to " + ", ".join(
+        f"{t} {weights[t]:.0%} (round {r - 1}: {last_success.get(t, 0.0):.0%} success)" for t in top))
+    return weights
+
+
 def _dagger_round(policy_dir: Path, bank: dict[str, np.ndarray], worlds: list[int], settings: PolicySettings, r: int,
-                  path: Path, say: Say) -> tuple[list, dict]:
-    """Round ``r``'s labelled episodes, played by the policy in ``policy_dir``: read back from ``path``
-    when it was written for these weights and requests (its key), else played, labelled and written."""
+                  path: Path, say: Say, weights: dict[str, float] | None = None) -> tuple[list, dict]:
+    """Round ``r``'s labelled episodes, played by the policy in ``policy_dir`` (targets by ``weights``,
+    :func:`~goalcraft.training.dagger.dagger_requests`): read back from ``path`` when it was written for
+    these weights and requests (its key), else played, labelled and written."""
     from goalcraft.evaluation.run import file_digest
     from goalcraft.models.policy import load_policy
     from goalcraft.training.dagger import dagger_requests, read_labelled, run_dagger_round, write_labelled
 
     requests = dagger_requests(bank, worlds, max_steps=settings.dagger_max_steps, guidance=settings.dagger_guidance,
-                               seed=settings.seed + r)
+                               seed=settings.seed + r, weights=weights)
     h = hashlib.sha256(file_digest(policy_dir).encode())
     for q in requests:
         h.update(repr((q.world_seed, q.target, q.max_steps, q.guidance, q.seed)).encode())
@@ -380,7 +402,8 @@ def _dagger_round(policy_dir: Path, bank: dict[str, np.ndarray], worlds: list[in
         played = run_dagger_round(load_policy(policy_dir), requests, f"dagger{r}", workers=settings.workers, slots=64,
                                   progress=progress)
     figures = {"episodes": len(played.episodes), "steps": played.steps, "success_rate": round(played.success_rate, 4),
-               "agreement": round(played.agreement, 4), "died": round(played.died, 4), "dropped": played.dropped}
+               "agreement": round(played.agreement, 4), "died": round(played.died, 4), "dropped": played.dropped,
+               "success_by_target": {t: round(v, 4) for t, v in played.success_by_target.items()}}
     write_labelled(path, list(played.episodes), key, figures)
     return list(played.episodes), {**figures, "reused": False}
 

@@ -33,14 +33,16 @@ from goalcraft.formats import CLIP_FRAMES
 from goalcraft.storage import atomic_path
 from goalcraft.training.policy import PolicyEpisode
 
-__all__ = ["DaggerRound", "dagger_episodes", "dagger_requests", "read_labelled", "run_dagger_round", "write_labelled"]
+__all__ = ["DaggerRound", "dagger_episodes", "dagger_requests", "focus_weights", "read_labelled", "run_dagger_round",
+           "write_labelled"]
 
 
 @dataclass(frozen=True)
 class DaggerRound:
     """One round's episodes and what the policy did in them: ``success_rate`` (the target unlocked),
     ``agreement`` (the share of steps where the policy's sampled action was the expert's),
-    ``died``, ``dropped`` (episodes shorter than a 16-frame clip, left out) and ``steps`` labelled."""
+    ``died``, ``dropped`` (episodes shorter than a 16-frame clip, left out), ``steps`` labelled and
+    ``success_by_target`` (each target's success rate, over all its episodes: the next round's focus)."""
 
     episodes: tuple[PolicyEpisode, ...]
     success_rate: float
@@ -48,23 +50,54 @@ class DaggerRound:
     died: float
     dropped: int
     steps: int
+    success_by_target: Mapping[str, float]
 
 
 def dagger_requests(goal_bank: Mapping[str, np.ndarray], world_seeds: Sequence[int], *, max_steps: int,
-                    guidance: float, seed: int) -> list[RolloutRequest]:
+                    guidance: float, seed: int, weights: Mapping[str, float] | None = None) -> list[RolloutRequest]:
     """One episode per world seed, its target cycling through ``goal_bank``'s tasks (sorted) and its
-    goal a random row of that task's ``[n, D]`` training goal embeddings, all drawn from ``seed``."""
+    goal a random row of that task's ``[n, D]`` training goal embeddings, all drawn from ``seed``.
+    With ``weights`` (task → share, :func:`focus_weights`) the episodes are allotted to the tasks in
+    proportion to them (largest remainders) in a seeded order, instead of cycling."""
     tasks = sorted(t for t, g in goal_bank.items() if len(g))
     if not tasks:
         raise ValueError("the goal bank has no task with a goal embedding")
     rng = np.random.default_rng([int(seed), 0xDA66E2])
+    targets = [tasks[i % len(tasks)] for i in range(len(world_seeds))]
+    if weights is not None:
+        targets = _allot(tasks, weights, len(world_seeds), np.random.default_rng([int(seed), 0xDA66E2, 1]))
     out = []
-    for i, world in enumerate(world_seeds):
-        task = tasks[i % len(tasks)]
+    for world, task in zip(world_seeds, targets):
         goals = np.asarray(goal_bank[task], np.float32)
         out.append(RolloutRequest(int(world), task, int(max_steps), goals[int(rng.integers(len(goals)))],
                                   float(guidance), seed=int(rng.integers(2**31 - 1))))
     return out
+
+
+def _allot(tasks: Sequence[str], weights: Mapping[str, float], n: int, rng: np.random.Generator) -> list[str]:
+    w = np.asarray([max(float(weights.get(t, 0.0)), 0.0) for t in tasks])
+    if not w.sum() > 0:
+        raise ValueError("the DAgger weights give no task of the goal bank a positive share")
+    quota = n * w / w.sum()
+    counts = np.floor(quota).astype(int)
+    # the remainder to the largest fractional parts (ties: the task order)
+    for i in np.argsort(-(quota - counts), kind="stable")[: n - int(counts.sum())]:
+        counts[i] += 1
+    return [tasks[i] for i in rng.permutation(np.repeat(np.arange(len(tasks)), counts))]
+
+
+def focus_weights(tasks: Sequence[str], success_by_target: Mapping[str, float], focus: float) -> dict[str, float]:
+    """Each task's share of a DAgger round: ``1 - focus`` spread evenly, ``focus`` in proportion to the
+    task's failure rate in the last round (a task the last round did not play counts as failing);
+    evenly when nothing failed. Where the policy already succeeds, its own play adds little; where it
+    fails, the labelled states are the ones it is missing (docs/closed-loop.md)."""
+    if not 0.0 <= focus <= 1.0:
+        raise ValueError(f"focus must lie in [0, 1], got {focus}")
+    tasks = list(tasks)
+    fail = np.asarray([1.0 - float(success_by_target.get(t, 0.0)) for t in tasks]).clip(0.0, 1.0)
+    even = np.full(len(tasks), 1.0 / len(tasks))
+    share = even if fail.sum() == 0 else (1.0 - focus) * even + focus * fail / fail.sum()
+    return {t: float(x) for t, x in zip(tasks, share)}
 
 
 def dagger_episodes(results: Sequence[RolloutResult], prefix: str) -> tuple[list[PolicyEpisode], int]:
@@ -95,8 +128,12 @@ def run_dagger_round(policy, requests: Sequence[RolloutRequest], prefix: str, *,
         results = pool.run(PolicyAgent(policy, slots), requests, record_frames=lambda _i: True, progress=progress)
     episodes, dropped = dagger_episodes(results, prefix)
     agree = np.concatenate([r.actions == r.labels for r in results]) if results else np.zeros(0, bool)
+    by_target: dict[str, list[bool]] = {}
+    for r in results:
+        by_target.setdefault(r.request.target, []).append(r.success)
     return DaggerRound(tuple(episodes), _mean([r.success for r in results]), _mean(agree),
-                       _mean([r.died for r in results]), dropped, sum(len(e.actions) for e in episodes))
+                       _mean([r.died for r in results]), dropped, sum(len(e.actions) for e in episodes),
+                       {t: _mean(v) for t, v in sorted(by_target.items())})
 
 
 def _mean(values) -> float:
