@@ -10,6 +10,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import pytest
 import yaml
 
 from goalcraft.cli import dagster_home
@@ -88,6 +89,7 @@ _RUN = """
 """
 
 
+@pytest.mark.slow
 def test_a_real_run_captures_the_steps_output_and_mirrors_it(tmp_path):
     proc = _python(_RUN, tmp_path)
     out, err = proc.communicate(timeout=120)
@@ -102,6 +104,7 @@ def test_a_real_run_captures_the_steps_output_and_mirrors_it(tmp_path):
                       InProcessComputeLogManager)
 
 
+@pytest.mark.slow
 def test_ctrl_c_during_a_step_prints_no_helper_traceback(tmp_path):
     # The whole process group gets SIGINT, as from a terminal. Dagster's own manager would leave a
     # KeyboardInterrupt traceback from each of its watcher processes on stderr.

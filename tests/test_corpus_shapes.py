@@ -157,6 +157,7 @@ def test_video_only_corpus_without_vocabulary_says_why_it_has_no_goal_clips(craf
     assert "only 0 goal clips: too few to train the prior" in message
 
 
+@pytest.mark.slow
 def test_trials_only_corpus_tiles_trials_and_mines_each_successful_one(crafter_corpus, tmp_path, instance):
     corpus = _corpus(crafter_corpus, tmp_path / "corpus", videos=False, trials=True)
     (corpus / "manifest.jsonl").unlink()  # no manifest at all: the setting says so
@@ -192,6 +193,7 @@ def test_missing_manifest_is_one_clear_line_naming_the_setting(crafter_corpus, t
     assert "not found" in message and "manifests = []" in message
 
 
+@pytest.mark.slow
 def test_empty_manifest_runs_every_stage_to_empty_typed_outputs(crafter_corpus, tmp_path, instance):
     corpus = _corpus(crafter_corpus, tmp_path / "corpus", videos=False, trials=False, tasks=False)
     data = tmp_path / "data"
@@ -228,6 +230,7 @@ def test_empty_manifest_runs_every_stage_to_empty_typed_outputs(crafter_corpus, 
     assert [(c.passed, c.metadata["rows"].value) for c in checks] == [(True, 0)]
 
 
+@pytest.mark.slow
 def test_steve1_evaluation_results_and_recorded_samples_flow_into_goal_clips(aimc_corpus, aimc, tmp_path, instance):
     """A corpus of a user's own STEVE-1 evaluation files (konder/aimc layouts, conftest.aimc_corpus) and
     nothing else: ingest reads the result folders and recorded samples, the clip stage tiles their

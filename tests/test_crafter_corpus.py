@@ -134,12 +134,14 @@ def test_same_seed_is_identical_across_processes(corpora) -> None:
         np.testing.assert_array_equal(_decode(corpora["a"] / name), _decode(corpora["b"] / name))
 
 
+@pytest.mark.slow
 def test_rerun_over_existing_corpus_is_byte_identical_and_clean(corpora) -> None:
     assert _files(corpora["b-first"]) == _files(corpora["b"])
     leftovers = [p.name for p in corpora["base"].iterdir() if p.name.startswith(".")]
     assert leftovers == []  # no staging or old directories left behind
 
 
+@pytest.mark.slow
 def test_other_seed_gives_other_games(corpora) -> None:
     assert [r["id"] for r in _manifest(corpora["c"])] == [f"crafter-{SEED + 1}-v00"]
     ours = _decode(corpora["a"] / f"videos/crafter-{SEED}-v00.mp4")
@@ -151,6 +153,7 @@ def test_other_seed_gives_other_games(corpora) -> None:
 # -- content -------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_manifest_records(corpora) -> None:
     root = corpora["a"]
     records = _manifest(root)
@@ -172,6 +175,7 @@ def test_manifest_records(corpora) -> None:
         Path(r["transcript"]).name for r in records)
 
 
+@pytest.mark.slow
 def test_videos_are_real_game_frames(corpora) -> None:
     root = corpora["a"]
     by_source = _events_by_source(root)
@@ -188,6 +192,7 @@ def test_videos_are_real_game_frames(corpora) -> None:
         assert len(np.unique(world.reshape(-1, 3), axis=0)) > 50  # textured tiles, not flat colour
 
 
+@pytest.mark.slow
 def test_event_log(corpora) -> None:
     root = corpora["a"]
     events = _events(root)
@@ -210,6 +215,7 @@ def test_event_log(corpora) -> None:
     assert summary["unlocks"] == {a: sum(e["achievement"] == a for e in events) for a in ACHIEVEMENTS}
 
 
+@pytest.mark.slow
 def test_json_transcripts_narrate_every_event(corpora) -> None:
     root = corpora["a"]
     by_source = _events_by_source(root)
@@ -235,6 +241,7 @@ def test_json_transcripts_narrate_every_event(corpora) -> None:
     assert checked > 0
 
 
+@pytest.mark.slow
 def test_vtt_transcripts_are_rolling_youtube_captions(corpora) -> None:
     root = corpora["a"]
     by_source = _events_by_source(root)
@@ -258,6 +265,7 @@ def test_vtt_transcripts_are_rolling_youtube_captions(corpora) -> None:
             ), event
 
 
+@pytest.mark.slow
 def test_task_vocabulary(corpora) -> None:
     text = (corpora["a"] / "tasks.json").read_text()
     assert text == tasks_json_text()  # the packaged vocabulary, copied as is
@@ -271,6 +279,7 @@ def test_task_vocabulary(corpora) -> None:
         assert task["instruction"] not in task["paraphrases"]
 
 
+@pytest.mark.slow
 def test_trials_match_the_event_log(corpora) -> None:
     root = corpora["a"]
     by_source = _events_by_source(root)

@@ -61,6 +61,7 @@ print(COMPILED_NOISE, h.hexdigest())
 """
 
 
+@pytest.mark.slow
 def test_compiled_noise_is_in_use_and_draws_the_same_worlds_as_pure_python() -> None:
     # numba is a dependency for speed only: the worlds (materials, creatures, frames, and the game
     # after 30 steps) must be those of opensimplex's pure-Python noise, bit for bit.

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import goalcraft
 
 PACKAGE = Path(goalcraft.__file__).parent
@@ -69,6 +71,7 @@ def _loaded_after_importing(names: list[str]) -> list[str]:
     return json.loads(done.stdout)
 
 
+@pytest.mark.slow
 def test_importing_every_lower_module_loads_no_dagster_training_or_assets():
     loaded = _loaded_after_importing([_module_name(path) for prefix in LOWER for path in _modules(prefix)])
     assert "goalcraft.models.predictor" in loaded and "goalcraft.data.clip_stage" in loaded  # the import ran
@@ -88,6 +91,7 @@ def test_models_have_no_import_cycle():
     assert [m for m in graph if reaches(m, m, set())] == []
 
 
+@pytest.mark.slow
 def test_the_trainers_and_the_stage_functions_run_without_dagster_or_the_assets():
     loaded = _loaded_after_importing([_module_name(path) for prefix in ("goalcraft.training", "goalcraft.stages")
                                       for path in _modules(prefix)])

@@ -354,6 +354,7 @@ def test_not_utf8_names_the_byte_offset_in_the_file(corpus: Path) -> None:
         read_manifest(corpus / "m.jsonl", corpus)
 
 
+@pytest.mark.slow
 def test_a_manifest_of_20000_records(corpus: Path) -> None:
     """MineDojo-sized reading on a smaller corpus: every field, path, partition and rejection of
     20,000 records (the 730K figures are in docs/benchmarks.md, from bench/scale_730k.py)."""

@@ -163,6 +163,7 @@ def test_sampled_mode_draws_as_steve1_draws(user_models):
     assert model.stochastic and model.text_in_goal_space
 
 
+@pytest.mark.slow
 def test_the_evaluation_asset_scores_the_users_models_against_their_references(staged, user_models, crafter_corpus,
                                                                                 tmp_path):
     """goal_model_evaluation's body with the user's MineCLIP and prior (and a tiny 512-d goal predictor):

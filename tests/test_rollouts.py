@@ -209,6 +209,7 @@ def test_expert_labels_are_what_the_scripted_player_would_do_while_the_env_takes
     assert len(plain.step(0)) == 3
 
 
+@pytest.mark.slow
 def test_an_env_process_whose_parent_goes_away_ends_quietly(capfd):
     """The parent stopped (Ctrl-C, SIGTERM) and its pipes closed while its env processes waited for a
     command or were sending an answer: they end with status 0 and print no traceback."""

@@ -133,6 +133,7 @@ def configured(make_config, crafter_corpus, tmp_path, monkeypatch):
     return data
 
 
+@pytest.mark.slow
 def test_run_materializes_the_selection_on_the_persistent_instance(configured, capsys):
     assert main(["run", "--select", "ingest,video_clips", "--partition", "p0001"]) == 0
     out = capsys.readouterr().out.splitlines()

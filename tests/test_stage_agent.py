@@ -20,6 +20,10 @@ from goalcraft.stages import StageError
 from goalcraft.stages.agent import evaluate_agent_success, excluded_world_seeds, train_goal_policy
 from goalcraft.storage import StoragePaths
 
+# Each test here trains a policy on the session corpus first (the module's fixture); the closed loop's
+# parts have fast tests of their own (test_training_policy, test_rollouts, test_agent_success).
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def trained(crafter_corpus, tmp_path_factory):
@@ -393,8 +397,10 @@ def test_dagger_rounds_label_the_policys_own_episodes_and_train_on_them(trained,
     assert set(figures["success_by_target"]) == {"collect_wood"}
     focused = settings.model_copy(update={"dagger_rounds": 2, "dagger_focus": 1.0})
     lines.clear()
-    train_goal_policy(mine, crafter_corpus, focused, clips, say=lines.append)
+    meta = train_goal_policy(mine, crafter_corpus, focused, clips, say=lines.append).metadata
     rate = figures["success_by_target"]["collect_wood"]
+    assert str(meta["dagger_success_by_target"]).splitlines()[0] == "| target | round_1 | round_2 |"
+    assert str(meta["dagger_success_by_target"]).splitlines()[2].startswith(f"| collect_wood | {rate:.4g} | ")
     assert f"policy: DAgger round 2: focus 1.0: most episodes to collect_wood 100% (round 1: {rate:.0%} success)" in lines
     # A round file from before per-target figures: the next round spreads its targets evenly, and says so.
     write_labelled(stored, episodes, str(np.load(stored)["key"]),

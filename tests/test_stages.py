@@ -21,6 +21,7 @@ from goalcraft.stages.predictor import predictor_config, stage_spec
 from goalcraft.storage import StoragePaths
 
 
+@pytest.mark.slow
 def test_ingest_clip_goal_and_embedding_stages_without_dagster(crafter_corpus, tmp_path):
     from goalcraft.crafter.tasks import TASKS
 

@@ -298,6 +298,7 @@ def test_progress_lines_are_printed_by_default(shards, caption_map, tmp_path, ca
     assert "train_loss nan" in lines[0]
 
 
+@pytest.mark.slow
 def test_streamed_prefetched_bf16_run(shards, caption_map, tmp_path):
     """Streaming with parallel decoding and prefetch trains bitwise like streaming without; bf16
     autocast (the GPU preset's precision, here on the CPU) trains to finite losses."""

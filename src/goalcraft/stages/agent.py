@@ -296,6 +296,12 @@ def train_goal_policy(paths: StoragePaths, corpus_root: Path, settings: PolicySe
         meta["dagger_labelled_episodes"] = len(labelled)
         meta["dagger_rounds"] = history_markdown(rounds, ["round", "episodes", "steps", "success_rate", "agreement",
                                                           "died", "dropped", "reused"])
+        by_target = [r for r in rounds if r.get("success_by_target")]
+        if by_target:  # each target's success rate, round by round (where the policy fails)
+            columns = [f"round_{r['round']}" for r in by_target]
+            meta["dagger_success_by_target"] = history_markdown(
+                [{"target": t, **{c: r["success_by_target"].get(t, "") for c, r in zip(columns, by_target)}}
+                 for t in sorted({t for r in by_target for t in r["success_by_target"]})], ["target", *columns])
     return StageResult(meta, [f"trajectory {q.source_id} left out ({q.reason}): {q.detail}" for q in quarantined])
 
 
