@@ -88,6 +88,7 @@ def test_the_users_prior_is_the_baseline_one_prior_for_every_replicate(staged, u
     paths = staged
     train_goal_space_model(paths, GoalSpaceSettings(mineclip_checkpoint=str(user_models.mineclip),
                                                     mineclip_config=user_models.config))
+    embed_goal_clips(paths, GoalSpaceSettings(), SplitSettings())  # the prior trains on the goal embeddings
     result = train_steve1_prior(paths, PriorSettings(checkpoint=str(user_models.prior)), replicates=3)
     meta = result.metadata
     assert meta["replicates"] == 1 and meta["sha256"] == _sha256(user_models.prior)
