@@ -1,10 +1,10 @@
-"""Preparing trajectories for the policy (goal_policy's first step): one process vs replay workers.
+"""Preparing trajectories for the policy (goal_policy's first step): one process vs worker processes.
 
     python bench/policy_preparation.py --config study.toml --limit 120 --workers 2
 
 Preparing a trajectory decodes its video as the clip stage does, embeds every 16-frame clip with the
-goal space and replays its actions at the policy's 64x40 (Crafter's world generation is most of a
-replay). ``[policy] workers`` processes do the replays while the stage decodes and embeds. The first
+goal space and replays its actions at the policy's 64x40. ``[policy] workers`` processes prepare
+whole trajectories, in order, a few ahead of the stage (torch on one thread each). The first
 ``--limit`` trajectories of the corpus (as the corpus lists them) are prepared into two fresh folders,
 with 0 workers and with ``--workers``, in the same run; the episodes must be identical. Reports
 trajectories/s for both and their ratio.
@@ -61,7 +61,7 @@ def main() -> None:
     (a, ta), (b, tb) = results[0], results[args.workers]
     same = len(a) == len(b) and all(np.array_equal(x.frames, y.frames) and
                                     np.array_equal(x.goals, y.goals, equal_nan=True) for x, y in zip(a, b))
-    print(f"ratio {ta / tb:.2f}x with {args.workers} replay workers; identical episodes: {same}; "
+    print(f"ratio {ta / tb:.2f}x with {args.workers} workers; identical episodes: {same}; "
           f"{os.cpu_count()} cpus, {platform.machine()}, torch threads {torch.get_num_threads()}")
 
 

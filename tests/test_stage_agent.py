@@ -283,7 +283,7 @@ def test_a_plan_played_elsewhere_gives_the_assets_outcomes(trained, crafter_corp
 
 @pytest.mark.slow
 def test_trajectories_replayed_in_other_processes_are_the_same(trained, crafter_corpus, tmp_path):
-    """[policy] workers: the replays run in worker processes while the stage decodes and embeds; the
+    """[policy] workers: whole trajectories are prepared in worker processes (torch on one thread); the
     prepared episodes are the same as when everything runs in the stage's own process."""
     import shutil
 

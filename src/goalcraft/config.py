@@ -429,8 +429,8 @@ class PolicySettings(Settings):
     # On the study, 0.5 did worse than 0 (docs/results.md, thirteenth session): not used there.
     dagger_focus: float = Field(0.0, ge=0, le=1)
     device: str = "cpu"
-    # Processes replaying the trajectories (Crafter's world generation, ~0.7 s a world, is most of a
-    # replay) while the stage decodes and embeds their videos; 0: in the stage's own process.
+    # Processes preparing the trajectories (each decodes and embeds a video and replays its actions),
+    # a few ahead of the stage, which writes the cache; 0: in the stage's own process.
     workers: int = Field(2, ge=0)
 
     @model_validator(mode="after")

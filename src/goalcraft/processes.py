@@ -10,12 +10,17 @@ rollouts).
 
 from __future__ import annotations
 
+import collections
 import multiprocessing
 import signal
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from multiprocessing.context import BaseContext
+from typing import Any, TypeVar
 
-__all__ = ["ignore_interrupts", "process_context", "process_pool"]
+__all__ = ["ignore_interrupts", "ordered_map", "process_context", "process_pool"]
+
+T = TypeVar("T")
 
 
 def process_context() -> BaseContext:
@@ -30,3 +35,31 @@ def ignore_interrupts() -> None:
 
 def process_pool(workers: int) -> ProcessPoolExecutor:
     return ProcessPoolExecutor(max_workers=workers, mp_context=process_context(), initializer=ignore_interrupts)
+
+
+def ordered_map(pool: Executor | None, fn: Callable[[T], Any], items: Iterable[T], *, ahead: int
+                ) -> Iterator[tuple[T, Any]]:
+    """``(item, fn(item))`` for each item, in order. With ``pool`` (``fn`` picklable), up to ``ahead``
+    items run in its processes ahead of the consumer: enough to keep them busy, few enough that the
+    results waiting to be consumed stay small in memory. Without, each item runs when it is asked for.
+    An exception ``fn`` raises is raised here, at its item."""
+    if pool is None:
+        for item in items:
+            yield item, fn(item)
+        return
+    if ahead < 1:
+        raise ValueError(f"ahead must be >= 1, got {ahead}")
+    source = iter(items)
+    pending: collections.deque[tuple[T, Future]] = collections.deque()
+
+    def submit_one() -> None:
+        for item in source:
+            pending.append((item, pool.submit(fn, item)))
+            return
+
+    for _ in range(ahead):
+        submit_one()
+    while pending:
+        item, future = pending.popleft()
+        submit_one()  # before waiting: the processes never run dry while this one consumes
+        yield item, future.result()

@@ -49,6 +49,10 @@ class InputError(Exception):
         self.reason = reason
         self.detail = detail
 
+    def __reduce__(self) -> tuple:
+        # Rebuilt from its two fields (a worker process returns it as a value).
+        return type(self), (self.reason, self.detail)
+
 
 def quarantine_table(records: Iterable[QuarantineRecord]) -> pa.Table:
     rows = [asdict(r) for r in records]

@@ -74,50 +74,93 @@ def _episode_key(record, goal_space_version: str, corpus_root: Path, clips: Clip
     return h.hexdigest()
 
 
-def _prepare_episode(record, corpus_root: Path, model, decoder, clips: ClipsSettings, frame_size, device: str,
-                     replayed=None):
-    """A trajectory as a :class:`~goalcraft.training.policy.PolicyEpisode`: the video decoded as the clip
-    stage decodes it (and JPEG-compressed as its shards are), every 16-frame clip embedded in the goal
-    space, the policy's frames by replaying the actions (they must reproduce the recorded unlocks);
-    ``replayed``: a future of that replay already running in another process."""
-    from goalcraft.data.quarantine import InputError
-    from goalcraft.data.shards import decode_jpeg, encode_jpeg
-    from goalcraft.formats import CLIP_HEIGHT, CLIP_WIDTH
-    from goalcraft.training.policy import PolicyEpisode, clip_goal_embeddings, replay_frames
+class _Preparer:
+    """Prepares a trajectory as a :class:`~goalcraft.training.policy.PolicyEpisode`: the video decoded
+    as the clip stage decodes it (and JPEG-compressed as its shards are), every 16-frame clip embedded
+    in the goal space, the policy's frames by replaying the actions (they must reproduce the recorded
+    unlocks). Picklable: a worker process loads the goal space and the decoder once
+    (:func:`_prepare_in_worker`); here they are loaded on the first call."""
 
-    if record.env_seed is None:
-        raise InputError("trajectory_no_seed", "no env_seed: the episode cannot be replayed")
-    with decoder.open(corpus_root / record.video_path, height=CLIP_HEIGHT, width=CLIP_WIDTH) as handle:
-        n = handle.info.num_frames
-        if n != record.num_frames:
-            raise InputError("trajectory_frames_mismatch", f"the video has {n} frames, the actions {record.num_frames}")
-        frames = handle.read(list(range(n))).frames
-    frames = np.stack([decode_jpeg(encode_jpeg(f, clips.jpeg_quality)) for f in frames])
-    goals = clip_goal_embeddings(model, frames, device=device)
-    policy_frames, unlocked, rewards = (replayed.result() if replayed is not None
-                                        else replay_frames(record.env_seed, record.actions, frame_size))
-    recorded = np.isfinite(record.rewards).all()  # an actions.pkl alone records no rewards or unlocks
-    if recorded and (sorted(unlocked) != sorted(record.unlocked) or not np.allclose(rewards, record.rewards, atol=1e-5)):
-        raise InputError("trajectory_replay_mismatch",
-                         "replaying the actions does not reproduce the recorded rewards and unlocks")
-    return PolicyEpisode(record.id, policy_frames, record.actions.copy(), goals, record.env_seed,
-                         tuple(step for step, _name in unlocked))
+    def __init__(self, corpus_root: Path, goal_space: Path, version: str, clips: ClipsSettings, frame_size,
+                 device: str) -> None:
+        self.corpus_root, self.goal_space, self.version = Path(corpus_root), Path(goal_space), version
+        self.clips, self.frame_size, self.device = clips, tuple(frame_size), device
+        self._loaded: tuple[Any, Any] | None = None
+
+    @property
+    def key(self) -> tuple:
+        return (str(self.corpus_root), str(self.goal_space), self.version, self.clips.model_dump_json(),
+                self.frame_size, self.device)
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_loaded": None}
+
+    def __call__(self, record) -> Any:
+        """The episode, or the :class:`~goalcraft.data.quarantine.InputError` that rejects the
+        trajectory (returned, not raised: it crosses processes as a value)."""
+        from goalcraft.data.decode import get_decoder
+        from goalcraft.data.quarantine import InputError
+        from goalcraft.data.shards import decode_jpeg, encode_jpeg
+        from goalcraft.formats import CLIP_HEIGHT, CLIP_WIDTH
+        from goalcraft.models.mineclip import load_mineclip
+        from goalcraft.training.policy import PolicyEpisode, clip_goal_embeddings, replay_frames
+
+        if self._loaded is None:
+            self._loaded = (load_mineclip(self.goal_space).to(self.device),
+                            get_decoder(self.clips.decoder, frames_fps=self.clips.frames_fps, resize=self.clips.resize))
+        model, decoder = self._loaded
+        try:
+            if record.env_seed is None:
+                raise InputError("trajectory_no_seed", "no env_seed: the episode cannot be replayed")
+            with decoder.open(self.corpus_root / record.video_path, height=CLIP_HEIGHT, width=CLIP_WIDTH) as handle:
+                n = handle.info.num_frames
+                if n != record.num_frames:
+                    raise InputError("trajectory_frames_mismatch",
+                                     f"the video has {n} frames, the actions {record.num_frames}")
+                frames = handle.read(list(range(n))).frames
+            frames = np.stack([decode_jpeg(encode_jpeg(f, self.clips.jpeg_quality)) for f in frames])
+            goals = clip_goal_embeddings(model, frames, device=self.device)
+            policy_frames, unlocked, rewards = replay_frames(record.env_seed, record.actions, self.frame_size)
+            recorded = np.isfinite(record.rewards).all()  # an actions.pkl alone records no rewards or unlocks
+            if recorded and (sorted(unlocked) != sorted(record.unlocked)
+                             or not np.allclose(rewards, record.rewards, atol=1e-5)):
+                raise InputError("trajectory_replay_mismatch",
+                                 "replaying the actions does not reproduce the recorded rewards and unlocks")
+        except InputError as exc:
+            return exc
+        return PolicyEpisode(record.id, policy_frames, record.actions.copy(), goals, record.env_seed,
+                             tuple(step for step, _name in unlocked))
+
+
+#: A worker process's preparer, its goal space and decoder loaded (one per process, reused by the
+#: trajectories it is given).
+_WORKER_PREPARER: _Preparer | None = None
+
+
+def _prepare_in_worker(preparer: _Preparer, record) -> Any:
+    """In a worker process: :class:`_Preparer` with the model this process already loaded. torch gets
+    one thread here: the stage's processes have a core each."""
+    global _WORKER_PREPARER
+    if _WORKER_PREPARER is None or _WORKER_PREPARER.key != preparer.key:
+        import torch
+
+        torch.set_num_threads(1)
+        _WORKER_PREPARER = preparer
+    return _WORKER_PREPARER(record)
 
 
 def _load_episodes(paths: StoragePaths, corpus_root: Path, trials_dir: str, clips: ClipsSettings, frame_size,
                    device: str, say: Say, workers: int = 0):
     """Every trajectory of the corpus prepared for training (cached per episode under
     ``models/policy/episodes/``, keyed by the goal space, the video, the actions and the settings).
-    ``workers`` processes replay the uncached trajectories (Crafter's world generation is most of a
-    replay's time) while this one decodes and embeds their videos."""
-    from goalcraft.data.decode import get_decoder
+    ``workers`` processes prepare the uncached trajectories, in order, a few ahead of this one, which
+    writes the cache (docs/benchmarks.md, "Preparing trajectories for the policy")."""
     from goalcraft.data.quarantine import InputError
     from goalcraft.data.trajectories import scan_trajectories
     from goalcraft.evaluation.run import file_digest
     from goalcraft.formats import CLIP_FRAMES
-    from goalcraft.models.mineclip import load_mineclip
-    from goalcraft.processes import process_pool
-    from goalcraft.training.policy import PolicyEpisode, replay_frames
+    from goalcraft.processes import ordered_map, process_pool
+    from goalcraft.training.policy import PolicyEpisode
 
     records, quarantined = scan_trajectories(corpus_root, trials_dir=trials_dir)
     if not records:
@@ -127,8 +170,6 @@ def _load_episodes(paths: StoragePaths, corpus_root: Path, trials_dir: str, clip
     if not (goal_space / "model.safetensors").is_file():
         raise StageError("no goal space: materialize goal_space_model first")
     version = file_digest(goal_space / "model.safetensors")
-    model = None
-    decoder = get_decoder(clips.decoder, frames_fps=clips.frames_fps, resize=clips.resize)
     cache = paths.policy_dir / EPISODE_CACHE
     cache.mkdir(parents=True, exist_ok=True)
     seeds = {int(r.env_seed) for r in records if r.env_seed is not None}
@@ -149,38 +190,36 @@ def _load_episodes(paths: StoragePaths, corpus_root: Path, trials_dir: str, clip
                                else [step for step, _name in record.unlocked])
                     cached[record.id] = PolicyEpisode(record.id, data["frames"], data["actions"], data["goals"],
                                                       record.env_seed, tuple(int(u) for u in unlocks))
-    todo = [r for r in usable if r.id not in cached and r.env_seed is not None]
+    todo = [r for r in usable if r.id not in cached]
+    preparer = _Preparer(corpus_root, goal_space, version, clips, frame_size, device)
     pool = process_pool(min(workers, len(todo))) if workers > 0 and len(todo) > 1 else None
-    episodes, kinds, done = [], Counter(), 0
+    prepare = partial(_prepare_in_worker, preparer) if pool is not None else preparer
+    prepared: dict[str, Any] = {}
+    done = 0
     try:
-        # Submitted in the order they are consumed: the processes stay ahead of this loop.
-        replays = {r.id: pool.submit(replay_frames, int(r.env_seed), r.actions, frame_size) for r in todo} if pool else {}
-        for record in usable:
-            if record.id in cached:
-                episodes.append(cached[record.id])
-                kinds[record.kind] += 1
-                continue
-            if model is None:
-                model = load_mineclip(goal_space).to(device)
-            try:
-                episode = _prepare_episode(record, corpus_root, model, decoder, clips, frame_size, device,
-                                           replays.pop(record.id, None))
-            except InputError as exc:
-                quarantined.append(QuarantineRecord(record.video_path, "trajectory", exc.reason, exc.detail, record.id))
-                continue
-            path = cache / f"{record.id}.npz"
-            tmp = path.with_name(f".{path.name}.tmp.npz")
-            np.savez(tmp, key=np.array(keys[record.id]), frames=episode.frames, actions=episode.actions,
-                     goals=episode.goals, unlock_frames=np.asarray(episode.unlock_frames, np.int64))
-            tmp.replace(path)
-            episodes.append(episode)
-            kinds[record.kind] += 1
+        for record, outcome in ordered_map(pool, prepare, todo, ahead=2 * workers + 2):
             done += 1
+            if isinstance(outcome, InputError):
+                quarantined.append(QuarantineRecord(record.video_path, "trajectory", outcome.reason, outcome.detail,
+                                                    record.id))
+            else:
+                path = cache / f"{record.id}.npz"
+                tmp = path.with_name(f".{path.name}.tmp.npz")
+                np.savez(tmp, key=np.array(keys[record.id]), frames=outcome.frames, actions=outcome.actions,
+                         goals=outcome.goals, unlock_frames=np.asarray(outcome.unlock_frames, np.int64))
+                tmp.replace(path)
+                prepared[record.id] = outcome
             if done % 50 == 0 or done == len(todo):
                 say(f"prepared {done}/{len(todo)} trajectories ({len(cached)} from the cache)")
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
+    episodes, kinds = [], Counter()
+    for record in usable:
+        episode = cached.get(record.id) or prepared.get(record.id)
+        if episode is not None:
+            episodes.append(episode)
+            kinds[record.kind] += 1
     return episodes, quarantined, seeds, len(cached), dict(kinds)
 
 
@@ -215,6 +254,8 @@ def train_goal_policy(paths: StoragePaths, corpus_root: Path, settings: PolicySe
             say(f"policy: epoch {record['epoch']}/{record['of']} train_loss {record['train_loss']:.4g} "
                 f"val_loss {record['val_loss']:.4g} val_goal_gain {record['val_goal_gain']:.3g} "
                 f"({record['train_samples_per_s']:.0f} samples/s)")
+        elif record["event"] == "restart":
+            say(record["line"])
 
     def fit(data: list, out_dir: Path, init: Path | None = None):
         try:
@@ -702,6 +743,8 @@ def finetune_goal_predictor_rl(paths: StoragePaths, corpus_root: Path, rl: Predi
             say(f"goal predictor rl: iteration {record['iteration']}/{record['of']} success {record['success']:.3f} "
                 f"reward_ema {record['reward_ema']:.3f} informative pairs {record['informative_pairs']:.2f} "
                 f"mu_shift {record['mu_shift']:.3g} tasks {record['tasks']:.0f} {record['seconds']:.0f}s")
+        elif record["event"] == "restart":
+            say(record["line"])
 
     try:
         with _policy_threads(agent.workers), \
