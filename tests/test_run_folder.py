@@ -109,6 +109,36 @@ def test_resume_refuses_another_fingerprint_and_auto_starts_afresh(tmp_path):
     assert not (tmp_path / "last").exists()
 
 
+def test_a_stored_run_past_the_end_asked_for_is_not_continued(tmp_path):
+    """A run asked for fewer units than its folder holds cannot be cut out of the longer run (its last/
+    is past the end, its best/ may be): True refuses it in one line, "auto" starts afresh and says why."""
+    fingerprint = {"lr": 0.1}
+    folder = RunFolder(tmp_path, fingerprint, end=3)
+    folder.save_best(write_text("best"))
+    folder.save_last(write_text("last"), {"step": 3, "epoch": 1})
+    folder.close()
+
+    assert RunFolder(tmp_path, fingerprint, end=3, unit="step").state["step"] == 3  # as far as asked: kept
+    assert RunFolder(tmp_path, fingerprint, end=5, unit="step").state["step"] == 3  # longer: continues
+    assert RunFolder(tmp_path, fingerprint, end=1).state["epoch"] == 1  # counted in its own unit
+    with pytest.raises(Refused, match=r"holds a run of 3 steps, more than the 2 asked for; pass resume=False"):
+        RunFolder(tmp_path, fingerprint, end=2, unit="step", error=Refused)
+    assert (tmp_path / "last").is_dir()  # a refusal deletes nothing
+    fresh = RunFolder(tmp_path, fingerprint, resume="auto", end=2, unit="step", error=Refused)
+    assert fresh.state is None and not (tmp_path / "last").exists() and not (tmp_path / "best").exists()
+    assert fresh.afresh_because == f"{tmp_path / 'last' / 'state.pt'} holds a run of 3 steps, more than the 2 asked for"
+
+    records = []
+    train_loop(fresh, Progress("step"), end=2, train=lambda p, q, tick: {"train_loss": 1.0},
+               evaluate=lambda q: {"val_loss": 1.0 / q}, write_model=write_text("m"), trainer_state=dict,
+               name="short", log=records.append)
+    assert records[0] == {"event": "restart", "line": f"short: starting afresh: {fresh.afresh_because}"}
+    assert [r["step"] for r in records[1:]] == [1, 2]  # and it trained the two steps asked for
+    shown = []
+    record_logger(shown.append, lambda _m: None)(records[0])
+    assert shown == [records[0]["line"]]  # a pipeline step's log shows it too
+
+
 def test_rng_state_round_trip():
     torch.manual_seed(5)
     saved = rng_state("cpu")

@@ -170,6 +170,26 @@ def test_resume_continues_exactly(tmp_path):
         assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_fewer_epochs_than_the_folder_holds_retrain_under_auto(tmp_path):
+    """Asking a folder that holds 3 epochs for 1 (a lowered [policy] epochs or dagger_warm_epochs on an
+    existing data root) trains the one epoch afresh, as a new folder would, instead of handing back
+    the longer run; resume=True refuses it."""
+    episodes = goal_following_episodes(6)
+    kw = dict(batch_size=16, lr=1e-3, seed=2, log=lambda r: None)
+    train_policy(episodes, TINY, tmp_path / "long", epochs=3, **kw)
+    with pytest.raises(PolicyTrainingError, match="holds a run of 3 epochs, more than the 1 asked for"):
+        train_policy(episodes, TINY, tmp_path / "long", epochs=1, **kw)
+    records = []
+    short = train_policy(episodes, TINY, tmp_path / "long", epochs=1, resume="auto",
+                         **{**kw, "log": records.append})
+    assert short.epochs_completed == 1 and short.resumed_from_epoch == 0
+    assert records[0]["event"] == "restart" and "more than the 1 asked for" in records[0]["line"]
+    train_policy(episodes, TINY, tmp_path / "fresh", epochs=1, **kw)
+    for name in ("last", "best"):
+        a, b = _weights(tmp_path / "long" / name), _weights(tmp_path / "fresh" / name)
+        assert all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_resume_refuses_other_data_and_auto_restarts(tmp_path):
     kw = dict(batch_size=16, lr=1e-3, seed=2, log=lambda r: None)
     train_policy(goal_following_episodes(4), TINY, tmp_path / "run", epochs=1, **kw)

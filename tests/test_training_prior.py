@@ -181,9 +181,12 @@ def test_resume_after_a_kill_mid_swap(run20, data, tmp_path):
 def test_nothing_left_to_do(run20, data):
     out, full = run20
     logged = []
-    again = train_prior(*data, CONFIG, out, epochs=12, log=logged.append, **HYPER)
+    again = train_prior(*data, CONFIG, out, epochs=20, log=logged.append, **HYPER)
     assert logged == [] and again.epochs_completed == 20 and again.history == full.history
     assert_same_weights(weights(again.best_model), weights(full.best_model))
+    # Fewer epochs than the folder holds are not a run of 20 cut short: refused, not handed back.
+    with pytest.raises(PriorTrainingError, match="holds a run of 20 epochs, more than the 12 asked for"):
+        train_prior(*data, CONFIG, out, epochs=12, **HYPER)
 
 
 def test_resume_refuses_other_data_or_settings(data, tmp_path):

@@ -366,7 +366,7 @@ def train_goal_space(
                    "weight_decay": weight_decay, "warmup_steps": warmup_steps, "precision": precision,
                    "grad_clip": grad_clip, "max_logit_scale": max_logit_scale, "data": data_key}
     folder = RunFolder(out_dir, fingerprint, resume=resume, state_file=STATE_FILE, tensorboard=tensorboard,
-                       error=GoalSpaceTrainingError)
+                       error=GoalSpaceTrainingError, end=steps, unit="step")
 
     torch.manual_seed(seed)
     model = MineCLIP(config).to(device)

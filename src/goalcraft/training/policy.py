@@ -379,7 +379,7 @@ def train_policy(
     if start_from is not None:  # (a run from the seeded initialization keeps its fingerprint)
         hyper["init_sha256"] = start_from[1]
     folder = RunFolder(Path(out_dir), {"config": asdict(config), **hyper}, resume=resume, state_file=STATE_FILE,
-                       tensorboard=False, error=PolicyTrainingError)
+                       tensorboard=False, error=PolicyTrainingError, end=epochs)
     device_t = torch.device(device)
 
     with deterministic_algorithms():

@@ -276,7 +276,7 @@ def train_stage1(examples: PredictorExamples, splits: Mapping[str, np.ndarray], 
     folder = RunFolder(out_dir, {"stage": 1, "config": asdict(config), "settings": _settings_key(settings),
                          "data": examples.fingerprint(), "splits": _split_digest(splits),
                          "variants": json.dumps(variants, sort_keys=True) if variants else ""},
-                       resume=resume, state_file=STATE_FILE, error=PredictorTrainingError)
+                       resume=resume, state_file=STATE_FILE, error=PredictorTrainingError, end=settings.epochs)
     model = build_predictor(config, settings, seed=settings.seed).to(device)
     objective = Stage1Objective(model, settings.temperature, settings.mse_weight)
     wrapped = _wrap(objective, device)  # once: a DDP per epoch would leave the old one's hooks behind
@@ -439,7 +439,7 @@ def train_stage2(examples: PredictorExamples, splits: Mapping[str, np.ndarray], 
                          "data": examples.fingerprint(), "splits": _split_digest(splits),
                          "stage1": _dir_digest(stage1_dir),
                          "variants": json.dumps(variants, sort_keys=True) if variants else ""},
-                       resume=resume, state_file=STATE_FILE, error=PredictorTrainingError)
+                       resume=resume, state_file=STATE_FILE, error=PredictorTrainingError, end=settings.epochs)
     objective = Stage2Objective(model, settings.cos_weight, settings.contrastive_weight, settings.temperature)
     task_index = _class_index(examples.tasks)
     wrapped = _wrap(objective, device)

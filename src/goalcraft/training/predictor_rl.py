@@ -151,7 +151,8 @@ def reinforce_goal_head(
     if basis is not None:
         hyper["basis_sha256"] = hashlib.sha256(np.ascontiguousarray(basis).tobytes()).hexdigest()
     folder = RunFolder(Path(out_dir), {"config": {"goal_dim": config.goal_dim}, **hyper}, resume=resume,
-                       state_file=STATE_FILE, tensorboard=False, error=PredictorRLError)
+                       state_file=STATE_FILE, tensorboard=False, error=PredictorRLError,
+                       end=iterations, unit="iteration")
     head = ResidualGoalHead(config)
     baselines = np.full(n_tasks, np.nan)
     # Per task: episodes, successes, pairs, informative pairs, the last iteration it played: its

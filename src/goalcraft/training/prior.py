@@ -142,7 +142,7 @@ def train_prior(
         "n": int(n), "data_sha256": _fingerprint(text, goal),
     }
     folder = RunFolder(out_dir, {"config": asdict(config), **hyper}, resume=resume, state_file=STATE_FILE,
-                       tensorboard=False, error=PriorTrainingError)
+                       tensorboard=False, error=PriorTrainingError, end=epochs)
 
     with deterministic_algorithms():
         with torch.random.fork_rng(devices=[]):  # CPU RNG only: the model is built on the CPU

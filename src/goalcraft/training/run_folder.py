@@ -124,21 +124,25 @@ class RunFolder:
     """The files of one training run (see the module docstring). Rank 0 alone writes.
 
     ``fingerprint``: what a resumed run must share with the stored one (config, settings that change
-    the updates, data digest). ``resume``: True continues ``last/`` and refuses a different
-    fingerprint with ``error``; False starts afresh; ``"auto"`` continues a matching ``last/`` and
-    otherwise starts afresh. After construction, :attr:`state` is the stored state to continue from
-    (None for a fresh run).
+    the updates, data digest). ``end``: the ``unit`` position the run is asked to reach; a stored run
+    already past it does not match either (its ``best/`` and ``last/`` may come from after ``end``).
+    ``resume``: True continues ``last/`` and refuses a different fingerprint or a run past ``end``
+    with ``error``; False starts afresh; ``"auto"`` continues a matching ``last/`` and otherwise
+    starts afresh (the reason in :attr:`afresh_because`, which :func:`train_loop` reports). After
+    construction, :attr:`state` is the stored state to continue from (None for a fresh run).
     """
 
     def __init__(self, out_dir: Path, fingerprint: Mapping[str, Any], *, resume: Resume = True,
                  state_file: str = "state.pt", tensorboard: bool = True,
-                 error: type[Exception] = ValueError) -> None:
+                 error: type[Exception] = ValueError, end: int | None = None, unit: str = "epoch") -> None:
         self.out_dir = Path(out_dir)
         self.best_dir, self.last_dir = self.out_dir / BEST_DIR, self.out_dir / LAST_DIR
         self.history_path, self.tensorboard_dir = self.out_dir / HISTORY_FILE, self.out_dir / TENSORBOARD_DIR
         self.fingerprint = dict(fingerprint)
         self.state_file = state_file
         self.error = error
+        self.end, self.unit = end, unit
+        self.afresh_because: str | None = None  # why resume="auto" did not continue a stored run
         self.writes = dist_info()[0] == 0
         self._tensorboard = tensorboard
         self._tb: Any = None
@@ -151,7 +155,8 @@ class RunFolder:
         if resume == "auto":
             try:
                 state = self._load_state()
-            except error:
+            except error as exc:
+                self.afresh_because = str(exc).split("; pass resume=False")[0]
                 resume = False
         elif resume:
             state = self._load_state()
@@ -195,6 +200,11 @@ class RunFolder:
         changed = _differences(state["fingerprint"], self.fingerprint)
         if changed:
             raise self.error(f"{path} was written by a run with other data or settings ({'; '.join(changed)}); "
+                             "pass resume=False or use another out_dir")
+        stored = int(state.get(self.unit, 0))
+        if self.end is not None and stored > self.end:
+            # A shorter run cannot be cut out of a longer one: last/ is past it, and best/ may be too.
+            raise self.error(f"{path} holds a run of {stored} {self.unit}s, more than the {self.end} asked for; "
                              "pass resume=False or use another out_dir")
         return state
 
@@ -292,6 +302,8 @@ def record_logger(info: Callable[[str], None], debug: Callable[[str], None], *,
 
     def log(record: dict[str, Any]) -> None:
         debug(json.dumps({k: v for k, v in record.items() if k != "line"}))
+        if record.get("event") == "restart":
+            info(record["line"])
         if record.get("event") != "eval":
             return
         position, end = record[record["unit"]], record["of"]
@@ -396,6 +408,8 @@ def train_loop(
         emit({"event": "eval", "unit": unit, "of": end, **record, f"best_{unit}": progress.best_position,
               "best_val_loss": progress.best_val_loss, "improved": improved})
 
+    if folder.afresh_because:
+        log({"event": "restart", "line": f"{name}: starting afresh: {folder.afresh_because}"})
     if evaluate_first and folder.state is None:
         finish_round({unit: progress.position, "train_loss": math.nan, **evaluate(progress.position)})
     if progress.position >= end:
