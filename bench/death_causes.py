@@ -42,17 +42,17 @@ def main() -> None:
 
     from goalcraft.evaluation.rollouts import CrafterGoalEnv, PolicyAgent
     from goalcraft.models.policy import load_policy
-    from goalcraft.stages.agent import _task_embeddings
+    from goalcraft.stages.agent import oracle_goals
     from goalcraft.storage import StoragePaths
 
     torch.set_num_threads(1)
-    held_out = _task_embeddings(StoragePaths(args.data_root), "test")
+    oracle = oracle_goals(StoragePaths(args.data_root))
     policy = load_policy(args.data_root / "models" / "policy" / "best")
     agent, env = PolicyAgent(policy, 1), CrafterGoalEnv((policy.config.frame_width, policy.config.frame_height))
     for task in args.tasks.split(","):
-        if task not in held_out:
+        if task not in oracle:
             raise SystemExit(f"no held-out goal clips for {task}")
-        for name, goal, guidance in (("oracle", held_out[task].mean(0), args.guidance),
+        for name, goal, guidance in (("oracle", oracle[task], args.guidance),
                                      ("zero", np.zeros(policy.config.goal_dim, np.float32), 0.0)):
             causes: collections.Counter = collections.Counter()
             died_at, successes = [], 0

@@ -74,3 +74,17 @@ def test_an_input_error_crosses_processes_as_a_value():
     assert (type(error).__name__, error.reason, error.detail) == ("InputError", "trajectory_replay_mismatch",
                                                                   "a detail: with a colon")
     assert str(error) == "trajectory_replay_mismatch: a detail: with a colon"
+
+
+def test_ordered_map_refuses_a_task_that_cannot_reach_a_worker():
+    """An unpicklable function is a plain error before anything is submitted (on Python 3.11 a pickling
+    failure inside the pool leaves it hanging in shutdown)."""
+    import pytest
+
+    from goalcraft.processes import ordered_map
+
+    with process_pool(1) as pool:
+        with pytest.raises(TypeError, match="cannot be sent to a worker process"):
+            list(ordered_map(pool, lambda x: x, [1, 2], ahead=2))
+        assert list(ordered_map(pool, _square_or_fail, [], ahead=2)) == []
+        assert list(ordered_map(pool, _square_or_fail, [2], ahead=2)) == [(2, 4)]  # the pool still works

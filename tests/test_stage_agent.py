@@ -114,6 +114,20 @@ def _goal_table(paths: StoragePaths) -> None:
     pq.write_table(table, paths.goal_embeddings_table)
 
 
+def test_oracle_goals_are_the_means_of_the_held_out_goal_clips(tmp_path):
+    """STEVE-1's visual prompt: each task's mean over its test-split goal clips; training clips are
+    not used (collect_wood's "d" is train), a task with none held out has no oracle goal."""
+    from goalcraft.data.embeddings import embedding_matrix
+    from goalcraft.stages.agent import oracle_goals
+
+    paths = StoragePaths(tmp_path)
+    _goal_table(paths)
+    rows = embedding_matrix(pq.read_table(paths.goal_embeddings_table))
+    goals = oracle_goals(paths)
+    assert sorted(goals) == ["collect_wood", "place_table"]
+    assert np.allclose(goals["collect_wood"], (rows[0] + rows[1]) / 2) and np.array_equal(goals["place_table"], rows[2])
+
+
 def test_agent_success(trained, crafter_corpus):
     from goalcraft.sql import run_query
 
@@ -290,8 +304,11 @@ def test_trajectories_replayed_in_other_processes_are_the_same(trained, crafter_
     from goalcraft.config import config_from_dict
     from goalcraft.stages.agent import _load_episodes
 
+    from goalcraft.resources import as_config
+
     paths, *_ = trained
-    clips = config_from_dict({}, tmp_path).clips
+    # As a pipeline step passes them: Dagster's config class, made at run time (it does not pickle).
+    clips = as_config(config_from_dict({}, tmp_path).clips)
     prepared = {}
     for workers in (0, 2):
         mine = StoragePaths(tmp_path / f"w{workers}")

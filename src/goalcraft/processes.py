@@ -11,7 +11,9 @@ rollouts).
 from __future__ import annotations
 
 import collections
+import itertools
 import multiprocessing
+import pickle
 import signal
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
@@ -21,6 +23,7 @@ from typing import Any, TypeVar
 __all__ = ["ignore_interrupts", "ordered_map", "process_context", "process_pool"]
 
 T = TypeVar("T")
+_NOTHING = object()
 
 
 def process_context() -> BaseContext:
@@ -50,6 +53,16 @@ def ordered_map(pool: Executor | None, fn: Callable[[T], Any], items: Iterable[T
     if ahead < 1:
         raise ValueError(f"ahead must be >= 1, got {ahead}")
     source = iter(items)
+    first = next(source, _NOTHING)
+    if first is _NOTHING:
+        return
+    # A task that does not pickle fails in the pool's feeder thread, and on Python 3.11 the pool then
+    # hangs in shutdown; pickling the function and the first item here makes it a plain error.
+    try:
+        pickle.dumps((fn, first))
+    except Exception as exc:  # noqa: BLE001 - any failure to pickle is the same mistake
+        raise TypeError(f"ordered_map: the task cannot be sent to a worker process ({type(exc).__name__}: {exc})") from exc
+    source = itertools.chain([first], source)
     pending: collections.deque[tuple[T, Future]] = collections.deque()
 
     def submit_one() -> None:

@@ -84,13 +84,15 @@ class _Preparer:
     def __init__(self, corpus_root: Path, goal_space: Path, version: str, clips: ClipsSettings, frame_size,
                  device: str) -> None:
         self.corpus_root, self.goal_space, self.version = Path(corpus_root), Path(goal_space), version
-        self.clips, self.frame_size, self.device = clips, tuple(frame_size), device
+        # Plain values, not the settings object: in a pipeline step it is Dagster's config class,
+        # made at run time, which does not pickle.
+        self.decoding = (str(clips.decoder), float(clips.frames_fps), str(clips.resize), int(clips.jpeg_quality))
+        self.frame_size, self.device = tuple(frame_size), device
         self._loaded: tuple[Any, Any] | None = None
 
     @property
     def key(self) -> tuple:
-        return (str(self.corpus_root), str(self.goal_space), self.version, self.clips.model_dump_json(),
-                self.frame_size, self.device)
+        return str(self.corpus_root), str(self.goal_space), self.version, self.decoding, self.frame_size, self.device
 
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_loaded": None}
@@ -105,9 +107,10 @@ class _Preparer:
         from goalcraft.models.mineclip import load_mineclip
         from goalcraft.training.policy import PolicyEpisode, clip_goal_embeddings, replay_frames
 
+        decoder_name, fps, resize, jpeg_quality = self.decoding
         if self._loaded is None:
             self._loaded = (load_mineclip(self.goal_space).to(self.device),
-                            get_decoder(self.clips.decoder, frames_fps=self.clips.frames_fps, resize=self.clips.resize))
+                            get_decoder(decoder_name, frames_fps=fps, resize=resize))
         model, decoder = self._loaded
         try:
             if record.env_seed is None:
@@ -118,7 +121,7 @@ class _Preparer:
                     raise InputError("trajectory_frames_mismatch",
                                      f"the video has {n} frames, the actions {record.num_frames}")
                 frames = handle.read(list(range(n))).frames
-            frames = np.stack([decode_jpeg(encode_jpeg(f, self.clips.jpeg_quality)) for f in frames])
+            frames = np.stack([decode_jpeg(encode_jpeg(f, jpeg_quality)) for f in frames])
             goals = clip_goal_embeddings(model, frames, device=self.device)
             policy_frames, unlocked, rewards = replay_frames(record.env_seed, record.actions, self.frame_size)
             recorded = np.isfinite(record.rewards).all()  # an actions.pkl alone records no rewards or unlocks
@@ -384,6 +387,12 @@ def _task_embeddings(paths: StoragePaths, split: str) -> dict[str, np.ndarray]:
     return {str(t): matrix[labels == t] for t in dict.fromkeys(labels.tolist())}
 
 
+def oracle_goals(paths: StoragePaths) -> dict[str, np.ndarray]:
+    """Each task's oracle visual goal (STEVE-1's "visual prompt"): the mean goal embedding of its
+    held-out goal clips (the test split of the goal embeddings)."""
+    return {task: clips.mean(0) for task, clips in _task_embeddings(paths, "test").items() if len(clips)}
+
+
 def _goal_bank(paths: StoragePaths) -> dict[str, np.ndarray]:
     """DAgger's goals: the training split's goal embeddings of each task a scripted player pursues."""
     from goalcraft.crafter.agent import scripted_targets
@@ -484,8 +493,8 @@ def _sources(paths: StoragePaths, settings: AgentSettings, tasks: list[tuple[str
     wanted = settings.sources
     if A.ORACLE in wanted:
         if paths.goal_embeddings_table.is_file():
-            held_out = _task_embeddings(paths, "test")
-            means = {t: held_out[t].mean(0) for t, _ in tasks if t in held_out}
+            oracle = oracle_goals(paths)
+            means = {t: oracle[t] for t, _ in tasks if t in oracle}
             missing = [t for t, _ in tasks if t not in means]
             if missing:
                 notes.append(f"oracle_visual: no held-out goal clips for {', '.join(missing)}; those tasks are skipped")
