@@ -296,7 +296,7 @@ def test_a_plan_played_elsewhere_gives_the_assets_outcomes(trained, crafter_corp
 
 
 @pytest.mark.slow
-def test_trajectories_replayed_in_other_processes_are_the_same(trained, crafter_corpus, tmp_path):
+def test_trajectories_replayed_in_other_processes_are_the_same(trained, crafter_corpus, tmp_path, monkeypatch):
     """[policy] workers: whole trajectories are prepared in worker processes (torch on one thread); the
     prepared episodes are the same as when everything runs in the stage's own process."""
     import shutil
@@ -309,6 +309,17 @@ def test_trajectories_replayed_in_other_processes_are_the_same(trained, crafter_
     paths, *_ = trained
     # As a pipeline step passes them: Dagster's config class, made at run time (it does not pickle).
     clips = as_config(config_from_dict({}, tmp_path).clips)
+    import torch
+
+    import goalcraft.training.policy as training_policy
+
+    # The goal embeddings are computed on one thread in this process too (then the cache does not
+    # depend on the worker count or the machine's cores), and its thread count is given back.
+    threads_seen, real = [], training_policy.clip_goal_embeddings
+    monkeypatch.setattr(training_policy, "clip_goal_embeddings",
+                        lambda *a, **k: threads_seen.append(torch.get_num_threads()) or real(*a, **k))
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
     prepared = {}
     for workers in (0, 2):
         mine = StoragePaths(tmp_path / f"w{workers}")
@@ -318,6 +329,8 @@ def test_trajectories_replayed_in_other_processes_are_the_same(trained, crafter_
                                                                      "cpu", lines.append, workers)
         assert (len(episodes), quarantined, reused) == (6, [], 0) and lines[-1] == "prepared 6/6 trajectories (0 from the cache)"
         prepared[workers] = {e.id: e for e in episodes}
+    assert threads_seen == [1] * 6 and torch.get_num_threads() == 2  # (the workers' calls are not seen here)
+    torch.set_num_threads(before)
     assert prepared[0].keys() == prepared[2].keys()
     for key, a in prepared[0].items():
         b = prepared[2][key]

@@ -47,18 +47,23 @@ def _quiet(_msg: str) -> None:
 
 
 @contextmanager
-def _policy_threads(workers: int) -> Iterator[None]:
-    """torch on one thread while env processes run: they have the other cores, and more OpenMP threads
-    only contend with them (a tenfold slowdown measured on a busy 2-core machine, docs/benchmarks.md)."""
+def _one_thread(when: bool = True) -> Iterator[None]:
+    """torch on one thread for the duration (``when`` true)."""
     import torch
 
     threads = torch.get_num_threads()
-    if workers > 0:
+    if when:
         torch.set_num_threads(1)
     try:
         yield
     finally:
         torch.set_num_threads(threads)
+
+
+def _policy_threads(workers: int):
+    """torch on one thread while env processes run: they have the other cores, and more OpenMP threads
+    only contend with them (a tenfold slowdown measured on a busy 2-core machine, docs/benchmarks.md)."""
+    return _one_thread(workers > 0)
 
 
 # -- training --------------------------------------------------------------------------------------
@@ -122,7 +127,11 @@ class _Preparer:
                                      f"the video has {n} frames, the actions {record.num_frames}")
                 frames = handle.read(list(range(n))).frames
             frames = np.stack([decode_jpeg(encode_jpeg(f, jpeg_quality)) for f in frames])
-            goals = clip_goal_embeddings(model, frames, device=self.device)
+            # One thread wherever a trajectory is prepared (a worker or this process, any core count):
+            # on two, ~8% of the study's trajectories came out different in the last bits (up to
+            # 1e-6), enough to change the policy trained on them.
+            with _one_thread():
+                goals = clip_goal_embeddings(model, frames, device=self.device)
             policy_frames, unlocked, rewards = replay_frames(record.env_seed, record.actions, self.frame_size)
             recorded = np.isfinite(record.rewards).all()  # an actions.pkl alone records no rewards or unlocks
             if recorded and (sorted(unlocked) != sorted(record.unlocked)
@@ -141,13 +150,9 @@ _WORKER_PREPARER: _Preparer | None = None
 
 
 def _prepare_in_worker(preparer: _Preparer, record) -> Any:
-    """In a worker process: :class:`_Preparer` with the model this process already loaded. torch gets
-    one thread here: the stage's processes have a core each."""
+    """In a worker process: :class:`_Preparer` with the model this process already loaded."""
     global _WORKER_PREPARER
     if _WORKER_PREPARER is None or _WORKER_PREPARER.key != preparer.key:
-        import torch
-
-        torch.set_num_threads(1)
         _WORKER_PREPARER = preparer
     return _WORKER_PREPARER(record)
 
